@@ -1,0 +1,111 @@
+/* cli_util.c: see cli_util.h. */
+#include "cli_util.h"
+#include "error.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <time.h>
+
+int cli_int(const char *cmd, const char *flag, const char *s, long min, long max, int *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < min || v > max) {
+        fprintf(stderr, "duet %s: %s: '%s' is not an integer in [%ld, %ld]\n", cmd, flag, s, min, max);
+        return -1;
+    }
+    *out = (int)v;
+    return 0;
+}
+
+int cli_u64(const char *cmd, const char *flag, const char *s, uint64_t *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || end == s || *end || *s == '-') {
+        fprintf(stderr, "duet %s: %s: '%s' is not a non-negative integer\n", cmd, flag, s);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+int cli_float(const char *cmd, const char *flag, const char *s, double min, double max, float *out)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || *end || !(v >= min && v <= max)) {
+        fprintf(stderr, "duet %s: %s: '%s' is not a number in [%g, %g]\n", cmd, flag, s, min, max);
+        return -1;
+    }
+    *out = (float)v;
+    return 0;
+}
+
+const char *cli_default_model(void)
+{
+    struct stat st;
+    const char *env = getenv("DUET_MODEL");
+    if (env && *env) return env;
+    const char *dflt = "../shared/data/stories260K";
+    return stat(dflt, &st) == 0 ? dflt : NULL;
+}
+
+int cli_fail(const char *cmd)
+{
+    fprintf(stderr, "duet %s: %s\n", cmd, duet_error());
+    return 1;
+}
+
+int cli_bad_option(const char *cmd)
+{
+    fprintf(stderr, "duet %s: see 'duet %s --help'\n", cmd, cmd);
+    return 2;
+}
+
+int cli_parse_ids(const char *s, int **ids, int *n)
+{
+    int cap = 16, k = 0;
+    int *v = malloc(sizeof(int) * cap);
+    if (!v) return duet_errorf("out of memory");
+    const char *p = s;
+    while (*p) {
+        if (isspace((unsigned char)*p) || *p == ',' || *p == '[' || *p == ']') {
+            p++;
+            continue;
+        }
+        char *end;
+        errno = 0;
+        long x = strtol(p, &end, 10);
+        if (end == p || errno || x < 0 || x > 0x7fffffff) {
+            free(v);
+            return duet_errorf("token ids: '%.20s' is not a non-negative integer", p);
+        }
+        if (k == cap) {
+            int *nv = realloc(v, sizeof(int) * (cap *= 2));
+            if (!nv) {
+                free(v);
+                return duet_errorf("out of memory");
+            }
+            v = nv;
+        }
+        v[k++] = (int)x;
+        p = end;
+    }
+    *ids = v;
+    *n = k;
+    return 0;
+}
+
+double cli_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}

@@ -1,0 +1,29 @@
+/* cli_util.h: small helpers shared by the subcommands: checked number parsing (errors name the flag
+ * and value), the default model folder, and the common error print. */
+#ifndef DUET_CLI_UTIL_H
+#define DUET_CLI_UTIL_H
+
+#include <stdint.h>
+
+/* Parse `s` as the value of `flag`; on error print "duet CMD: FLAG: 'S' is not ..." and return -1. */
+int cli_int(const char *cmd, const char *flag, const char *s, long min, long max, int *out);
+int cli_u64(const char *cmd, const char *flag, const char *s, uint64_t *out);
+int cli_float(const char *cmd, const char *flag, const char *s, double min, double max, float *out);
+
+/* The model folder used when -m is not given: $DUET_MODEL, else ../shared/data/stories260K (NULL when
+ * neither exists). */
+const char *cli_default_model(void);
+
+/* Prints "duet CMD: <duet_error()>" to stderr; returns 1. */
+int cli_fail(const char *cmd);
+
+/* For getopt_long's '?': prints "duet CMD: unknown option; see duet CMD --help" and returns 2. */
+int cli_bad_option(const char *cmd);
+
+/* Parses a list of token ids: "[1, 2, 3]", "1,2,3" or "1 2 3". *ids malloc'ed. -1 + duet_error(). */
+int cli_parse_ids(const char *s, int **ids, int *n);
+
+/* Monotonic seconds. */
+double cli_now(void);
+
+#endif

@@ -1,0 +1,56 @@
+/* duet.c: the `duet` command line; dispatches to one subcommand (cli/cmd_*.c). */
+#include "build_config.h"
+#include "commands.h"
+
+#include <stdio.h>
+#include <string.h>
+
+struct command {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *summary;
+};
+
+static const struct command commands[] = {
+    {"generate", cmd_generate, "generate text from a prompt (streams tokens, reports tok/s)"},
+    {"golden",   cmd_golden,   "run a prompt and write every tap (intermediate tensor) to a file"},
+    {"diff",     cmd_diff,     "compare a run or a tap file with a golden file, per tap"},
+    {"tokenize", cmd_tokenize, "print the token ids of a text (or decode ids with --decode)"},
+    {"synth",    cmd_synth,    "write a synthetic LLaMA model (HF format) from a seed"},
+    {"rouge",    cmd_rouge,    "score predictions against references with ROUGE-1/2/L/Lsum"},
+};
+#define N_COMMANDS (sizeof commands / sizeof commands[0])
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: duet <command> [options]   (duet <command> --help for its options)\n\ncommands:\n");
+    for (size_t i = 0; i < N_COMMANDS; i++)
+        fprintf(f, "  %-9s %s\n", commands[i].name, commands[i].summary);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+        usage(stdout);
+        return 0;
+    }
+    if (!strcmp(argv[1], "--version")) {
+        printf("duet %s\n", PACKAGE_VERSION);
+        return 0;
+    }
+    for (size_t i = 0; i < N_COMMANDS; i++)
+        if (!strcmp(argv[1], commands[i].name)) {
+            if (!commands[i].run) {
+                fprintf(stderr, "duet: command '%s' is not built yet\n", argv[1]);
+                return 2;
+            }
+            return commands[i].run(argc - 1, argv + 1);
+        }
+    fprintf(stderr, "duet: unknown command '%s'\n", argv[1]);
+    usage(stderr);
+    return 2;
+}

@@ -1,0 +1,56 @@
+/* backend.h: the one seam between the shared runtime and an implementation (ref/ on the CPU, gpu/ in
+ * CUDA). A backend runs the forward pass of a packed batch: T tokens from any number of sequences,
+ * each token with its position and its sequence slot (KV cache slot), no padding. Tokens of one
+ * sequence appear in position order; earlier positions are either in this batch or already cached.
+ * Taps: when a tap sink is set, the backend calls it at every named intermediate tensor (DESIGN.md's
+ * tap names) with host fp32 data, shape [T, features], row-major, tokens in batch order. */
+#ifndef DUET_BACKEND_H
+#define DUET_BACKEND_H
+
+#include "model.h"
+
+#include <stdint.h>
+
+typedef void (*duet_tap_fn)(void *ctx, const char *name, const float *data, int64_t rows, int64_t cols);
+
+typedef struct duet_batch {
+    int n_tokens;            /* T */
+    const int *tokens;       /* [T] token ids */
+    const int *pos;          /* [T] position of each token in its sequence (0-based) */
+    const int *seq;          /* [T] sequence slot, 0 <= seq < max_seqs */
+    const uint8_t *logits_for; /* [T] nonzero: return logits for this token; NULL: for every token */
+} duet_batch;
+
+typedef struct duet_backend_opts {
+    int max_seqs;       /* KV cache slots (sequences alive at once) */
+    int max_ctx;        /* positions per sequence (<= max_position_embeddings) */
+    const char *dtype;  /* "fp32" (ref), "fp16", "bf16" (gpu) */
+    int threads;        /* CPU threads for the ref (0: library default) */
+} duet_backend_opts;
+
+typedef struct duet_backend duet_backend;
+struct duet_backend {
+    const char *name;
+    const duet_model *model;
+    duet_tap_fn tap;  /* NULL in the fast path */
+    void *tap_ctx;
+    void *impl;
+    /* logits: [rows, V] row-major, one row per token selected by logits_for, in batch order. */
+    int (*forward)(duet_backend *b, const duet_batch *batch, float *logits);
+    void (*free)(duet_backend *b);
+};
+
+/* Creates backend `name` ("ref" or "gpu") for model m. NULL + duet_error() when the name is unknown,
+ * the backend is not built, or options do not fit the model. */
+duet_backend *duet_backend_create(const char *name, const duet_model *m, const duet_backend_opts *opts);
+void duet_backend_free(duet_backend *b);
+static inline void duet_backend_set_tap(duet_backend *b, duet_tap_fn fn, void *ctx)
+{
+    b->tap = fn;
+    b->tap_ctx = ctx;
+}
+
+/* Checks a batch against the options and the model (ids in vocab, positions < max_ctx, slots valid). */
+int duet_batch_validate(const duet_batch *batch, const duet_config *cfg, const duet_backend_opts *opts);
+
+#endif

@@ -1,0 +1,66 @@
+/* generate.c: prefill + decode loop (see generate.h). */
+#include "generate.h"
+#include "error.h"
+
+#include <stdlib.h>
+#include <time.h>
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+int duet_generate(duet_backend *b, const duet_backend_opts *bo, const int *prompt, int n_prompt,
+                  const duet_gen_opts *o, int *out, duet_gen_stats *st)
+{
+    const duet_config *c = &b->model->cfg;
+    st->n_prompt = n_prompt;
+    st->n_generated = 0;
+    st->prefill_s = st->decode_s = 0;
+    if (n_prompt <= 0) return duet_errorf("empty prompt: give at least one token (e.g. BOS)");
+    if (n_prompt > bo->max_ctx)
+        return duet_errorf("prompt has %d tokens, longer than the context of %d positions (max_position_embeddings %d)",
+                           n_prompt, bo->max_ctx, c->max_pos);
+    if (n_prompt + o->max_new - 1 > bo->max_ctx)
+        return duet_errorf("prompt (%d tokens) + %d new tokens needs %d positions; the context has %d", n_prompt,
+                           o->max_new, n_prompt + o->max_new - 1, bo->max_ctx);
+    if (o->max_new <= 0) return 0;
+    float *logits = malloc(sizeof(float) * c->vocab_size);
+    int *pos = malloc(sizeof(int) * n_prompt), *seq = malloc(sizeof(int) * n_prompt);
+    unsigned char *want = calloc(n_prompt, 1);
+    int rc = -1;
+    if (!logits || !pos || !seq || !want) {
+        duet_errorf("out of memory");
+        goto out;
+    }
+    for (int i = 0; i < n_prompt; i++) {
+        pos[i] = i;
+        seq[i] = o->seq;
+    }
+    want[n_prompt - 1] = 1;
+    duet_batch batch = {n_prompt, prompt, pos, seq, want};
+    double t0 = now();
+    if (b->forward(b, &batch, logits)) goto out;
+    st->prefill_s = now() - t0;
+    t0 = now();
+    int p = n_prompt;
+    for (;;) {
+        int next = duet_sample(o->sampler, logits);
+        out[st->n_generated++] = next;
+        if (o->on_token && o->on_token(o->ctx, next)) break;
+        if (next == o->eos_id || st->n_generated == o->max_new) break;
+        int one_pos = p++, one_seq = o->seq;
+        duet_batch step = {1, &next, &one_pos, &one_seq, NULL};
+        if (b->forward(b, &step, logits)) goto out;
+    }
+    st->decode_s = now() - t0;
+    rc = 0;
+out:
+    free(logits);
+    free(pos);
+    free(seq);
+    free(want);
+    return rc;
+}

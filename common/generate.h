@@ -1,0 +1,29 @@
+/* generate.h: single-sequence generation on any backend: one prefill of the prompt, then one-token
+ * decode steps, sampling each next token, until max_new tokens or EOS. Used by `duet generate` and eval. */
+#ifndef DUET_GENERATE_H
+#define DUET_GENERATE_H
+
+#include "backend.h"
+#include "sampler.h"
+
+typedef struct duet_gen_opts {
+    int max_new;          /* tokens to generate at most */
+    int eos_id;           /* stop after emitting it; -1: never stop early */
+    int seq;              /* KV cache slot to use */
+    duet_sampler *sampler;
+    /* Called with each generated token as soon as it is sampled (may be NULL). Nonzero return stops. */
+    int (*on_token)(void *ctx, int id);
+    void *ctx;
+} duet_gen_opts;
+
+typedef struct duet_gen_stats {
+    int n_prompt, n_generated;
+    double prefill_s, decode_s; /* wall seconds of the prefill and of all decode steps */
+} duet_gen_stats;
+
+/* out: room for opts->max_new ids. Checks prompt + max_new against the backend's context first.
+ * Returns 0 or -1 + duet_error(). */
+int duet_generate(duet_backend *b, const duet_backend_opts *bo, const int *prompt, int n_prompt,
+                  const duet_gen_opts *opts, int *out, duet_gen_stats *stats);
+
+#endif

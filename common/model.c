@@ -1,0 +1,74 @@
+/* model.c: finds and shape-checks the LLaMA weights of an HF checkpoint (see model.h). */
+#include "model.h"
+#include "error.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const st_tensor *need(duet_model *m, const char *name, int ndim, int64_t d0, int64_t d1)
+{
+    const st_tensor *t = st_set_find(m->st, name);
+    if (!t) {
+        duet_errorf("%s: missing tensor '%s'", m->dir, name);
+        return NULL;
+    }
+    int64_t shape[2] = {d0, d1};
+    if (st_check_shape(t, ndim, shape)) return NULL;
+    if (t->dtype != ST_F32 && t->dtype != ST_F16 && t->dtype != ST_BF16) {
+        duet_errorf("%s: tensor '%s': dtype %s, expected F32, F16 or BF16", t->file, name, st_dtype_name(t->dtype));
+        return NULL;
+    }
+    return t;
+}
+
+duet_model *duet_model_open(const char *dir)
+{
+    duet_model *m = calloc(1, sizeof *m);
+    if (!m) return NULL;
+    m->dir = strdup(dir);
+    if (duet_config_load(&m->cfg, dir)) goto fail;
+    m->st = st_set_open(dir);
+    if (!m->st) goto fail;
+    const duet_config *c = &m->cfg;
+    int64_t D = c->dim, F = c->ffn_dim, q = (int64_t)c->n_heads * c->head_dim, kv = (int64_t)c->n_kv_heads * c->head_dim;
+    if (!(m->embed = need(m, "model.embed_tokens.weight", 2, c->vocab_size, D))) goto fail;
+    if (!(m->final_norm = need(m, "model.norm.weight", 1, D, 0))) goto fail;
+    if (c->tie_embeddings) {
+        m->lm_head = m->embed;
+    } else if (!(m->lm_head = need(m, "lm_head.weight", 2, c->vocab_size, D))) {
+        goto fail;
+    }
+    m->layers = calloc(c->n_layers, sizeof *m->layers);
+    if (!m->layers) goto fail;
+    for (int l = 0; l < c->n_layers; l++) {
+        duet_layer_weights *w = &m->layers[l];
+        char n[256];
+#define NEED(field, suffix, nd, a, b)                                    \
+    snprintf(n, sizeof n, "model.layers.%d.%s.weight", l, suffix);      \
+    if (!(w->field = need(m, n, nd, a, b))) goto fail;
+        NEED(attn_norm, "input_layernorm", 1, D, 0);
+        NEED(wq, "self_attn.q_proj", 2, q, D);
+        NEED(wk, "self_attn.k_proj", 2, kv, D);
+        NEED(wv, "self_attn.v_proj", 2, kv, D);
+        NEED(wo, "self_attn.o_proj", 2, D, q);
+        NEED(ffn_norm, "post_attention_layernorm", 1, D, 0);
+        NEED(w_gate, "mlp.gate_proj", 2, F, D);
+        NEED(w_up, "mlp.up_proj", 2, F, D);
+        NEED(w_down, "mlp.down_proj", 2, D, F);
+#undef NEED
+    }
+    return m;
+fail:
+    duet_model_close(m);
+    return NULL;
+}
+
+void duet_model_close(duet_model *m)
+{
+    if (!m) return;
+    st_set_close(m->st);
+    free(m->layers);
+    free(m->dir);
+    free(m);
+}

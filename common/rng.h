@@ -1,0 +1,32 @@
+/* rng.h: a counter-based PRNG: value i of stream `seed` is a pure function of (seed, i), so synthetic
+ * weights and sampling are identical on every machine and can be generated in any order (or on the GPU).
+ * The mix is SplitMix64's finaliser applied twice. No libc rand(). */
+#ifndef DUET_RNG_H
+#define DUET_RNG_H
+
+#include <stdint.h>
+
+static inline uint64_t duet_mix64(uint64_t z)
+{
+    z += 0x9e3779b97f4a7c15ull;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+/* 64 random bits: element `counter` of stream `seed`. */
+static inline uint64_t duet_rng_u64(uint64_t seed, uint64_t counter)
+{
+    return duet_mix64(duet_mix64(seed) ^ counter);
+}
+
+/* Uniform in [0, 1) with 24 bits (exactly representable as float). */
+static inline float duet_rng_uniform(uint64_t seed, uint64_t counter)
+{
+    return (float)(duet_rng_u64(seed, counter) >> 40) * (1.0f / 16777216.0f);
+}
+
+/* Standard normal via Box-Muller on two 32-bit halves of one draw (returns one of the pair). */
+float duet_rng_normal(uint64_t seed, uint64_t counter);
+
+#endif

@@ -1,0 +1,508 @@
+/* safetensors.c: see safetensors.h. The header is parsed with jansson; every entry's dtype, shape and
+ * data_offsets are checked against the file size before a pointer into the mapping is handed out. */
+#include "safetensors.h"
+#include "error.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define ST_MAX_HEADER (100u << 20) /* the format's own limit on the JSON header: 100 MB */
+
+struct st_file {
+    char *path;
+    void *map;
+    size_t size;
+    st_tensor *tensors;
+    int n;
+    json_t *meta; /* __metadata__ object or NULL */
+};
+
+static const struct { const char *name; st_dtype t; size_t size; } dtypes[] = {
+    {"F32", ST_F32, 4},  {"F16", ST_F16, 2}, {"BF16", ST_BF16, 2}, {"F64", ST_F64, 8},
+    {"I8", ST_I8, 1},    {"U8", ST_U8, 1},   {"I16", ST_I16, 2},   {"I32", ST_I32, 4},
+    {"I64", ST_I64, 8},  {"F8_E4M3", ST_F8_E4M3, 1}, {"BOOL", ST_BOOL, 1},
+};
+#define N_DTYPES (sizeof dtypes / sizeof dtypes[0])
+
+const char *st_dtype_name(st_dtype t)
+{
+    for (size_t i = 0; i < N_DTYPES; i++)
+        if (dtypes[i].t == t) return dtypes[i].name;
+    return "?";
+}
+
+size_t st_dtype_size(st_dtype t)
+{
+    for (size_t i = 0; i < N_DTYPES; i++)
+        if (dtypes[i].t == t) return dtypes[i].size;
+    return 0;
+}
+
+static int parse_dtype(const char *s, st_dtype *t)
+{
+    for (size_t i = 0; s && i < N_DTYPES; i++)
+        if (!strcmp(s, dtypes[i].name)) {
+            *t = dtypes[i].t;
+            return 0;
+        }
+    return -1;
+}
+
+static int cmp_offset(const void *a, const void *b)
+{
+    const st_tensor *x = a, *y = b;
+    const char *px = x->data, *py = y->data;
+    return px < py ? -1 : px > py;
+}
+
+/* Validates one header entry and fills t; `base`/`data_size` describe the data section. */
+static int parse_entry(const char *path, const char *name, json_t *e, const char *base, size_t data_size, st_tensor *t)
+{
+    if (!json_is_object(e)) return duet_errorf("%s: tensor '%s': header entry is not an object", path, name);
+    if (parse_dtype(json_string_value(json_object_get(e, "dtype")), &t->dtype))
+        return duet_errorf("%s: tensor '%s': unknown or missing dtype '%s'", path, name,
+                           json_string_value(json_object_get(e, "dtype")) ? json_string_value(json_object_get(e, "dtype")) : "(none)");
+    json_t *shape = json_object_get(e, "shape");
+    if (!json_is_array(shape) || json_array_size(shape) > ST_MAX_DIMS)
+        return duet_errorf("%s: tensor '%s': 'shape' must be an array of at most %d integers", path, name, ST_MAX_DIMS);
+    t->ndim = (int)json_array_size(shape);
+    t->numel = 1;
+    for (int d = 0; d < t->ndim; d++) {
+        json_t *v = json_array_get(shape, d);
+        if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > ((int64_t)1 << 40))
+            return duet_errorf("%s: tensor '%s': shape[%d] is not a valid size", path, name, d);
+        t->shape[d] = json_integer_value(v);
+        if (t->shape[d] && t->numel > INT64_MAX / t->shape[d])
+            return duet_errorf("%s: tensor '%s': shape overflows", path, name);
+        t->numel *= t->shape[d];
+    }
+    json_t *off = json_object_get(e, "data_offsets");
+    if (!json_is_array(off) || json_array_size(off) != 2 || !json_is_integer(json_array_get(off, 0)) ||
+        !json_is_integer(json_array_get(off, 1)))
+        return duet_errorf("%s: tensor '%s': 'data_offsets' must be [begin, end]", path, name);
+    json_int_t b = json_integer_value(json_array_get(off, 0)), end = json_integer_value(json_array_get(off, 1));
+    if (b < 0 || end < b || (uint64_t)end > data_size)
+        return duet_errorf("%s: tensor '%s': data_offsets [%lld, %lld] out of range (data section is %zu bytes)",
+                           path, name, (long long)b, (long long)end, data_size);
+    size_t want = (size_t)t->numel * st_dtype_size(t->dtype);
+    if ((size_t)(end - b) != want)
+        return duet_errorf("%s: tensor '%s': %lld bytes for dtype %s shape of %lld elements (expected %zu bytes)",
+                           path, name, (long long)(end - b), st_dtype_name(t->dtype), (long long)t->numel, want);
+    t->name = strdup(name);
+    t->data = base + b;
+    t->nbytes = want;
+    t->file = path;
+    return t->name ? 0 : duet_errorf("out of memory");
+}
+
+st_file *st_open(const char *path)
+{
+    st_file *f = calloc(1, sizeof *f);
+    if (!f) return NULL;
+    f->path = strdup(path);
+    int fd = open(path, O_RDONLY);
+    if (fd < 0) {
+        duet_errorf("%s: cannot open: %s", path, strerror(errno));
+        goto fail;
+    }
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        duet_errorf("%s: not a regular file", path);
+        goto fail;
+    }
+    f->size = (size_t)st.st_size;
+    if (f->size < 8) {
+        close(fd);
+        duet_errorf("%s: truncated: %zu bytes, shorter than the 8-byte header length", path, f->size);
+        goto fail;
+    }
+    f->map = mmap(NULL, f->size, PROT_READ, MAP_PRIVATE, fd, 0);
+    close(fd);
+    if (f->map == MAP_FAILED) {
+        f->map = NULL;
+        duet_errorf("%s: mmap failed: %s", path, strerror(errno));
+        goto fail;
+    }
+    const unsigned char *p = f->map;
+    uint64_t hlen = 0;
+    for (int i = 7; i >= 0; i--) hlen = (hlen << 8) | p[i];
+    if (hlen > f->size - 8) {
+        duet_errorf("%s: header length %llu runs past the end of the file (%zu bytes): truncated or not safetensors",
+                    path, (unsigned long long)hlen, f->size);
+        goto fail;
+    }
+    if (hlen > ST_MAX_HEADER) {
+        duet_errorf("%s: header length %llu exceeds the format's 100 MB limit", path, (unsigned long long)hlen);
+        goto fail;
+    }
+    json_error_t jerr;
+    json_t *hdr = json_loadb((const char *)p + 8, (size_t)hlen, 0, &jerr);
+    if (!hdr || !json_is_object(hdr)) {
+        duet_errorf("%s: header is not a JSON object (%s)", path, hdr ? "wrong type" : jerr.text);
+        json_decref(hdr);
+        goto fail;
+    }
+    const char *base = (const char *)p + 8 + hlen;
+    size_t data_size = f->size - 8 - (size_t)hlen;
+    f->tensors = calloc(json_object_size(hdr) + 1, sizeof *f->tensors);
+    const char *key;
+    json_t *val;
+    json_object_foreach(hdr, key, val) {
+        if (!strcmp(key, "__metadata__")) {
+            if (!json_is_object(val)) {
+                duet_errorf("%s: __metadata__ must be an object of strings", path);
+                json_decref(hdr);
+                goto fail;
+            }
+            f->meta = json_incref(val);
+            continue;
+        }
+        if (parse_entry(f->path, key, val, base, data_size, &f->tensors[f->n])) {
+            json_decref(hdr);
+            goto fail;
+        }
+        f->n++;
+    }
+    json_decref(hdr);
+    qsort(f->tensors, f->n, sizeof *f->tensors, cmp_offset);
+    for (int i = 1; i < f->n; i++) {
+        const st_tensor *a = &f->tensors[i - 1], *b = &f->tensors[i];
+        if ((const char *)a->data + a->nbytes > (const char *)b->data && b->nbytes && a->nbytes) {
+            duet_errorf("%s: tensors '%s' and '%s' overlap in the data section", path, a->name, b->name);
+            goto fail;
+        }
+    }
+    return f;
+fail:
+    st_close(f);
+    return NULL;
+}
+
+void st_close(st_file *f)
+{
+    if (!f) return;
+    for (int i = 0; i < f->n; i++) free(f->tensors[i].name);
+    free(f->tensors);
+    if (f->map) munmap(f->map, f->size);
+    json_decref(f->meta);
+    free(f->path);
+    free(f);
+}
+
+int st_count(const st_file *f) { return f->n; }
+const st_tensor *st_at(const st_file *f, int i) { return i >= 0 && i < f->n ? &f->tensors[i] : NULL; }
+const char *st_path(const st_file *f) { return f->path; }
+
+const st_tensor *st_find(const st_file *f, const char *name)
+{
+    for (int i = 0; i < f->n; i++)
+        if (!strcmp(f->tensors[i].name, name)) return &f->tensors[i];
+    return NULL;
+}
+
+const char *st_meta(const st_file *f, const char *key)
+{
+    return f->meta ? json_string_value(json_object_get(f->meta, key)) : NULL;
+}
+
+/* ---- sharded sets ------------------------------------------------------------------------------- */
+
+struct st_set {
+    st_file **files;
+    int n;
+};
+
+static int set_add(st_set *s, const char *path)
+{
+    st_file *f = st_open(path);
+    if (!f) return -1;
+    st_file **nf = realloc(s->files, (s->n + 1) * sizeof *nf);
+    if (!nf) {
+        st_close(f);
+        return duet_errorf("out of memory");
+    }
+    s->files = nf;
+    s->files[s->n++] = f;
+    return 0;
+}
+
+st_set *st_set_open(const char *dir)
+{
+    char path[4096];
+    struct stat st;
+    st_set *s = calloc(1, sizeof *s);
+    if (!s) return NULL;
+    snprintf(path, sizeof path, "%s/model.safetensors.index.json", dir);
+    if (stat(path, &st) == 0) {
+        json_error_t jerr;
+        json_t *idx = json_load_file(path, 0, &jerr);
+        json_t *map = idx ? json_object_get(idx, "weight_map") : NULL;
+        if (!idx || !json_is_object(map)) {
+            duet_errorf("%s: %s", path, idx ? "missing object 'weight_map'" : jerr.text);
+            json_decref(idx);
+            goto fail;
+        }
+        const char *name;
+        json_t *v;
+        json_object_foreach(map, name, v) {
+            const char *shard = json_string_value(v);
+            if (!shard || strchr(shard, '/')) {
+                duet_errorf("%s: weight_map['%s'] must be a file name in the same folder", path, name);
+                json_decref(idx);
+                goto fail;
+            }
+            char spath[4096];
+            snprintf(spath, sizeof spath, "%s/%s", dir, shard);
+            int have = 0;
+            for (int i = 0; i < s->n; i++)
+                if (!strcmp(st_path(s->files[i]), spath)) have = 1;
+            if (!have && set_add(s, spath)) {
+                duet_error_prefix("%s: shard of weight '%s': ", path, name);
+                json_decref(idx);
+                goto fail;
+            }
+            if (!st_set_find(s, name)) {
+                duet_errorf("%s: weight_map names '%s' in %s, which does not hold it", path, name, shard);
+                json_decref(idx);
+                goto fail;
+            }
+        }
+        json_decref(idx);
+        return s;
+    }
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    if (stat(path, &st) != 0) {
+        duet_errorf("%s: no model.safetensors or model.safetensors.index.json", dir);
+        goto fail;
+    }
+    if (set_add(s, path)) goto fail;
+    return s;
+fail:
+    st_set_close(s);
+    return NULL;
+}
+
+void st_set_close(st_set *s)
+{
+    if (!s) return;
+    for (int i = 0; i < s->n; i++) st_close(s->files[i]);
+    free(s->files);
+    free(s);
+}
+
+const st_tensor *st_set_find(const st_set *s, const char *name)
+{
+    for (int i = 0; i < s->n; i++) {
+        const st_tensor *t = st_find(s->files[i], name);
+        if (t) return t;
+    }
+    return NULL;
+}
+
+/* ---- checks and conversion ---------------------------------------------------------------------- */
+
+static void shape_str(char *buf, size_t n, int ndim, const int64_t *shape)
+{
+    size_t k = (size_t)snprintf(buf, n, "[");
+    for (int d = 0; d < ndim && k < n; d++) k += (size_t)snprintf(buf + k, n - k, d ? ", %lld" : "%lld", (long long)shape[d]);
+    if (k < n) snprintf(buf + k, n - k, "]");
+}
+
+int st_check_shape(const st_tensor *t, int ndim, const int64_t *shape)
+{
+    int ok = t->ndim == ndim;
+    for (int d = 0; ok && d < ndim; d++) ok = t->shape[d] == shape[d];
+    if (ok) return 0;
+    char got[128], want[128];
+    shape_str(got, sizeof got, t->ndim, t->shape);
+    shape_str(want, sizeof want, ndim, shape);
+    return duet_errorf("%s: tensor '%s': shape %s, expected %s", t->file, t->name, got, want);
+}
+
+float duet_f16_to_f32(uint16_t h)
+{
+    uint32_t sign = (uint32_t)(h >> 15) << 31, exp = (h >> 10) & 0x1f, mant = h & 0x3ff, bits;
+    if (exp == 0x1f) {
+        bits = sign | 0x7f800000u | (mant << 13);
+    } else if (exp == 0) {
+        if (mant == 0) {
+            bits = sign;
+        } else { /* subnormal: normalise */
+            int e = -1;
+            do {
+                e++;
+                mant <<= 1;
+            } while (!(mant & 0x400));
+            bits = sign | ((uint32_t)(127 - 15 - e) << 23) | ((mant & 0x3ff) << 13);
+        }
+    } else {
+        bits = sign | ((exp + 112) << 23) | (mant << 13);
+    }
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+uint16_t duet_f32_to_f16(float f)
+{
+    uint32_t x;
+    memcpy(&x, &f, 4);
+    uint32_t sign = (x >> 16) & 0x8000, absx = x & 0x7fffffffu;
+    if (absx >= 0x7f800000u) return (uint16_t)(sign | 0x7c00 | (absx > 0x7f800000u ? 0x200 : 0));
+    if (absx >= 0x477ff000u) return (uint16_t)(sign | 0x7c00); /* rounds to >= 65520: inf */
+    if (absx < 0x38800000u) { /* below the smallest normal 2^-14: subnormal or zero */
+        if (absx < 0x33000000u) return (uint16_t)sign; /* < 2^-25: rounds to zero */
+        uint32_t e = absx >> 23, m = (absx & 0x7fffff) | 0x800000;
+        uint32_t shift = 126 - e; /* value = m * 2^(e-150); subnormal unit = 2^-24 */
+        uint32_t q = m >> shift, rem = m & ((1u << shift) - 1), half = 1u << (shift - 1);
+        if (rem > half || (rem == half && (q & 1))) q++;
+        return (uint16_t)(sign | q);
+    }
+    uint32_t r = absx + 0xfff + ((absx >> 13) & 1); /* round mantissa to 10 bits, ties to even */
+    return (uint16_t)(sign | (((r >> 23) - 112) << 10) | ((r >> 13) & 0x3ff));
+}
+
+float duet_bf16_to_f32(uint16_t h)
+{
+    uint32_t bits = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+uint16_t duet_f32_to_bf16(float f)
+{
+    uint32_t x;
+    memcpy(&x, &f, 4);
+    if ((x & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((x >> 16) | 0x40); /* quiet NaN */
+    x += 0x7fff + ((x >> 16) & 1);
+    return (uint16_t)(x >> 16);
+}
+
+int st_to_f32(const st_tensor *t, float *out)
+{
+    const unsigned char *p = t->data;
+    switch (t->dtype) {
+    case ST_F32:
+        memcpy(out, p, (size_t)t->numel * 4);
+        return 0;
+    case ST_F16:
+    case ST_BF16:
+        for (int64_t i = 0; i < t->numel; i++) {
+            uint16_t h = (uint16_t)(p[2 * i] | (p[2 * i + 1] << 8));
+            out[i] = t->dtype == ST_F16 ? duet_f16_to_f32(h) : duet_bf16_to_f32(h);
+        }
+        return 0;
+    default:
+        return duet_errorf("%s: tensor '%s': dtype %s cannot be read as floats (need F32, F16 or BF16)", t->file,
+                           t->name, st_dtype_name(t->dtype));
+    }
+}
+
+/* ---- writer ------------------------------------------------------------------------------------- */
+
+struct st_writer {
+    st_tensor *t;
+    int n, cap;
+    json_t *meta;
+};
+
+st_writer *st_writer_new(void)
+{
+    st_writer *w = calloc(1, sizeof *w);
+    if (w) w->meta = json_object();
+    return w;
+}
+
+int st_writer_add(st_writer *w, const char *name, st_dtype dtype, int ndim, const int64_t *shape, const void *data)
+{
+    if (ndim > ST_MAX_DIMS) return duet_errorf("tensor '%s': %d dims, at most %d", name, ndim, ST_MAX_DIMS);
+    for (int i = 0; i < w->n; i++)
+        if (!strcmp(w->t[i].name, name)) return duet_errorf("tensor '%s' added twice", name);
+    if (w->n == w->cap) {
+        int cap = w->cap ? 2 * w->cap : 64;
+        st_tensor *nt = realloc(w->t, cap * sizeof *nt);
+        if (!nt) return duet_errorf("out of memory");
+        w->t = nt;
+        w->cap = cap;
+    }
+    st_tensor *t = &w->t[w->n];
+    memset(t, 0, sizeof *t);
+    t->dtype = dtype;
+    t->ndim = ndim;
+    t->numel = 1;
+    for (int d = 0; d < ndim; d++) {
+        t->shape[d] = shape[d];
+        t->numel *= shape[d];
+    }
+    t->nbytes = (size_t)t->numel * st_dtype_size(dtype);
+    void *copy = malloc(t->nbytes ? t->nbytes : 1);
+    t->name = strdup(name);
+    if (!copy || !t->name) {
+        free(copy);
+        free(t->name);
+        return duet_errorf("out of memory copying tensor '%s' (%zu bytes)", name, t->nbytes);
+    }
+    memcpy(copy, data, t->nbytes);
+    t->data = copy;
+    w->n++;
+    return 0;
+}
+
+int st_writer_meta(st_writer *w, const char *key, const char *value)
+{
+    return json_object_set_new(w->meta, key, json_string(value)) ? duet_errorf("bad metadata '%s'", key) : 0;
+}
+
+int st_writer_save(st_writer *w, const char *path)
+{
+    json_t *hdr = json_object();
+    if (json_object_size(w->meta)) json_object_set(hdr, "__metadata__", w->meta);
+    size_t off = 0;
+    for (int i = 0; i < w->n; i++) {
+        const st_tensor *t = &w->t[i];
+        json_t *shape = json_array();
+        for (int d = 0; d < t->ndim; d++) json_array_append_new(shape, json_integer(t->shape[d]));
+        json_object_set_new(hdr, t->name,
+                            json_pack("{s:s, s:o, s:[I, I]}", "dtype", st_dtype_name(t->dtype), "shape", shape,
+                                      "data_offsets", (json_int_t)off, (json_int_t)(off + t->nbytes)));
+        off += t->nbytes;
+    }
+    char *text = json_dumps(hdr, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_decref(hdr);
+    if (!text) return duet_errorf("%s: cannot serialise header", path);
+    size_t hlen = strlen(text), padded = (hlen + 7) & ~(size_t)7; /* data starts 8-byte aligned */
+    FILE *fp = fopen(path, "wb");
+    if (!fp) {
+        free(text);
+        return duet_errorf("%s: cannot create: %s", path, strerror(errno));
+    }
+    unsigned char len[8];
+    for (int i = 0; i < 8; i++) len[i] = (unsigned char)((uint64_t)padded >> (8 * i));
+    int ok = fwrite(len, 1, 8, fp) == 8 && fwrite(text, 1, hlen, fp) == hlen;
+    for (size_t i = hlen; ok && i < padded; i++) ok = fputc(' ', fp) != EOF;
+    for (int i = 0; ok && i < w->n; i++) ok = fwrite(w->t[i].data, 1, w->t[i].nbytes, fp) == w->t[i].nbytes;
+    free(text);
+    if (fclose(fp) != 0 || !ok) return duet_errorf("%s: write failed: %s", path, strerror(errno));
+    return 0;
+}
+
+void st_writer_free(st_writer *w)
+{
+    if (!w) return;
+    for (int i = 0; i < w->n; i++) {
+        free(w->t[i].name);
+        free((void *)w->t[i].data);
+    }
+    free(w->t);
+    json_decref(w->meta);
+    free(w);
+}

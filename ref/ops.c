@@ -1,0 +1,114 @@
+/* ops.c: the fp32 reference ops (see ops.h). Readable first: plain loops, double accumulators where a
+ * long reduction would otherwise round, OpenBLAS sgemm for the matmul when configured. */
+#include "build_config.h"
+#include "ops.h"
+
+#include <math.h>
+#include <string.h>
+#ifdef DUET_HAVE_OPENBLAS
+#include <cblas.h>
+#endif
+
+void ref_embedding(float *out, const float *table, const int *tokens, int T, int D)
+{
+    for (int t = 0; t < T; t++) memcpy(out + (int64_t)t * D, table + (int64_t)tokens[t] * D, sizeof(float) * D);
+}
+
+void ref_rmsnorm(float *out, const float *x, const float *w, float eps, int T, int D)
+{
+    for (int t = 0; t < T; t++) {
+        const float *xr = x + (int64_t)t * D;
+        float *o = out + (int64_t)t * D;
+        double ss = 0;
+        for (int i = 0; i < D; i++) ss += (double)xr[i] * xr[i];
+        float inv = 1.0f / sqrtf((float)(ss / D) + eps);
+        for (int i = 0; i < D; i++) o[i] = w[i] * (xr[i] * inv);
+    }
+}
+
+void ref_matmul(float *y, const float *x, const float *W, int T, int N, int K)
+{
+#ifdef DUET_HAVE_OPENBLAS
+    /* Row-major y = x . W^T: W is (N, K) row-major, i.e. op(B) = W transposed. */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, N, K, 1.0f, x, K, W, K, 0.0f, y, N);
+#else
+    for (int t = 0; t < T; t++) {
+        const float *xr = x + (int64_t)t * K;
+        for (int n = 0; n < N; n++) {
+            const float *wr = W + (int64_t)n * K;
+            float acc = 0.0f;
+            for (int k = 0; k < K; k++) acc += xr[k] * wr[k];
+            y[(int64_t)t * N + n] = acc;
+        }
+    }
+#endif
+}
+
+void ref_rope(float *x, const int *pos, float theta, int T, int n_heads, int d)
+{
+    int half = d / 2;
+    for (int t = 0; t < T; t++) {
+        for (int i = 0; i < half; i++) {
+            /* As HF: inv_freq = 1 / theta^(2i/d) in fp32, angle = pos * inv_freq in fp32. */
+            float inv_freq = 1.0f / powf(theta, (float)(2 * i) / (float)d);
+            float angle = (float)pos[t] * inv_freq;
+            float c = cosf(angle), s = sinf(angle);
+            for (int h = 0; h < n_heads; h++) {
+                float *v = x + (int64_t)t * n_heads * d + (int64_t)h * d;
+                float x1 = v[i], x2 = v[i + half];
+                v[i] = x1 * c - x2 * s;
+                v[i + half] = x2 * c + x1 * s;
+            }
+        }
+    }
+}
+
+void ref_attention(float *out, const float *q, const float *kcache, const float *vcache, const int *pos,
+                   const int *seq, int64_t seq_stride, float *scratch, int T, int H, int Hk, int d)
+{
+    int group = H / Hk;
+    int64_t kv_dim = (int64_t)Hk * d;
+    float scale = 1.0f / sqrtf((float)d);
+    for (int t = 0; t < T; t++) {
+        const float *K = kcache + seq[t] * seq_stride, *Vc = vcache + seq[t] * seq_stride;
+        int n = pos[t] + 1; /* causal: positions 0..pos[t] */
+        for (int h = 0; h < H; h++) {
+            const float *qh = q + (int64_t)t * H * d + (int64_t)h * d;
+            int kh = h / group;
+            float mx = -INFINITY;
+            for (int p = 0; p < n; p++) {
+                const float *kp = K + p * kv_dim + (int64_t)kh * d;
+                float s = 0.0f;
+                for (int i = 0; i < d; i++) s += qh[i] * kp[i];
+                scratch[p] = s * scale;
+                if (scratch[p] > mx) mx = scratch[p];
+            }
+            double sum = 0;
+            for (int p = 0; p < n; p++) {
+                scratch[p] = expf(scratch[p] - mx);
+                sum += scratch[p];
+            }
+            float inv = (float)(1.0 / sum);
+            float *o = out + (int64_t)t * H * d + (int64_t)h * d;
+            for (int i = 0; i < d; i++) o[i] = 0.0f;
+            for (int p = 0; p < n; p++) {
+                const float *vp = Vc + p * kv_dim + (int64_t)kh * d;
+                float w = scratch[p] * inv;
+                for (int i = 0; i < d; i++) o[i] += w * vp[i];
+            }
+        }
+    }
+}
+
+void ref_swiglu(float *act, const float *gate, const float *up, int T, int F)
+{
+    for (int64_t i = 0; i < (int64_t)T * F; i++) {
+        float g = gate[i];
+        act[i] = g / (1.0f + expf(-g)) * up[i];
+    }
+}
+
+void ref_add(float *out, const float *a, const float *b, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++) out[i] = a[i] + b[i];
+}

@@ -1,0 +1,75 @@
+/* test_util.c: see test_util.h. */
+#include "test_util.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+static char *join(const char *a, const char *b)
+{
+    size_t n = strlen(a) + strlen(b) + 2;
+    char *p = malloc(n);
+    if (!p) abort();
+    snprintf(p, n, "%s/%s", a, b);
+    return p;
+}
+
+const char *test_srcdir(void)
+{
+    const char *s = getenv("DUET_SRCDIR");
+    return s && *s ? s : ".";
+}
+
+const char *test_builddir(void)
+{
+    const char *s = getenv("DUET_BUILDDIR");
+    return s && *s ? s : ".";
+}
+
+const char *test_data_dir(void)
+{
+    static char *dir;
+    struct stat st;
+    if (dir) return dir;
+    const char *env = getenv("DUET_DATA");
+    dir = env && *env ? strdup(env) : join(test_srcdir(), "../shared/data");
+    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
+        free(dir);
+        dir = NULL;
+    }
+    return dir;
+}
+
+char *test_data_path(const char *rel)
+{
+    struct stat st;
+    const char *d = test_data_dir();
+    if (!d) return NULL;
+    char *p = join(d, rel);
+    if (stat(p, &st) != 0) {
+        free(p);
+        return NULL;
+    }
+    return p;
+}
+
+char *test_src_path(const char *rel) { return join(test_srcdir(), rel); }
+
+void test_skip_unless(const char *path, const char *what)
+{
+    struct stat st;
+    if (!path || stat(path, &st) != 0) {
+        fprintf(stderr, "SKIP: %s not found (set DUET_DATA or put it under ../shared/data)\n", what);
+        exit(TEST_EXIT_SKIP);
+    }
+}
+
+int test_run_suite(Suite *s)
+{
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? 0 : 1;
+}

@@ -1,0 +1,33 @@
+/* test_util.h: what every Check suite shares: where the sources and the shared data are, the
+ * Automake exit codes, and a runner that turns a Check suite into the process exit status. */
+#ifndef DUET_TEST_UTIL_H
+#define DUET_TEST_UTIL_H
+
+#include <check.h>
+
+#define TEST_EXIT_SKIP 77 /* Automake: skipped (no GPU, no data) */
+#define TEST_EXIT_HARD 99 /* Automake: hard error (corrupt golden, broken setup) */
+
+/* The source tree's root: $DUET_SRCDIR (set by make check), else ".". */
+const char *test_srcdir(void);
+
+/* The build tree's root: $DUET_BUILDDIR (set by make check), else ".". */
+const char *test_builddir(void);
+
+/* The shared data folder: $DUET_DATA, else <srcdir>/../shared/data; NULL when it is not there. */
+const char *test_data_dir(void);
+
+/* Path of `rel` under the shared data folder, or NULL (caller frees) when the data folder or the
+ * file is absent. Use with test_skip_unless(). */
+char *test_data_path(const char *rel);
+
+/* Path of `rel` under the source tree (caller frees). */
+char *test_src_path(const char *rel);
+
+/* Exits 77 with a message on stderr when `path` is NULL or does not exist. */
+void test_skip_unless(const char *path, const char *what);
+
+/* Runs the suite, prints Check's totals, returns 0 when every test passed, 1 otherwise. */
+int test_run_suite(Suite *s);
+
+#endif

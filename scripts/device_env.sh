@@ -6,7 +6,7 @@ sysroot=/opt/sysroot
 if [ ! -d "$sysroot/usr" ]; then
     mkdir -p "$sysroot"
     for f in .debs/*.deb; do dpkg -x "$f" "$sysroot"; done
+    sed -i "s|^prefix=/usr|prefix=$sysroot/usr|" "$sysroot"/usr/lib/x86_64-linux-gnu/pkgconfig/*.pc
 fi
 export PKG_CONFIG_PATH="$sysroot/usr/lib/x86_64-linux-gnu/pkgconfig${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}"
-export PKG_CONFIG_SYSROOT_DIR="$sysroot"
 export LD_LIBRARY_PATH="$sysroot/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"

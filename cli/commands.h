@@ -12,5 +12,6 @@ DUET_CMD int cmd_diff(int argc, char **argv);
 DUET_CMD int cmd_tokenize(int argc, char **argv);
 DUET_CMD int cmd_synth(int argc, char **argv);
 DUET_CMD int cmd_rouge(int argc, char **argv);
+DUET_CMD int cmd_eval(int argc, char **argv);
 
 #endif

@@ -1,0 +1,156 @@
+/* cmd_generate.c: `duet generate`: tokenize a prompt, prefill it, decode N tokens, stream the text,
+ * then report prompt and decode throughput. */
+#include "cli_util.h"
+#include "commands.h"
+
+#include "backend.h"
+#include "error.h"
+#include "generate.h"
+#include "model.h"
+#include "sampler.h"
+#include "tokenizer.h"
+
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *CMD = "generate";
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: duet generate [-m DIR] [-p TEXT] [-n N] [options]\n"
+            "Generates text from a prompt and streams it to stdout; throughput goes to stderr.\n\n"
+            "  -m, --model DIR     Hugging Face LLaMA folder (default: $DUET_MODEL or ../shared/data/stories260K)\n"
+            "  -p, --prompt TEXT   prompt (default: empty, i.e. start from BOS)\n"
+            "  -n, --tokens N      new tokens to generate (default 256; stops early at EOS)\n"
+            "      --temp T        temperature, 0 = greedy (default 1.0)\n"
+            "      --top-k K       keep the K most likely tokens (default 0 = off)\n"
+            "      --top-p P       nucleus sampling mass (default 1.0 = off)\n"
+            "      --seed S        sampling seed (default 0); same seed, same text\n"
+            "      --ignore-eos    do not stop at EOS\n"
+            "      --backend B     ref (CPU fp32 reference) or gpu (default ref)\n"
+            "      --dtype T       fp32 (ref), fp16 or bf16 (gpu)\n"
+            "  -h, --help          this text\n\n"
+            "example:\n"
+            "  duet generate -m ../shared/data/stories260K -n 199 --temp 0\n");
+}
+
+typedef struct stream_ctx {
+    duet_detok *detok;
+} stream_ctx;
+
+static int on_token(void *ctx, int id)
+{
+    stream_ctx *s = ctx;
+    char *text;
+    size_t len;
+    if (duet_detok_push(s->detok, id, &text, &len) == 0 && len) {
+        fwrite(text, 1, len, stdout);
+        fflush(stdout);
+    }
+    return 0;
+}
+
+int cmd_generate(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"model", required_argument, 0, 'm'}, {"prompt", required_argument, 0, 'p'},
+        {"tokens", required_argument, 0, 'n'}, {"temp", required_argument, 0, 't'},
+        {"top-k", required_argument, 0, 'k'},  {"top-p", required_argument, 0, 'P'},
+        {"seed", required_argument, 0, 's'},   {"ignore-eos", no_argument, 0, 'e'},
+        {"backend", required_argument, 0, 'b'}, {"dtype", required_argument, 0, 'd'},
+        {"help", no_argument, 0, 'h'},         {0, 0, 0, 0}};
+    const char *model_dir = NULL, *prompt = "", *backend = "ref", *dtype = NULL;
+    int n_new = 256, top_k = 0, ignore_eos = 0;
+    float temp = 1.0f, top_p = 1.0f;
+    uint64_t seed = 0;
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "m:p:n:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'm': model_dir = optarg; break;
+        case 'p': prompt = optarg; break;
+        case 'n': if (cli_int(CMD, "-n", optarg, 0, 1 << 24, &n_new)) return 2; break;
+        case 't': if (cli_float(CMD, "--temp", optarg, 0, 1e6, &temp)) return 2; break;
+        case 'k': if (cli_int(CMD, "--top-k", optarg, 0, 1 << 30, &top_k)) return 2; break;
+        case 'P': if (cli_float(CMD, "--top-p", optarg, 1e-9, 1, &top_p)) return 2; break;
+        case 's': if (cli_u64(CMD, "--seed", optarg, &seed)) return 2; break;
+        case 'e': ignore_eos = 1; break;
+        case 'b': backend = optarg; break;
+        case 'd': dtype = optarg; break;
+        case 'h': usage(stdout); return 0;
+        default: return cli_bad_option(CMD);
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "duet %s: unexpected argument '%s' (a prompt goes after -p)\n", CMD, argv[optind]);
+        return 2;
+    }
+    if (!model_dir && !(model_dir = cli_default_model())) {
+        fprintf(stderr, "duet %s: no model: give -m DIR or set DUET_MODEL\n", CMD);
+        return 2;
+    }
+    int rc = 1;
+    duet_model *m = NULL;
+    duet_tokenizer *tok = NULL;
+    duet_backend *be = NULL;
+    duet_detok *detok = NULL;
+    duet_sampler sampler = {0};
+    int *ids = NULL, *out = NULL;
+    size_t n_ids = 0;
+    if (!(m = duet_model_open(model_dir)) || !(tok = duet_tokenizer_load(model_dir))) goto done;
+    if (duet_tokenizer_encode(tok, prompt, strlen(prompt), 1, &ids, &n_ids)) goto done;
+    if (n_ids == 0) { /* a tokenizer that adds no BOS and an empty prompt: start from the config's BOS */
+        if (m->cfg.bos_id < 0) {
+            duet_errorf("empty prompt and no BOS token to start from; give -p TEXT");
+            goto done;
+        }
+        free(ids);
+        if (!(ids = malloc(sizeof(int)))) goto done;
+        ids[n_ids++] = m->cfg.bos_id;
+    }
+    if ((int64_t)n_ids > m->cfg.max_pos) {
+        duet_errorf("prompt is %zu tokens, longer than the model's %d positions (max_position_embeddings in %s/config.json)",
+                    n_ids, m->cfg.max_pos, model_dir);
+        goto done;
+    }
+    if ((int64_t)n_ids + n_new - 1 > m->cfg.max_pos) {
+        int fit = m->cfg.max_pos - (int)n_ids + 1;
+        fprintf(stderr, "duet %s: prompt (%zu tokens) + %d new tokens exceed %d positions; generating %d\n", CMD, n_ids,
+                n_new, m->cfg.max_pos, fit);
+        n_new = fit;
+    }
+    duet_backend_opts bo = {.max_seqs = 1, .max_ctx = m->cfg.max_pos, .dtype = dtype};
+    if (!(be = duet_backend_create(backend, m, &bo))) goto done;
+    if (duet_sampler_init(&sampler, m->cfg.vocab_size, temp, top_k, top_p, seed)) goto done;
+    if (!(detok = duet_detok_new(tok)) || !(out = malloc(sizeof(int) * (n_new > 0 ? n_new : 1)))) goto done;
+    stream_ctx sctx = {detok};
+    int eos = duet_tokenizer_eos_id(tok) >= 0 ? duet_tokenizer_eos_id(tok) : m->cfg.eos_id;
+    duet_gen_opts go = {.max_new = n_new, .eos_id = ignore_eos ? -1 : eos, .seq = 0, .sampler = &sampler,
+                        .on_token = on_token, .ctx = &sctx};
+    duet_gen_stats st;
+    fputs(prompt, stdout);
+    if (duet_generate(be, &bo, ids, (int)n_ids, &go, out, &st)) goto done;
+    char *tail;
+    size_t tail_len;
+    if (duet_detok_finish(detok, &tail, &tail_len) == 0 && tail_len) fwrite(tail, 1, tail_len, stdout);
+    printf("\n");
+    fflush(stdout);
+    int steps = st.n_generated > 0 ? st.n_generated - 1 : 0; /* the first token comes from the prefill */
+    fprintf(stderr, "[%s] prompt: %d tokens, %.1f tok/s | decode: %d tokens, %.1f tok/s\n", be->name, st.n_prompt,
+            st.prefill_s > 0 ? st.n_prompt / st.prefill_s : 0.0, st.n_generated,
+            st.decode_s > 0 ? steps / st.decode_s : 0.0);
+    rc = 0;
+done:
+    if (rc) cli_fail(CMD);
+    free(ids);
+    free(out);
+    duet_detok_free(detok);
+    duet_sampler_free(&sampler);
+    duet_backend_free(be);
+    duet_tokenizer_free(tok);
+    duet_model_close(m);
+    return rc;
+}

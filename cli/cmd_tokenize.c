@@ -1,0 +1,183 @@
+/* cmd_tokenize.c: `duet tokenize`: text -> token ids as one JSON array, or ids -> text with
+ * --decode; the same answers as Hugging Face `tokenizers` (see common/tokenizer.h). */
+#include "commands.h"
+#include "tokenizer.h"
+#include "error.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: duet tokenize -m MODEL_DIR|tokenizer.json (-p TEXT | -f FILE) [options]\n"
+            "\n"
+            "Prints the token ids of TEXT as a JSON array on one line (BOS/EOS added as\n"
+            "tokenizer_config.json says, or as tokenizer.json's post_processor says without it).\n"
+            "\n"
+            "options:\n"
+            "  -m, --model PATH   model folder holding tokenizer.json (and tokenizer_config.json),\n"
+            "                     or a tokenizer.json file\n"
+            "  -p, --prompt TEXT  the text (with --decode: ids, \"[1, 2, 3]\" or \"1 2 3\")\n"
+            "  -f, --file FILE    read the text (or the ids) from FILE, '-' for stdin\n"
+            "      --no-special   do not add BOS/EOS\n"
+            "  -d, --decode       decode ids to text (printed as is, then a newline)\n"
+            "      --skip-special with --decode: drop special tokens (<s>, </s>, <unk>), as\n"
+            "                     HF decode(skip_special_tokens=True); default keeps them\n"
+            "  -t, --tokens       also print each id with its token string, one per line\n"
+            "  -h, --help         this help\n"
+            "\n"
+            "examples:\n"
+            "  duet tokenize -m ../shared/data/stories260K -p \"Once upon a time\"\n"
+            "  duet tokenize -m ../shared/data/llama2-tokenizer/tokenizer.json -p \"Hello\" --no-special\n"
+            "  duet tokenize -m ../shared/data/stories260K --decode -p \"[1, 403, 407, 261, 378]\"\n");
+}
+
+static char *read_all(const char *path, size_t *n)
+{
+    FILE *f = strcmp(path, "-") ? fopen(path, "rb") : stdin;
+    if (!f) {
+        duet_errorf("file %s: cannot open: %s", path, strerror(errno));
+        return NULL;
+    }
+    size_t cap = 4096, len = 0;
+    char *p = malloc(cap);
+    size_t got;
+    while (p && (got = fread(p + len, 1, cap - len - 1, f)) > 0) {
+        len += got;
+        if (len + 1 == cap) p = realloc(p, cap *= 2);
+    }
+    if (f != stdin) fclose(f);
+    if (!p) {
+        duet_errorf("file %s: out of memory", path);
+        return NULL;
+    }
+    p[len] = '\0';
+    *n = len;
+    return p;
+}
+
+/* Parses "[1, 2, 3]" or "1 2 3" (commas and whitespace both separate). */
+static int parse_ids(const char *s, int **ids, size_t *n)
+{
+    size_t cap = 16;
+    *ids = malloc(cap * sizeof **ids);
+    *n = 0;
+    const char *p = s;
+    while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r') p++;
+    int bracket = *p == '[';
+    if (bracket) p++;
+    for (;;) {
+        while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r' || *p == ',') p++;
+        if (!*p || (bracket && *p == ']')) break;
+        char *end;
+        errno = 0;
+        long v = strtol(p, &end, 10);
+        if (end == p || errno || v < 0 || v > 0x7fffffff)
+            return duet_errorf("--decode: cannot read an id at \"%.20s\"", p);
+        if (*n == cap) *ids = realloc(*ids, (cap *= 2) * sizeof **ids);
+        (*ids)[(*n)++] = (int)v;
+        p = end;
+    }
+    if (bracket && *p != ']') return duet_errorf("--decode: missing ']'");
+    return 0;
+}
+
+int cmd_tokenize(int argc, char **argv)
+{
+    enum { OPT_NO_SPECIAL = 256, OPT_SKIP_SPECIAL };
+    static const struct option opts[] = {
+        {"model", required_argument, 0, 'm'},
+        {"prompt", required_argument, 0, 'p'},
+        {"file", required_argument, 0, 'f'},
+        {"decode", no_argument, 0, 'd'},
+        {"tokens", no_argument, 0, 't'},
+        {"no-special", no_argument, 0, OPT_NO_SPECIAL},
+        {"skip-special", no_argument, 0, OPT_SKIP_SPECIAL},
+        {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0},
+    };
+    const char *model = NULL, *prompt = NULL, *file = NULL;
+    int decode = 0, tokens = 0, special = 1, skip_special = 0, c;
+    optind = 1;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":m:p:f:dth", opts, NULL)) != -1) {
+        switch (c) {
+        case 'm': model = optarg; break;
+        case 'p': prompt = optarg; break;
+        case 'f': file = optarg; break;
+        case 'd': decode = 1; break;
+        case 't': tokens = 1; break;
+        case OPT_NO_SPECIAL: special = 0; break;
+        case OPT_SKIP_SPECIAL: skip_special = 1; break;
+        case 'h': usage(stdout); return 0;
+        case ':':
+            fprintf(stderr, "duet tokenize: option '%s' needs a value (see --help)\n",
+                    argv[optind - 1]);
+            return 2;
+        default:
+            fprintf(stderr, "duet tokenize: unknown option '%s' (see --help)\n", argv[optind - 1]);
+            return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "duet tokenize: unexpected argument '%s' (see --help)\n", argv[optind]);
+        return 2;
+    }
+    if (!model || (!prompt == !file)) {
+        fprintf(stderr, "duet tokenize: need -m and exactly one of -p / -f (see --help)\n");
+        return 2;
+    }
+    char *owned = NULL;
+    size_t len = 0;
+    if (file) {
+        if (!(owned = read_all(file, &len))) {
+            fprintf(stderr, "duet tokenize: %s\n", duet_error());
+            return 1;
+        }
+        prompt = owned;
+    } else {
+        len = strlen(prompt);
+    }
+    duet_tokenizer *t = duet_tokenizer_load(model);
+    if (!t) {
+        fprintf(stderr, "duet tokenize: %s\n", duet_error());
+        free(owned);
+        return 1;
+    }
+    int rc = 1, *ids = NULL;
+    size_t n = 0;
+    if (decode) {
+        char *text;
+        size_t tl;
+        if (parse_ids(prompt, &ids, &n) || duet_tokenizer_decode(t, ids, n, skip_special, &text, &tl)) {
+            fprintf(stderr, "duet tokenize: %s\n", duet_error());
+            goto out;
+        }
+        fwrite(text, 1, tl, stdout);
+        putchar('\n');
+        free(text);
+    } else {
+        if (duet_tokenizer_encode(t, prompt, len, special, &ids, &n)) {
+            fprintf(stderr, "duet tokenize: %s\n", duet_error());
+            goto out;
+        }
+        putchar('[');
+        for (size_t i = 0; i < n; i++) printf(i ? ", %d" : "%d", ids[i]);
+        printf("]\n");
+    }
+    if (tokens)
+        for (size_t i = 0; i < n; i++) {
+            const char *s = duet_tokenizer_token(t, ids[i]);
+            printf("%6d  %s\n", ids[i], s ? s : "(none)");
+        }
+    rc = 0;
+out:
+    free(ids);
+    free(owned);
+    duet_tokenizer_free(t);
+    return rc;
+}

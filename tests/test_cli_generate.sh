@@ -1,0 +1,57 @@
+#!/bin/sh
+# test_cli_generate.sh: `duet generate` end to end on stories260K (skips without the shared data):
+# greedy output equals llama2.c's published stories260K text, --help/unknown flags, prompt too long.
+set -u
+duet="${DUET_BUILDDIR:-.}/duet"
+data="${DUET_DATA:-${DUET_SRCDIR:-.}/../shared/data}"
+model="$data/stories260K"
+fail=0
+check() { # check NAME CONDITION...
+    name=$1; shift
+    if "$@"; then echo "PASS: $name"; else echo "FAIL: $name"; fail=1; fi
+}
+tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+
+"$duet" generate --help >"$tmp/help" 2>&1
+check "generate --help exits 0 and shows an example" grep -q "example" "$tmp/help"
+"$duet" generate --no-such-flag >"$tmp/out" 2>&1; rc=$?
+check "unknown flag exits 2" test "$rc" -eq 2
+check "unknown flag is named" grep -q "no-such-flag" "$tmp/out"
+"$duet" generate -m "$tmp/nowhere" -n 1 >"$tmp/out" 2>&1; rc=$?
+check "missing model folder exits 1 naming config.json" sh -c "test $rc -eq 1 && grep -q 'nowhere/config.json' '$tmp/out'"
+
+if [ ! -f "$model/model.safetensors" ]; then
+    echo "SKIP: stories260K not found under $data"
+    [ $fail -eq 0 ] && exit 77 || exit 1
+fi
+
+# llama2.c's test_all.py expects exactly this from `run stories260K.bin -z tok512.bin -t 0.0 -n 200`
+# (200 tokens printed after BOS), and so does duet with 200 new tokens.
+cat >"$tmp/expected" <<'TXT'
+Once upon a time, there was a little girl named Lily. She loved to play outside in the park. One day, she saw a big, red ball. She wanted to play with it, but it was too high.
+Lily's mom said, "Lily, let's go to the park." Lily was sad and didn't know what to do. She said, "I want to play with your ball, but I can't find it."
+Lily was sad and didn't know what to do. She said, "I'm sorry, Lily. I didn't know what to do."
+Lily didn't want to help her mom, so she
+TXT
+"$duet" generate -m "$model" -n 200 --temp 0 >"$tmp/got" 2>"$tmp/err"
+check "greedy 200 tokens equal llama2.c's expected output" cmp -s "$tmp/got" "$tmp/expected"
+check "throughput line on stderr" grep -q "decode: 200 tokens" "$tmp/err"
+# 199 new tokens (HF max_new_tokens=199) stop one token earlier, after "so".
+"$duet" generate -m "$model" -n 199 --temp 0 >"$tmp/got199" 2>/dev/null
+check "199 tokens are the same text less the last token" sh -c "{ head -c -5 '$tmp/expected'; echo; } | cmp -s - '$tmp/got199'"
+
+# Seeded sampling is reproducible, and a different seed gives other text.
+"$duet" generate -m "$model" -n 40 --temp 1 --top-p 0.9 --seed 7 >"$tmp/s1" 2>/dev/null
+"$duet" generate -m "$model" -n 40 --temp 1 --top-p 0.9 --seed 7 >"$tmp/s2" 2>/dev/null
+"$duet" generate -m "$model" -n 40 --temp 1 --top-p 0.9 --seed 8 >"$tmp/s3" 2>/dev/null
+check "same seed, same text" cmp -s "$tmp/s1" "$tmp/s2"
+check "other seed, other text" sh -c "! cmp -s '$tmp/s1' '$tmp/s3'"
+
+# A prompt longer than max_position_embeddings (512) is a clear error.
+long=$(yes "the cat sat on the mat." | head -n 200 | tr '\n' ' ')
+"$duet" generate -m "$model" -p "$long" -n 1 >/dev/null 2>"$tmp/err"; rc=$?
+check "prompt longer than the context exits 1" test "$rc" -eq 1
+check "the error names both sizes" grep -q "longer than the model's 512 positions" "$tmp/err"
+"$duet" generate -m "$model" --temp -1 >/dev/null 2>"$tmp/err"; rc=$?
+check "negative temperature is a usage error naming the flag" sh -c "test $rc -eq 2 && grep -q -- '--temp' '$tmp/err'"
+exit $fail

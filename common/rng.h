@@ -26,7 +26,4 @@ static inline float duet_rng_uniform(uint64_t seed, uint64_t counter)
     return (float)(duet_rng_u64(seed, counter) >> 40) * (1.0f / 16777216.0f);
 }
 
-/* Standard normal via Box-Muller on two 32-bit halves of one draw (returns one of the pair). */
-float duet_rng_normal(uint64_t seed, uint64_t counter);
-
 #endif

@@ -153,6 +153,11 @@ st_file *st_open(const char *path)
     const char *base = (const char *)p + 8 + hlen;
     size_t data_size = f->size - 8 - (size_t)hlen;
     f->tensors = calloc(json_object_size(hdr) + 1, sizeof *f->tensors);
+    if (!f->tensors) {
+        duet_errorf("%s: out of memory for %zu header entries", path, json_object_size(hdr));
+        json_decref(hdr);
+        goto fail;
+    }
     const char *key;
     json_t *val;
     json_object_foreach(hdr, key, val) {
@@ -424,7 +429,7 @@ st_writer *st_writer_new(void)
 
 int st_writer_add(st_writer *w, const char *name, st_dtype dtype, int ndim, const int64_t *shape, const void *data)
 {
-    if (ndim > ST_MAX_DIMS) return duet_errorf("tensor '%s': %d dims, at most %d", name, ndim, ST_MAX_DIMS);
+    if (ndim < 0 || ndim > ST_MAX_DIMS) return duet_errorf("tensor '%s': %d dims, at most %d", name, ndim, ST_MAX_DIMS);
     for (int i = 0; i < w->n; i++)
         if (!strcmp(w->t[i].name, name)) return duet_errorf("tensor '%s' added twice", name);
     if (w->n == w->cap) {

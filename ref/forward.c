@@ -4,12 +4,17 @@
  * S = max_seqs KV slots, C = max_ctx positions per slot. */
 #include "ref_backend.h"
 
+#include "build_config.h"
+
 #include "error.h"
 #include "ops.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef DUET_HAVE_OPENBLAS
+#include <cblas.h>
+#endif
 
 typedef struct ref_layer {
     float *attn_norm, *wq, *wk, *wv, *wo; /* (D) (H*d,D) (Hk*d,D) (Hk*d,D) (D,H*d) */
@@ -174,6 +179,10 @@ duet_backend *ref_backend_create(const duet_model *m, const duet_backend_opts *o
                     c->max_pos);
         return NULL;
     }
+#ifdef DUET_HAVE_OPENBLAS
+    /* sgemm's blocking (and so its rounding) depends on the thread count: goldens pin it to 1. */
+    if (opts->threads > 0) openblas_set_num_threads(opts->threads);
+#endif
     duet_backend *be = calloc(1, sizeof *be);
     ref_state *s = calloc(1, sizeof *s);
     if (!be || !s) {

@@ -16,6 +16,7 @@ import argparse, json, os, sys
 
 import torch
 from safetensors.torch import save_file
+from tokenizers import Tokenizer
 from transformers import AutoModelForCausalLM, AutoTokenizer
 import transformers
 
@@ -58,10 +59,16 @@ def main():
 
     if a.cnn:
         items = [json.loads(l) for l in open(a.cnn)][: a.items]
-        res = []
+        # Prompt ids come from tokenizer.json through the `tokenizers` library (what sentencepiece gives
+        # and what duet implements). transformers 5's AutoTokenizer rebuilds the Llama tokenizer from
+        # its own class defaults and does not collapse runs of spaces the way tokenizer.json's
+        # normalizer does, so on articles with double spaces its ids differ; both counts are recorded.
+        raw = Tokenizer.from_file(os.path.join(a.model, "tokenizer.json"))
+        res, auto_differs = [], 0
         for it in items:
             prompt = (it["article"] + " TL;DR: ").strip().replace(" n't", "n't")
-            ids = tok(prompt).input_ids  # BOS + tokens
+            ids = raw.encode(prompt).ids  # BOS + tokens (post-processor adds BOS)
+            auto_differs += ids != tok(prompt).input_ids
             if len(ids) > a.max_input:
                 ids = ids[:1] + ids[len(ids) - (a.max_input - 1):]
             out = model.generate(torch.tensor([ids]), max_new_tokens=a.max_output, do_sample=False,
@@ -70,7 +77,8 @@ def main():
             res.append({"id": it["id"], "input_ids": ids, "output_ids": new,
                         "summary": tok.decode(new, skip_special_tokens=True)})
             print(it["id"], len(ids), len(new), flush=True)
-        json.dump({"max_input": a.max_input, "max_output": a.max_output, "items": res, **meta},
+        json.dump({"max_input": a.max_input, "max_output": a.max_output, "prompt_tokenizer": "tokenizers (tokenizer.json)",
+                   "items_where_AutoTokenizer_differs": auto_differs, "items": res, **meta},
                   open(os.path.join(a.out, "stories260K_summaries.json"), "w"), indent=1)
 
 

@@ -1,0 +1,148 @@
+/* cmd_diff.c: `duet diff`: compare tap files, or re-run a golden's token ids on a model and compare
+ * every tap, against golden/tolerances. Exit 0: all within tolerance; 1: any tap out; 2: usage or I/O. */
+#include "cli_util.h"
+#include "commands.h"
+
+#include "error.h"
+#include "model.h"
+#include "tapfile.h"
+#include "tolerances.h"
+
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static const char *CMD = "diff";
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: duet diff GOLDEN.safetensors FILE.safetensors [--mode M] [--tolerances FILE]\n"
+            "       duet diff -m DIR GOLDEN.safetensors [--backend ref|gpu] [--mode M] [--tolerances FILE]\n"
+            "Compares every tap with the golden, one row per tap in forward order, and marks the first out of\n"
+            "tolerance. The second form re-runs the golden's token ids on model DIR. Exit status: 0 all taps\n"
+            "within tolerance, 1 any out (or missing on one side), 2 usage or I/O error.\n\n"
+            "  -m, --model DIR         model to run (second form)\n"
+            "      --backend B         ref or gpu (default ref)\n"
+            "      --mode M            tolerance mode and backend dtype: fp32, fp16, bf16 (default: fp32 for ref,\n"
+            "                          fp16 for gpu; the first form reads FILE's metadata)\n"
+            "      --threads N         CPU threads for the ref (default 1)\n"
+            "      --tolerances FILE   the bounds (default $DUET_TOLERANCES, else 'tolerances' beside GOLDEN,\n"
+            "                          else golden/tolerances)\n"
+            "  -h, --help              this text\n\n"
+            "examples:\n"
+            "  duet diff golden/mha.p7.fp32.safetensors /tmp/mine.safetensors\n"
+            "  duet diff -m /tmp/mha golden/mha.p7.fp32.safetensors --backend ref\n");
+}
+
+/* $DUET_TOLERANCES, else <dir of golden>/tolerances when it exists, else golden/tolerances. */
+static void default_tolerances(const char *golden, char *out, size_t n)
+{
+    const char *env = getenv("DUET_TOLERANCES");
+    if (env && *env) {
+        snprintf(out, n, "%s", env);
+        return;
+    }
+    const char *slash = strrchr(golden, '/');
+    if (slash) snprintf(out, n, "%.*s/tolerances", (int)(slash - golden), golden);
+    else snprintf(out, n, "tolerances");
+    if (access(out, R_OK) != 0) snprintf(out, n, "golden/tolerances");
+}
+
+static int io_fail(void)
+{
+    fprintf(stderr, "duet %s: %s\n", CMD, duet_error());
+    return 2;
+}
+
+int cmd_diff(int argc, char **argv)
+{
+    enum { O_BACKEND = 256, O_MODE, O_THREADS, O_TOL };
+    static const struct option opts[] = {
+        {"model", required_argument, 0, 'm'},       {"backend", required_argument, 0, O_BACKEND},
+        {"mode", required_argument, 0, O_MODE},     {"threads", required_argument, 0, O_THREADS},
+        {"tolerances", required_argument, 0, O_TOL}, {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0}};
+    const char *dir = NULL, *backend = "ref", *mode = NULL, *tol_path = NULL;
+    int threads = 1, c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "m:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'm': dir = optarg; break;
+        case O_BACKEND: backend = optarg; break;
+        case O_MODE: mode = optarg; break;
+        case O_THREADS: if (cli_int(CMD, "--threads", optarg, 0, 1024, &threads)) return 2; break;
+        case O_TOL: tol_path = optarg; break;
+        case 'h': usage(stdout); return 0;
+        default: return cli_bad_option(CMD);
+        }
+    }
+    int npos = argc - optind;
+    if ((dir && npos != 1) || (!dir && npos != 2)) {
+        fprintf(stderr, "duet %s: expected %s; see duet %s --help\n", CMD,
+                dir ? "one golden file after -m DIR" : "GOLDEN and FILE (or -m DIR GOLDEN)", CMD);
+        return 2;
+    }
+    const char *golden_path = argv[optind];
+    char tbuf[4096];
+    if (!tol_path) {
+        default_tolerances(golden_path, tbuf, sizeof tbuf);
+        tol_path = tbuf;
+    }
+    duet_tolerances *tol = duet_tolerances_load(tol_path);
+    if (!tol) return io_fail();
+    duet_tapfile *gold = duet_tapfile_load(golden_path), *cand = NULL;
+    duet_model *m = NULL;
+    int *ids = NULL, n = 0, rc = 2;
+    if (!gold) {
+        io_fail();
+        goto out;
+    }
+    if (!dir) {
+        cand = duet_tapfile_load(argv[optind + 1]);
+        if (!cand) {
+            io_fail();
+            goto out;
+        }
+        if (!mode) mode = duet_tapfile_meta(cand, "mode") ? duet_tapfile_meta(cand, "mode") : "fp32";
+    } else {
+        if (!mode) mode = strcmp(backend, "ref") ? "fp16" : "fp32";
+        const char *ids_text = duet_tapfile_meta(gold, "token_ids");
+        if (!ids_text) {
+            fprintf(stderr, "duet %s: %s: no token_ids in __metadata__; regenerate it with `make golden`\n", CMD,
+                    golden_path);
+            goto out;
+        }
+        if (duet_ids_parse(ids_text, &ids, &n)) {
+            fprintf(stderr, "duet %s: %s: %s\n", CMD, golden_path, duet_error());
+            goto out;
+        }
+        m = duet_model_open(dir);
+        if (!m) {
+            io_fail();
+            goto out;
+        }
+        const char *want = duet_tapfile_meta(gold, "model_sha256");
+        char have[65] = "", path[4096];
+        snprintf(path, sizeof path, "%s/model.safetensors", dir);
+        if (want && access(path, R_OK) == 0 && duet_sha256_file(path, have) == 0 && strcmp(want, have))
+            fprintf(stderr, "duet %s: warning: %s has sha256 %s, the golden was made from %s\n", CMD, path, have,
+                    want);
+        cand = duet_tapfile_run(m, backend, mode, threads, ids, n);
+        if (!cand) {
+            io_fail();
+            goto out;
+        }
+    }
+    int fails = duet_diff_taps(stdout, gold, cand, tol, mode);
+    rc = fails ? 1 : 0;
+out:
+    duet_tolerances_free(tol);
+    duet_tapfile_free(gold);
+    duet_tapfile_free(cand);
+    duet_model_close(m);
+    free(ids);
+    return rc;
+}

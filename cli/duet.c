@@ -44,13 +44,7 @@ int main(int argc, char **argv)
         return 0;
     }
     for (size_t i = 0; i < N_COMMANDS; i++)
-        if (!strcmp(argv[1], commands[i].name)) {
-            if (!commands[i].run) {
-                fprintf(stderr, "duet: command '%s' is not built yet\n", argv[1]);
-                return 2;
-            }
-            return commands[i].run(argc - 1, argv + 1);
-        }
+        if (!strcmp(argv[1], commands[i].name)) return commands[i].run(argc - 1, argv + 1);
     fprintf(stderr, "duet: unknown command '%s'\n", argv[1]);
     usage(stderr);
     return 2;

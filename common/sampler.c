@@ -39,10 +39,11 @@ int duet_argmax(const float *x, int n)
     return best;
 }
 
-static const float *cmp_probs;
-static int cmp_desc(const void *a, const void *b)
+/* qsort_r comparator: ids by descending probability, lower id first on ties. */
+static int cmp_desc(const void *a, const void *b, void *ctx)
 {
-    float x = cmp_probs[*(const int *)a], y = cmp_probs[*(const int *)b];
+    const float *probs = ctx;
+    float x = probs[*(const int *)a], y = probs[*(const int *)b];
     if (x != y) return x < y ? 1 : -1;
     return *(const int *)a - *(const int *)b; /* stable: lower id first */
 }
@@ -64,8 +65,7 @@ int duet_sample(duet_sampler *s, const float *logits)
     }
     int n = V;
     if (s->top_k > 0 || s->top_p < 1.0f) {
-        cmp_probs = s->probs;
-        qsort(s->order, V, sizeof(int), cmp_desc);
+        qsort_r(s->order, V, sizeof(int), cmp_desc, s->probs);
         if (s->top_k > 0 && s->top_k < n) n = s->top_k;
         if (s->top_p < 1.0f) { /* smallest prefix whose mass reaches top_p (at least one token) */
             double mass = 0, kept = 0;

@@ -52,19 +52,13 @@ static const char *row_of(const char *name)
 
 static void setup(void)
 {
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/duet_test_diff_XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(tmpdir));
+    ck_assert_int_eq(test_tmpdir(tmpdir, sizeof tmpdir, "diff"), 0);
     snprintf(duet, sizeof duet, "%s/duet", test_builddir());
     snprintf(golden, sizeof golden, "%s/golden/mha.p7.fp32.safetensors", test_srcdir());
     snprintf(tol, sizeof tol, "%s/golden/tolerances", test_srcdir());
 }
 
-static void teardown(void)
-{
-    char cmd[512];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-    ck_assert_int_eq(system(cmd), 0);
-}
+static void teardown(void) { ck_assert_int_eq(test_rmtree(tmpdir), 0); }
 
 /* A copy of the golden with tap `name` changed by `edit` (NULL: removed). Returns its path. */
 static const char *variant(const char *file, const char *name, void (*edit)(duet_tap *))

@@ -99,8 +99,8 @@ int main(void)
         fprintf(stderr, "test_golden: %s\n", duet_error());
         return TEST_EXIT_HARD;
     }
-    char tmp[] = "/tmp/duet_test_golden_XXXXXX";
-    if (!mkdtemp(tmp)) return TEST_EXIT_HARD;
+    char tmp[256];
+    if (test_tmpdir(tmp, sizeof tmp, "golden")) return TEST_EXIT_HARD;
     int worst = 0, failed = 0;
     for (size_t i = 0; i < g.gl_pathc; i++) {
         int r = check_one(g.gl_pathv[i], tol, tmp);
@@ -108,9 +108,7 @@ int main(void)
         else if (r) failed++;
     }
     printf("%zu goldens, %d failed%s\n", g.gl_pathc, failed, worst ? ", some corrupt" : "");
-    char cmd[600];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
-    if (system(cmd) != 0) fprintf(stderr, "test_golden: could not remove %s\n", tmp);
+    if (test_rmtree(tmp) != 0) fprintf(stderr, "test_golden: could not remove %s\n", tmp);
     globfree(&g);
     duet_tolerances_free(tol);
     free(pattern);

@@ -18,16 +18,10 @@ static char tmpdir[256];
 
 static void setup(void)
 {
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/duet_test_st_XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(tmpdir));
+    ck_assert_int_eq(test_tmpdir(tmpdir, sizeof tmpdir, "st"), 0);
 }
 
-static void teardown(void)
-{
-    char cmd[512];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-    ck_assert_int_eq(system(cmd), 0);
-}
+static void teardown(void) { ck_assert_int_eq(test_rmtree(tmpdir), 0); }
 
 static char *tpath(const char *name)
 {

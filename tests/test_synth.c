@@ -22,16 +22,10 @@ static char tmpdir[256];
 
 static void setup(void)
 {
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/duet_test_synth_XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(tmpdir));
+    ck_assert_int_eq(test_tmpdir(tmpdir, sizeof tmpdir, "synth"), 0);
 }
 
-static void teardown(void)
-{
-    char cmd[512];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-    ck_assert_int_eq(system(cmd), 0);
-}
+static void teardown(void) { ck_assert_int_eq(test_rmtree(tmpdir), 0); }
 
 static void synth_sha(const duet_synth_opts *o, const char *name, char hex[65])
 {

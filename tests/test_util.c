@@ -4,7 +4,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <ftw.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 static char *join(const char *a, const char *b)
 {
@@ -63,6 +65,23 @@ void test_skip_unless(const char *path, const char *what)
         fprintf(stderr, "SKIP: %s not found (set DUET_DATA or put it under ../shared/data)\n", what);
         exit(TEST_EXIT_SKIP);
     }
+}
+
+int test_tmpdir(char *buf, size_t size, const char *tag)
+{
+    snprintf(buf, size, "/tmp/duet_test_%s_XXXXXX", tag);
+    return mkdtemp(buf) ? 0 : -1;
+}
+
+static int remove_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+    (void)st, (void)type, (void)ftw;
+    return remove(path);
+}
+
+int test_rmtree(const char *dir)
+{
+    return nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 
 int test_run_suite(Suite *s)

@@ -4,6 +4,7 @@
 #define DUET_TEST_UTIL_H
 
 #include <check.h>
+#include <stddef.h>
 
 #define TEST_EXIT_SKIP 77 /* Automake: skipped (no GPU, no data) */
 #define TEST_EXIT_HARD 99 /* Automake: hard error (corrupt golden, broken setup) */
@@ -26,6 +27,12 @@ char *test_src_path(const char *rel);
 
 /* Exits 77 with a message on stderr when `path` is NULL or does not exist. */
 void test_skip_unless(const char *path, const char *what);
+
+/* Makes a fresh private folder /tmp/duet_test_<tag>_XXXXXX into buf (at least 64 bytes); 0 or -1. */
+int test_tmpdir(char *buf, size_t size, const char *tag);
+
+/* Removes a folder and everything under it (what test_tmpdir made); 0 or -1. */
+int test_rmtree(const char *dir);
 
 /* Runs the suite, prints Check's totals, returns 0 when every test passed, 1 otherwise. */
 int test_run_suite(Suite *s);

@@ -4,7 +4,7 @@
 #include "error.h"
 
 #include "ref/ref_backend.h"
-#ifdef DUET_GPU_BACKEND
+#ifdef DUET_HAVE_CUDA
 #include "gpu/gpu_backend.h"
 #endif
 
@@ -15,7 +15,7 @@ duet_backend *duet_backend_create(const char *name, const duet_model *m, const d
 {
     if (!strcmp(name, "ref")) return ref_backend_create(m, opts);
     if (!strcmp(name, "gpu")) {
-#ifdef DUET_GPU_BACKEND
+#ifdef DUET_HAVE_CUDA
         return gpu_backend_create(m, opts);
 #else
         duet_errorf("backend 'gpu' is not built: this build has no CUDA backend (configure found no nvcc, or gpu/ is not part of this version)");

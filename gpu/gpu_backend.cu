@@ -1,0 +1,496 @@
+/* gpu_backend.cu: the CUDA engine: weights on the device (one allocation with a table), the paged KV
+ * cache and its block manager, activations grown on demand, and the forward pass of a packed batch
+ * mirroring ref/forward.c op by op, with the same taps (copied to host fp32 only when a sink is set).
+ * Legend: T tokens in the batch, D hidden, F ffn, H heads, Hk kv heads, d head_dim, V vocab, L layers,
+ * S = max_seqs slots, C = max_ctx, Q = (H + 2 Hk) d the fused q|k|v width. */
+extern "C" {
+#include "backend.h"
+#include "safetensors.h"
+}
+#include "attention.h"
+#include "cuda_check.h"
+#include "embedding.h"
+#include "gemm.h"
+#include "gpu_backend.h"
+#include "kv_cache.h"
+#include "rmsnorm.h"
+#include "rope.h"
+#include "swiglu.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MiB(x) ((double)(x) / 1048576.0)
+
+typedef struct gpu_weight {
+    char name[64];
+    void *ptr;    /* inside gpu_state.wbuf */
+    size_t bytes;
+} gpu_weight;
+
+typedef struct gpu_layer {
+    void *attn_norm, *wqkv, *wo;     /* (D) (Q, D) rows [wq; wk; wv] (D, H d) */
+    void *ffn_norm, *wgu, *w_down;   /* (D) (2F, D) rows [w_gate; w_up] (D, F) */
+} gpu_layer;
+
+typedef struct gpu_state {
+    duet_config c;
+    duet_backend_opts o;
+    gpu_dtype dt;
+    int n_sm;
+    cudaStream_t stream;
+    gpu_gemm_ctx *gemm;
+    /* weights: one allocation, a table of (name, pointer, size) */
+    void *wbuf;
+    size_t wbytes;
+    gpu_weight *table;
+    int n_weights;
+    void *embed, *final_norm, *lm_head; /* (V, D) (D) (V, D) */
+    gpu_layer *layers;                  /* [L] */
+    /* paged KV cache: (L, 2, n_blocks, Hk, B, d) dt */
+    void *kv;
+    size_t kv_bytes;
+    int n_blocks;
+    gpu_block_mgr blocks;
+    int *d_table; /* (S, max_blocks) */
+    /* activations, grown to cap_T tokens: one allocation */
+    int cap_T;
+    void *abuf;
+    float *x;        /* (T, D) fp32 residual stream */
+    void *xn, *tmp;  /* (T, D) dt */
+    void *qkv;       /* (T, Q) dt */
+    void *att;       /* (T, H d) dt */
+    void *gu;        /* (T, 2F) dt */
+    void *act;       /* (T, F) dt */
+    void *xsel;      /* (T, D) dt: rows whose logits are asked for */
+    float *logits;   /* (T, V) fp32 */
+    float *ws;       /* attention split-K workspace */
+    int *d_meta;     /* (4T): tokens, pos, seq, rows */
+    int *h_meta;     /* pinned (4T) */
+    /* tap staging on the host */
+    uint16_t *h_raw;
+    float *h_f32;
+    size_t h_cap;
+} gpu_state;
+
+/* ---- taps ------------------------------------------------------------------------------------- */
+
+static int ensure_host(gpu_state *s, size_t n)
+{
+    if (n <= s->h_cap) return 0;
+    free(s->h_raw);
+    free(s->h_f32);
+    s->h_raw = (uint16_t *)malloc(n * sizeof(uint16_t));
+    s->h_f32 = (float *)malloc(n * sizeof(float));
+    s->h_cap = s->h_raw && s->h_f32 ? n : 0;
+    if (!s->h_cap) return duet_errorf("gpu: out of host memory for a tap of %zu values", n);
+    return 0;
+}
+
+/* Copies (rows, cols) of a device matrix with row stride ld (elements) to host fp32, calls the sink. */
+static int tap_dev(duet_backend *b, const char *name, const void *dev, int is_f32, int rows, int64_t cols, int64_t ld)
+{
+    if (!b->tap) return 0;
+    gpu_state *s = (gpu_state *)b->impl;
+    size_t n = (size_t)rows * cols;
+    if (ensure_host(s, n)) return -1;
+    CUDA_CHECK(cudaStreamSynchronize(s->stream));
+    if (is_f32) {
+        CUDA_CHECK(cudaMemcpy2D(s->h_f32, cols * 4, dev, ld * 4, cols * 4, rows, cudaMemcpyDeviceToHost));
+    } else {
+        CUDA_CHECK(cudaMemcpy2D(s->h_raw, cols * 2, dev, ld * 2, cols * 2, rows, cudaMemcpyDeviceToHost));
+        for (size_t i = 0; i < n; i++)
+            s->h_f32[i] = s->dt == GPU_BF16 ? duet_bf16_to_f32(s->h_raw[i]) : duet_f16_to_f32(s->h_raw[i]);
+    }
+    b->tap(b->tap_ctx, name, s->h_f32, rows, cols);
+    return 0;
+}
+
+static int tap_layer(duet_backend *b, int l, const char *what, const void *dev, int is_f32, int rows, int64_t cols,
+                     int64_t ld)
+{
+    if (!b->tap) return 0;
+    char name[64];
+    snprintf(name, sizeof name, "layers.%d.%s", l, what);
+    return tap_dev(b, name, dev, is_f32, rows, cols, ld);
+}
+
+/* ---- activations ------------------------------------------------------------------------------ */
+
+static int ensure_capacity(gpu_state *s, int T)
+{
+    if (T <= s->cap_T) return 0;
+    const duet_config *c = &s->c;
+    int64_t D = c->dim, F = c->ffn_dim, Hd = (int64_t)c->n_heads * c->head_dim,
+            Q = (int64_t)(c->n_heads + 2 * c->n_kv_heads) * c->head_dim;
+    size_t e = gpu_dtype_size(s->dt);
+    size_t sizes[] = {
+        (size_t)T * D * 4, (size_t)T * D * e, (size_t)T * D * e, (size_t)T * Q * e, (size_t)T * Hd * e,
+        (size_t)T * 2 * F * e, (size_t)T * F * e, (size_t)T * D * e, (size_t)T * c->vocab_size * 4,
+        gpu_attention_ws_floats(T, c->n_heads, c->head_dim, s->n_sm) * 4, (size_t)T * 4 * sizeof(int)};
+    size_t off[11], total = 0;
+    for (int i = 0; i < 11; i++) {
+        off[i] = total;
+        total += (sizes[i] + 255) & ~(size_t)255;
+    }
+    gpu_free(s->abuf);
+    s->abuf = NULL;
+    if (s->h_meta) cudaFreeHost(s->h_meta);
+    s->h_meta = NULL;
+    s->cap_T = 0;
+    if (cudaMalloc(&s->abuf, total) != cudaSuccess) {
+        cudaGetLastError();
+        size_t fr = 0, tot = 0;
+        cudaMemGetInfo(&fr, &tot);
+        return duet_errorf("gpu: out of GPU memory for the activations of %d tokens (%.1f MiB; %.1f MiB free)", T,
+                           MiB(total), MiB(fr));
+    }
+    char *a = (char *)s->abuf;
+    s->x = (float *)(a + off[0]);
+    s->xn = a + off[1];
+    s->tmp = a + off[2];
+    s->qkv = a + off[3];
+    s->att = a + off[4];
+    s->gu = a + off[5];
+    s->act = a + off[6];
+    s->xsel = a + off[7];
+    s->logits = (float *)(a + off[8]);
+    s->ws = (float *)(a + off[9]);
+    s->d_meta = (int *)(a + off[10]);
+    CUDA_CHECK(cudaMallocHost(&s->h_meta, (size_t)T * 4 * sizeof(int)));
+    s->cap_T = T;
+    return 0;
+}
+
+/* ---- forward ---------------------------------------------------------------------------------- */
+
+static gpu_kv_view kv_view(gpu_state *s, int l)
+{
+    const duet_config *c = &s->c;
+    size_t per = (size_t)s->n_blocks * c->n_kv_heads * GPU_KV_BLOCK * c->head_dim * gpu_dtype_size(s->dt);
+    gpu_kv_view v;
+    v.k = (char *)s->kv + (size_t)(2 * l) * per;
+    v.v = (char *)s->kv + (size_t)(2 * l + 1) * per;
+    v.block_table = s->d_table;
+    v.max_blocks = s->blocks.max_blocks;
+    v.Hk = c->n_kv_heads;
+    v.d = c->head_dim;
+    return v;
+}
+
+static int gpu_forward(duet_backend *be, const duet_batch *b, float *logits)
+{
+    gpu_state *s = (gpu_state *)be->impl;
+    const duet_config *c = &s->c;
+    if (duet_batch_validate(b, c, &s->o) || ensure_capacity(s, b->n_tokens)) return -1;
+    const int T = b->n_tokens, D = c->dim, F = c->ffn_dim, H = c->n_heads, Hk = c->n_kv_heads, d = c->head_dim,
+              V = c->vocab_size;
+    const int64_t Hd = (int64_t)H * d, kvd = (int64_t)Hk * d, Q = Hd + 2 * kvd;
+    const gpu_dtype dt = s->dt;
+    cudaStream_t st = s->stream;
+
+    /* blocks for every position this batch writes; upload the table if it changed */
+    int max_len = 0;
+    for (int t = 0; t < T; t++) {
+        if (gpu_block_mgr_reserve(&s->blocks, b->seq[t], b->pos[t] + 1)) return -1;
+        if (b->pos[t] + 1 > max_len) max_len = b->pos[t] + 1;
+    }
+    if (s->blocks.dirty) {
+        CUDA_CHECK(cudaMemcpyAsync(s->d_table, s->blocks.table,
+                                   sizeof(int) * (size_t)s->o.max_seqs * s->blocks.max_blocks, cudaMemcpyHostToDevice,
+                                   st));
+        CUDA_CHECK(cudaStreamSynchronize(st)); /* the host table may change before the next batch */
+        s->blocks.dirty = 0;
+    }
+    /* batch metadata: one pinned upload of tokens, pos, seq, rows wanted */
+    int all_rows = !b->logits_for || be->tap != NULL, R = 0;
+    int *h = s->h_meta;
+    memcpy(h, b->tokens, sizeof(int) * T);
+    memcpy(h + T, b->pos, sizeof(int) * T);
+    memcpy(h + 2 * T, b->seq, sizeof(int) * T);
+    for (int t = 0; t < T; t++)
+        if (!b->logits_for || b->logits_for[t]) h[3 * T + R++] = t;
+    CUDA_CHECK(cudaMemcpyAsync(s->d_meta, h, sizeof(int) * 4 * (size_t)T, cudaMemcpyHostToDevice, st));
+    const int *d_tok = s->d_meta, *d_pos = s->d_meta + T, *d_seq = s->d_meta + 2 * T, *d_rows = s->d_meta + 3 * T;
+
+    if (gpu_embedding(s->x, s->embed, d_tok, T, D, dt, st)) return -1; /* x = embed_tokens(ids) */
+    if (tap_dev(be, "embed", s->x, 1, T, D, D)) return -1;
+    for (int l = 0; l < c->n_layers; l++) {
+        const gpu_layer *w = &s->layers[l];
+        gpu_kv_view kv = kv_view(s, l);
+        /* x = x + ffn_out(l-1); n = input_layernorm(x) */
+        if (gpu_add_rmsnorm(s->xn, s->x, l ? s->tmp : NULL, w->attn_norm, c->norm_eps, T, D, dt, st)) return -1;
+        if (l && tap_layer(be, l - 1, "out", s->x, 1, T, D, D)) return -1;
+        if (tap_layer(be, l, "attn_norm", s->xn, 0, T, D, D)) return -1;
+        /* q|k|v = n . [wq; wk; wv]^T */
+        if (gpu_gemm(s->gemm, s->qkv, 0, s->xn, w->wqkv, T, (int)Q, D, dt, st)) return -1;
+        if (tap_layer(be, l, "q", s->qkv, 0, T, Hd, Q) || tap_layer(be, l, "k", (char *)s->qkv + Hd * 2, 0, T, kvd, Q) ||
+            tap_layer(be, l, "v", (char *)s->qkv + (Hd + kvd) * 2, 0, T, kvd, Q))
+            return -1;
+        /* q, k = rope(q), rope(k); cache[seq, pos] = k, v */
+        if (gpu_rope_kv(s->qkv, &kv, d_pos, d_seq, c->rope_theta, T, H, dt, st)) return -1;
+        if (tap_layer(be, l, "q_rope", s->qkv, 0, T, Hd, Q) ||
+            tap_layer(be, l, "k_rope", (char *)s->qkv + Hd * 2, 0, T, kvd, Q))
+            return -1;
+        /* att = softmax(q k^T / sqrt(d) + causal) v over the cached positions */
+        gpu_attn_params ap = {s->att, s->qkv, Q, kv, d_pos, d_seq, T, H, max_len, s->ws, s->n_sm};
+        if (gpu_attention_decode(&ap, dt, st)) return -1;
+        if (tap_layer(be, l, "attn", s->att, 0, T, Hd, Hd)) return -1;
+        if (gpu_gemm(s->gemm, s->tmp, 0, s->att, w->wo, T, D, (int)Hd, dt, st)) return -1; /* o_proj */
+        if (tap_layer(be, l, "attn_out", s->tmp, 0, T, D, D)) return -1;
+        /* x = x + attn_out; n = post_attention_layernorm(x) */
+        if (gpu_add_rmsnorm(s->xn, s->x, s->tmp, w->ffn_norm, c->norm_eps, T, D, dt, st)) return -1;
+        if (tap_layer(be, l, "resid_mid", s->x, 1, T, D, D) || tap_layer(be, l, "ffn_norm", s->xn, 0, T, D, D)) return -1;
+        /* gate|up = n . [w_gate; w_up]^T; act = silu(gate) * up; ffn_out = down_proj(act) */
+        if (gpu_gemm(s->gemm, s->gu, 0, s->xn, w->wgu, T, 2 * F, D, dt, st)) return -1;
+        if (tap_layer(be, l, "gate", s->gu, 0, T, F, 2 * F) ||
+            tap_layer(be, l, "up", (char *)s->gu + (size_t)F * 2, 0, T, F, 2 * F))
+            return -1;
+        if (gpu_swiglu(s->act, s->gu, T, F, dt, st)) return -1;
+        if (tap_layer(be, l, "act", s->act, 0, T, F, F)) return -1;
+        if (gpu_gemm(s->gemm, s->tmp, 0, s->act, w->w_down, T, D, F, dt, st)) return -1;
+        if (tap_layer(be, l, "ffn_out", s->tmp, 0, T, D, D)) return -1;
+    }
+    /* x = x + ffn_out(L-1); n = norm(x) */
+    if (gpu_add_rmsnorm(s->xn, s->x, s->tmp, s->final_norm, c->norm_eps, T, D, dt, st)) return -1;
+    if (tap_layer(be, c->n_layers - 1, "out", s->x, 1, T, D, D) || tap_dev(be, "final_norm", s->xn, 0, T, D, D))
+        return -1;
+
+    /* lm_head on the rows asked for (every row when a tap wants the logits) */
+    if (all_rows) {
+        if (gpu_gemm(s->gemm, s->logits, 1, s->xn, s->lm_head, T, V, D, dt, st)) return -1;
+        if (tap_dev(be, "logits", s->logits, 1, T, V, V)) return -1;
+        if (!b->logits_for) {
+            CUDA_CHECK(cudaMemcpyAsync(logits, s->logits, sizeof(float) * (size_t)T * V, cudaMemcpyDeviceToHost, st));
+        } else {
+            for (int r = 0; r < R; r++)
+                CUDA_CHECK(cudaMemcpyAsync(logits + (size_t)r * V, s->logits + (size_t)h[3 * T + r] * V,
+                                           sizeof(float) * V, cudaMemcpyDeviceToHost, st));
+        }
+    } else if (R > 0) {
+        if (gpu_gather_rows(s->xsel, s->xn, d_rows, R, D, dt, st)) return -1;
+        if (gpu_gemm(s->gemm, s->logits, 1, s->xsel, s->lm_head, R, V, D, dt, st)) return -1;
+        CUDA_CHECK(cudaMemcpyAsync(logits, s->logits, sizeof(float) * (size_t)R * V, cudaMemcpyDeviceToHost, st));
+    }
+    CUDA_CHECK(cudaStreamSynchronize(st));
+    CUDA_CHECK(cudaGetLastError());
+    return 0;
+}
+
+/* ---- create / free ---------------------------------------------------------------------------- */
+
+static void gpu_backend_release(duet_backend *be)
+{
+    gpu_state *s = (gpu_state *)be->impl;
+    if (s) {
+        if (s->stream) cudaStreamSynchronize(s->stream);
+        gpu_free(s->abuf);
+        gpu_free(s->kv);
+        gpu_free(s->d_table);
+        gpu_free(s->wbuf);
+        if (s->h_meta) cudaFreeHost(s->h_meta);
+        gpu_gemm_free(s->gemm);
+        if (s->stream) cudaStreamDestroy(s->stream);
+        gpu_block_mgr_free(&s->blocks);
+        free(s->table);
+        free(s->layers);
+        free(s->h_raw);
+        free(s->h_f32);
+        free(s);
+    }
+    free(be);
+}
+
+/* Converts one HF tensor to dt into host buffer dst (numel values). */
+static int convert(uint16_t *dst, const st_tensor *t, gpu_dtype dt, float *tmp)
+{
+    st_dtype want = dt == GPU_BF16 ? ST_BF16 : ST_F16;
+    if (t->dtype == want) {
+        memcpy(dst, t->data, (size_t)t->numel * 2);
+        return 0;
+    }
+    if (st_to_f32(t, tmp)) return -1;
+    for (int64_t i = 0; i < t->numel; i++) dst[i] = dt == GPU_BF16 ? duet_f32_to_bf16(tmp[i]) : duet_f32_to_f16(tmp[i]);
+    return 0;
+}
+
+/* Adds a table entry made of the given tensors concatenated along rows; returns its device pointer. */
+static void *add_weight(gpu_state *s, size_t *next, const char *name, const st_tensor *const *parts, int n_parts)
+{
+    size_t bytes = 0;
+    for (int i = 0; i < n_parts; i++) bytes += (size_t)parts[i]->numel * 2;
+    gpu_weight *w = &s->table[s->n_weights++];
+    snprintf(w->name, sizeof w->name, "%s", name);
+    w->ptr = (char *)s->wbuf + *next;
+    w->bytes = bytes;
+    *next += (bytes + 255) & ~(size_t)255;
+    return w->ptr;
+}
+
+duet_backend *gpu_backend_create(const duet_model *m, const duet_backend_opts *opts)
+{
+    const duet_config *c = &m->cfg;
+    gpu_dtype dt;
+    if (gpu_dtype_parse(opts->dtype, &dt)) return NULL;
+    char why[256];
+    if (gpu_device_count(why, sizeof why) == 0) {
+        duet_errorf("gpu backend: no CUDA device (%s)", why);
+        return NULL;
+    }
+    if (opts->max_seqs <= 0 || opts->max_ctx <= 0 || opts->max_ctx > c->max_pos) {
+        duet_errorf("gpu: max_seqs %d / max_ctx %d invalid (the model has %d positions)", opts->max_seqs, opts->max_ctx,
+                    c->max_pos);
+        return NULL;
+    }
+    if (c->head_dim > GPU_ATTN_MAX_D || c->head_dim % 2) {
+        duet_errorf("gpu: head_dim %d unsupported (even, at most %d)", c->head_dim, GPU_ATTN_MAX_D);
+        return NULL;
+    }
+    duet_backend *be = (duet_backend *)calloc(1, sizeof *be);
+    gpu_state *s = (gpu_state *)calloc(1, sizeof *s);
+    if (!be || !s) {
+        free(be);
+        free(s);
+        duet_errorf("gpu: out of host memory");
+        return NULL;
+    }
+    be->name = "gpu";
+    be->model = m;
+    be->impl = s;
+    be->forward = gpu_forward;
+    be->free = gpu_backend_release;
+    s->c = *c;
+    s->o = *opts;
+    s->dt = dt;
+    const int L = c->n_layers;
+    int dev = 0;
+    cudaDeviceProp prop;
+    size_t free_b = 0, total_b = 0;
+    uint16_t *host = NULL;
+    float *tmp = NULL;
+
+    /* sizes first: the weights, the KV cache (S slots x ceil(C / B) blocks, all of it reserved), and a
+     * minimum of activations; a clear error when they cannot fit */
+    size_t wbytes = 0, biggest = 0;
+    const st_tensor *all[] = {m->embed, m->final_norm, m->lm_head};
+    for (int i = 0; i < (c->tie_embeddings ? 2 : 3); i++) {
+        wbytes += ((size_t)all[i]->numel * 2 + 255) & ~(size_t)255;
+        if ((size_t)all[i]->numel > biggest) biggest = all[i]->numel;
+    }
+    for (int l = 0; l < L; l++) {
+        const duet_layer_weights *w = &m->layers[l];
+        const st_tensor *ts[] = {w->attn_norm, w->wq, w->wk, w->wv, w->wo, w->ffn_norm, w->w_gate, w->w_up, w->w_down};
+        for (int i = 0; i < 9; i++) {
+            wbytes += (size_t)ts[i]->numel * 2;
+            if ((size_t)ts[i]->numel > biggest) biggest = ts[i]->numel;
+        }
+        wbytes += 6 * 256; /* alignment of the 6 fused entries */
+    }
+    int blocks_per_seq = (opts->max_ctx + GPU_KV_BLOCK - 1) / GPU_KV_BLOCK;
+    double kv_d = 2.0 * L * (double)opts->max_seqs * blocks_per_seq * GPU_KV_BLOCK * c->n_kv_heads * c->head_dim * 2;
+    double table_d = (double)opts->max_seqs * blocks_per_seq * sizeof(int);
+    if (cudaGetDevice(&dev) != cudaSuccess || cudaGetDeviceProperties(&prop, dev) != cudaSuccess ||
+        cudaMemGetInfo(&free_b, &total_b) != cudaSuccess) {
+        cudaError_t e = cudaGetLastError();
+        duet_errorf("gpu: cannot query the device: %s", cudaGetErrorString(e));
+        goto fail;
+    }
+    s->n_sm = prop.multiProcessorCount;
+    {
+        double need = (double)wbytes + kv_d + table_d + 64.0 * 1048576; /* + 64 MiB for activations, cuBLAS */
+        if (need > (double)free_b || (double)opts->max_seqs * blocks_per_seq > 2147483647.0) {
+            duet_errorf("gpu: not enough GPU memory: weights %.1f MiB (%s) + KV cache %.1f MiB (max_seqs %d x max_ctx "
+                        "%d, %d layers, %s) + 64 MiB of workspace = %.1f MiB, but %s has %.1f MiB free of %.1f MiB; "
+                        "lower max_seqs or max_ctx",
+                        MiB(wbytes), gpu_dtype_name(dt), MiB(kv_d), opts->max_seqs, opts->max_ctx, L,
+                        gpu_dtype_name(dt), MiB(need), prop.name, MiB(free_b), MiB(total_b));
+            goto fail;
+        }
+    }
+    s->n_blocks = opts->max_seqs * blocks_per_seq;
+    s->kv_bytes = (size_t)kv_d;
+    if (cudaStreamCreateWithFlags(&s->stream, cudaStreamNonBlocking) != cudaSuccess) {
+        duet_errorf("gpu: cudaStreamCreate failed: %s", cudaGetErrorString(cudaGetLastError()));
+        goto fail;
+    }
+    if (!(s->gemm = gpu_gemm_create())) goto fail;
+    if (gpu_block_mgr_init(&s->blocks, s->n_blocks, opts->max_seqs, opts->max_ctx)) goto fail;
+    if (!(s->wbuf = gpu_alloc(wbytes)) || !(s->kv = gpu_alloc(s->kv_bytes)) || !(s->d_table = (int *)gpu_alloc((size_t)table_d))) {
+        duet_error_prefix("gpu: weights %.1f MiB + KV cache %.1f MiB (%.1f MiB free before): ", MiB(wbytes),
+                          MiB(s->kv_bytes), MiB(free_b));
+        goto fail;
+    }
+    s->wbytes = wbytes;
+    /* upload: each entry converted on the host, fused q|k|v and gate|up rows concatenated */
+    s->table = (gpu_weight *)calloc(3 + 6 * (size_t)L, sizeof(gpu_weight));
+    s->layers = (gpu_layer *)calloc(L, sizeof(gpu_layer));
+    host = (uint16_t *)malloc(biggest * 3 * sizeof(uint16_t)); /* room for the largest fused entry */
+    tmp = (float *)malloc(biggest * sizeof(float));
+    if (!s->table || !s->layers || !host || !tmp) {
+        duet_errorf("gpu: out of host memory staging the weights");
+        goto fail;
+    }
+    {
+        size_t next = 0;
+        struct {
+            void **dst;
+            const char *name;
+            const st_tensor *parts[3];
+            int n;
+        } plan[3];
+        int np = 0;
+        plan[np++] = {&s->embed, "embed", {m->embed}, 1};
+        plan[np++] = {&s->final_norm, "final_norm", {m->final_norm}, 1};
+        if (!c->tie_embeddings) plan[np++] = {&s->lm_head, "lm_head", {m->lm_head}, 1};
+        for (int l = 0; l < L; l++) {
+            const duet_layer_weights *w = &m->layers[l];
+            gpu_layer *g = &s->layers[l];
+            void **dsts[6] = {&g->attn_norm, &g->wqkv, &g->wo, &g->ffn_norm, &g->wgu, &g->w_down};
+            const char *names[6] = {"attn_norm", "wqkv", "wo", "ffn_norm", "w_gate_up", "w_down"};
+            const st_tensor *parts[6][3] = {{w->attn_norm}, {w->wq, w->wk, w->wv}, {w->wo},
+                                            {w->ffn_norm},  {w->w_gate, w->w_up},  {w->w_down}};
+            int ns[6] = {1, 3, 1, 1, 2, 1};
+            for (int i = 0; i < 6; i++) {
+                char name[64];
+                snprintf(name, sizeof name, "layers.%d.%s", l, names[i]);
+                void *p = add_weight(s, &next, name, parts[i], ns[i]);
+                size_t off = 0;
+                for (int j = 0; j < ns[i]; j++) {
+                    if (convert(host + off, parts[i][j], dt, tmp)) goto fail;
+                    off += parts[i][j]->numel;
+                }
+                if (cudaMemcpy(p, host, off * 2, cudaMemcpyHostToDevice) != cudaSuccess) {
+                    duet_errorf("gpu: uploading %s: %s", name, cudaGetErrorString(cudaGetLastError()));
+                    goto fail;
+                }
+                *dsts[i] = p;
+            }
+        }
+        for (int i = 0; i < np; i++) {
+            void *p = add_weight(s, &next, plan[i].name, plan[i].parts, plan[i].n);
+            if (convert(host, plan[i].parts[0], dt, tmp)) goto fail;
+            if (cudaMemcpy(p, host, plan[i].parts[0]->numel * 2, cudaMemcpyHostToDevice) != cudaSuccess) {
+                duet_errorf("gpu: uploading %s: %s", plan[i].name, cudaGetErrorString(cudaGetLastError()));
+                goto fail;
+            }
+            *plan[i].dst = p;
+        }
+        if (c->tie_embeddings) s->lm_head = s->embed;
+        if (next > wbytes) {
+            duet_errorf("gpu: internal: weight table overflows its allocation (%zu > %zu)", next, wbytes);
+            goto fail;
+        }
+    }
+    free(host);
+    free(tmp);
+    host = NULL;
+    tmp = NULL;
+    if (ensure_capacity(s, 64)) goto fail;
+    return be;
+fail:
+    free(host);
+    free(tmp);
+    gpu_backend_release(be);
+    return NULL;
+}

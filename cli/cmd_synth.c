@@ -5,6 +5,7 @@
 
 #include "error.h"
 #include "synth.h"
+#include "tapfile.h"
 
 #include <getopt.h>
 #include <stdio.h>
@@ -35,15 +36,18 @@ static void usage(FILE *f)
             "      --outliers K        K hidden channels with large activations (SmoothQuant-style)\n"
             "      --outlier-scale S   those channels' layer-norm weights times S (default 1)\n"
             "      --dtype T           f32, f16 or bf16 (default f32)\n"
+            "      --from-golden FILE  the model a golden tap file was made from (its model_synth metadata;\n"
+            "                          other shape options are then not allowed)\n"
             "  -h, --help              this text\n\n"
             "example:\n"
-            "  duet synth -o /tmp/tiny --seed 7 --dim 96 --heads 6 --kv-heads 2 --head-dim 16 --tied\n");
+            "  duet synth -o /tmp/tiny --seed 7 --dim 96 --heads 6 --kv-heads 2 --head-dim 16 --tied\n"
+            "  duet synth -o /tmp/mha --from-golden golden/mha.p7.fp32.safetensors\n");
 }
 
 int cmd_synth(int argc, char **argv)
 {
     enum { O_SEED = 256, O_DIM, O_FFN, O_LAYERS, O_HEADS, O_KV, O_HD, O_VOCAB, O_MAXPOS, O_THETA, O_EPS, O_TIED,
-           O_OUTL, O_OSCALE, O_DTYPE };
+           O_OUTL, O_OSCALE, O_DTYPE, O_GOLDEN };
     static const struct option opts[] = {
         {"output", required_argument, 0, 'o'},   {"seed", required_argument, 0, O_SEED},
         {"dim", required_argument, 0, O_DIM},    {"ffn", required_argument, 0, O_FFN},
@@ -53,17 +57,18 @@ int cmd_synth(int argc, char **argv)
         {"theta", required_argument, 0, O_THETA}, {"eps", required_argument, 0, O_EPS},
         {"tied", no_argument, 0, O_TIED},        {"outliers", required_argument, 0, O_OUTL},
         {"outlier-scale", required_argument, 0, O_OSCALE}, {"dtype", required_argument, 0, O_DTYPE},
-        {"help", no_argument, 0, 'h'},           {0, 0, 0, 0}};
+        {"from-golden", required_argument, 0, O_GOLDEN}, {"help", no_argument, 0, 'h'},           {0, 0, 0, 0}};
     duet_synth_opts o;
     duet_synth_defaults(&o);
     duet_config *cfg = &o.cfg;
-    const char *out = NULL;
-    int kv_given = 0, c;
+    const char *out = NULL, *golden = NULL;
+    int kv_given = 0, shape_given = 0, c;
     const long BIG = 1 << 20;
     optind = 1;
     while ((c = getopt_long(argc, argv, "o:h", opts, NULL)) != -1) {
         switch (c) {
         case 'o': out = optarg; break;
+        case O_GOLDEN: golden = optarg; break;
         case O_SEED: if (cli_u64(CMD, "--seed", optarg, &o.seed)) return 2; break;
         case O_DIM: if (cli_int(CMD, "--dim", optarg, 1, BIG, &cfg->dim)) return 2; break;
         case O_FFN: if (cli_int(CMD, "--ffn", optarg, 1, BIG, &cfg->ffn_dim)) return 2; break;
@@ -90,6 +95,7 @@ int cmd_synth(int argc, char **argv)
         case 'h': usage(stdout); return 0;
         default: return cli_bad_option(CMD);
         }
+        if (c >= O_SEED && c <= O_DTYPE) shape_given = 1;
     }
     if (optind < argc) {
         fprintf(stderr, "duet %s: unexpected argument '%s'; see duet %s --help\n", CMD, argv[optind], CMD);
@@ -98,6 +104,20 @@ int cmd_synth(int argc, char **argv)
     if (!out) {
         fprintf(stderr, "duet %s: -o DIR is required; see duet %s --help\n", CMD, CMD);
         return 2;
+    }
+    if (golden) {
+        if (shape_given) {
+            fprintf(stderr, "duet %s: --from-golden takes the whole model from the golden; drop the other options\n", CMD);
+            return 2;
+        }
+        duet_tapfile *g = duet_tapfile_load(golden);
+        if (!g) return cli_fail(CMD);
+        const char *spec = duet_tapfile_meta(g, "model_synth");
+        int rc = spec ? duet_synth_spec_parse(&o, spec)
+                      : duet_errorf("%s: no model_synth in its metadata (not made from a synthetic model)", golden);
+        duet_tapfile_free(g);
+        if (rc) return cli_fail(CMD);
+        kv_given = 1;
     }
     if (!kv_given && cfg->n_heads % cfg->n_kv_heads) cfg->n_kv_heads = cfg->n_heads; /* --heads 6 alone: MHA */
     if (duet_synth_write(&o, out)) return cli_fail(CMD);

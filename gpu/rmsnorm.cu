@@ -1,6 +1,7 @@
 /* rmsnorm.cu: fused residual add + RMSNorm, one block per token row; the sum of squares is reduced in
  * fp32 (warp shuffles, then across warps); each thread re-reads only what it wrote itself. */
 #include "cuda_check.h"
+#include "perturb.h"
 #include "rmsnorm.h"
 
 template <typename T>
@@ -39,5 +40,5 @@ extern "C" int gpu_add_rmsnorm(void *out, float *x, const void *delta, const voi
     else
         add_rmsnorm_kernel<<<T, threads, 0, s>>>((__half *)out, x, (const __half *)delta, (const __half *)w, eps, D);
     LAUNCH_CHECK();
-    return 0;
+    return gpu_perturb("rmsnorm", out, (int64_t)T * D, dt, s);
 }

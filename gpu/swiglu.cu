@@ -1,5 +1,6 @@
 /* swiglu.cu: elementwise silu(gate) * up over the fused (T, 2F) projection (see swiglu.h). */
 #include "cuda_check.h"
+#include "perturb.h"
 #include "swiglu.h"
 
 template <typename T> __global__ void swiglu_kernel(T *act, const T *gu, int64_t n, int F)
@@ -20,5 +21,5 @@ extern "C" int gpu_swiglu(void *act, const void *gu, int T, int F, gpu_dtype dt,
     else
         swiglu_kernel<<<blocks, 256, 0, s>>>((__half *)act, (const __half *)gu, n, F);
     LAUNCH_CHECK();
-    return 0;
+    return gpu_perturb("swiglu", act, n, dt, s);
 }

@@ -1,0 +1,16 @@
+/* perturb.h: a deliberately broken kernel on demand, to show that `duet diff` names the right tap:
+ * with DUET_PERTURB=<op> in the environment, that op's launcher scales its output by (1 + 1e-2) on the
+ * device, so every tap from that op on moves and the op's own tap is the first out of tolerance.
+ * Ops: rmsnorm (taps attn_norm / ffn_norm / final_norm), swiglu (act). Unset: one cached getenv. */
+#ifndef DUET_GPU_PERTURB_H
+#define DUET_GPU_PERTURB_H
+#include "gpu.h"
+#ifdef __cplusplus
+extern "C" {
+#endif
+/* buf: n elements of dt on the device. Returns 0, or -1 + duet_error() on a launch failure. */
+int gpu_perturb(const char *op, void *buf, int64_t n, gpu_dtype dt, gpu_stream s);
+#ifdef __cplusplus
+}
+#endif
+#endif

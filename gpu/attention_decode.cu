@@ -32,9 +32,9 @@ template <typename T>
 __global__ void __launch_bounds__(WARPS * 32)
     attn_decode_kernel(T *out, const T *q, int64_t ldq, const T *kc, const T *vc, const int *table, int max_blocks,
                        const int *pos, const int *seq, int H, int Hk, int d, float scale, int n_split, float *ws_o,
-                       float *ws_ml)
+                       float *ws_ml, int t_off)
 {
-    const int h = blockIdx.x, t = blockIdx.y, sp = blockIdx.z;
+    const int h = blockIdx.x, t = t_off + blockIdx.y, sp = blockIdx.z;
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int n = pos[t] + 1;
     const int chunk = (((n + n_split - 1) / n_split) + 31) & ~31;
@@ -92,7 +92,7 @@ __global__ void __launch_bounds__(WARPS * 32)
     __syncthreads();
     float M = -INFINITY;
     for (int w = 0; w < WARPS; w++) M = fmaxf(M, sm[w]);
-    int64_t row = (int64_t)t * H + h;
+    int64_t row = (int64_t)t * H + h, wrow = (int64_t)blockIdx.y * H + h; /* output row, workspace row */
     for (int i = threadIdx.x; i < d; i += blockDim.x) {
         float L = 0.0f, O = 0.0f;
         for (int w = 0; w < WARPS; w++)
@@ -104,15 +104,16 @@ __global__ void __launch_bounds__(WARPS * 32)
         if (n_split == 1) {
             out[row * d + i] = from_f32<T>(O / L);
         } else {
-            ws_o[(row * n_split + sp) * d + i] = O;
-            if (i == 0) ws_ml[(row * n_split + sp) * 2] = M, ws_ml[(row * n_split + sp) * 2 + 1] = L;
+            ws_o[(wrow * n_split + sp) * d + i] = O;
+            if (i == 0) ws_ml[(wrow * n_split + sp) * 2] = M, ws_ml[(wrow * n_split + sp) * 2 + 1] = L;
         }
     }
 }
 
-template <typename T> __global__ void attn_merge_kernel(T *out, const float *ws_o, const float *ws_ml, int n_split, int d)
+template <typename T>
+__global__ void attn_merge_kernel(T *out, const float *ws_o, const float *ws_ml, int n_split, int d, int t_off)
 {
-    int64_t row = (int64_t)blockIdx.y * gridDim.x + blockIdx.x;
+    int64_t row = (int64_t)blockIdx.y * gridDim.x + blockIdx.x; /* workspace row */
     const float *ml = ws_ml + row * n_split * 2;
     float M = -INFINITY;
     for (int s = 0; s < n_split; s++) M = fmaxf(M, ml[2 * s]);
@@ -124,7 +125,7 @@ template <typename T> __global__ void attn_merge_kernel(T *out, const float *ws_
                 L += ml[2 * s + 1] * f;
                 O += ws_o[(row * n_split + s) * d + i] * f;
             }
-        out[row * d + i] = from_f32<T>(O / L);
+        out[(row + (int64_t)t_off * gridDim.x) * d + i] = from_f32<T>(O / L);
     }
 }
 
@@ -133,9 +134,9 @@ extern "C" size_t gpu_attention_ws_floats(int T, int H, int d, int n_sm)
     return ((size_t)2 * n_sm + (size_t)T * H) * (size_t)(d + 2);
 }
 
-static int choose_splits(const gpu_attn_params *p)
+static int choose_splits(const gpu_attn_params *p, int n_tok)
 {
-    int64_t rows = (int64_t)p->T * p->H;
+    int64_t rows = (int64_t)n_tok * p->H;
     if (p->max_len <= MIN_SPLIT_KEYS || rows >= 2 * (int64_t)p->n_sm) return 1;
     int64_t by_fill = (2 * (int64_t)p->n_sm + rows - 1) / rows;
     int64_t by_len = (p->max_len + MIN_SPLIT_KEYS - 1) / MIN_SPLIT_KEYS;
@@ -143,21 +144,23 @@ static int choose_splits(const gpu_attn_params *p)
     return (int)(n < MAX_SPLITS ? n : MAX_SPLITS);
 }
 
-template <typename T> static int run(const gpu_attn_params *p, gpu_stream s)
+template <typename T> static int run(const gpu_attn_params *p, gpu_stream s, int t_off, int n_tok)
 {
     const gpu_kv_view *kv = &p->kv;
     int d = kv->d;
     if (d > GPU_ATTN_MAX_D || d <= 0) return duet_errorf("gpu attention: head_dim %d unsupported (at most %d)", d, GPU_ATTN_MAX_D);
-    int n_split = choose_splits(p);
-    float *ws_o = p->ws, *ws_ml = p->ws + (size_t)p->T * p->H * n_split * d;
-    dim3 grid(p->H, p->T, n_split);
+    if (n_tok <= 0) return 0;
+    int n_split = choose_splits(p, n_tok);
+    float *ws_o = p->ws, *ws_ml = p->ws + (size_t)n_tok * p->H * n_split * d;
+    dim3 grid(p->H, n_tok, n_split);
     attn_decode_kernel<T><<<grid, WARPS * 32, 0, s>>>((T *)p->out, (const T *)p->q, p->ldq, (const T *)kv->k,
                                                        (const T *)kv->v, kv->block_table, kv->max_blocks, p->pos,
                                                        p->seq, p->H, kv->Hk, d, 1.0f / sqrtf((float)d), n_split, ws_o,
-                                                       ws_ml);
+                                                       ws_ml, t_off);
     LAUNCH_CHECK();
     if (n_split > 1) {
-        attn_merge_kernel<T><<<dim3(p->H, p->T), d < 32 ? 32 : d, 0, s>>>((T *)p->out, ws_o, ws_ml, n_split, d);
+        attn_merge_kernel<T>
+            <<<dim3(p->H, n_tok), d < 32 ? 32 : d, 0, s>>>((T *)p->out, ws_o, ws_ml, n_split, d, t_off);
         LAUNCH_CHECK();
     }
     return 0;
@@ -165,5 +168,10 @@ template <typename T> static int run(const gpu_attn_params *p, gpu_stream s)
 
 extern "C" int gpu_attention_decode(const gpu_attn_params *p, gpu_dtype dt, gpu_stream s)
 {
-    return dt == GPU_BF16 ? run<__nv_bfloat16>(p, s) : run<__half>(p, s);
+    return dt == GPU_BF16 ? run<__nv_bfloat16>(p, s, 0, p->T) : run<__half>(p, s, 0, p->T);
+}
+
+extern "C" int gpu_attention_decode_range(const gpu_attn_params *p, gpu_dtype dt, gpu_stream s, int t0, int n)
+{
+    return dt == GPU_BF16 ? run<__nv_bfloat16>(p, s, t0, n) : run<__half>(p, s, t0, n);
 }

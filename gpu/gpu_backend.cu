@@ -8,6 +8,7 @@ extern "C" {
 #include "safetensors.h"
 }
 #include "attention.h"
+#include "bench_gpu.h"
 #include "cuda_check.h"
 #include "embedding.h"
 #include "gemm.h"
@@ -15,6 +16,7 @@ extern "C" {
 #include "kv_cache.h"
 #include "rmsnorm.h"
 #include "rope.h"
+#include "sampling.h"
 #include "swiglu.h"
 
 #include <stdio.h>
@@ -22,6 +24,7 @@ extern "C" {
 #include <string.h>
 
 #define MiB(x) ((double)(x) / 1048576.0)
+#define GPU_MAX_GRAPHS 16
 
 typedef struct gpu_weight {
     char name[64];
@@ -64,10 +67,21 @@ typedef struct gpu_state {
     void *gu;        /* (T, 2F) dt */
     void *act;       /* (T, F) dt */
     void *xsel;      /* (T, D) dt: rows whose logits are asked for */
-    float *logits;   /* (T, V) fp32 */
     float *ws;       /* attention split-K workspace */
     int *d_meta;     /* (4T): tokens, pos, seq, rows */
     int *h_meta;     /* pinned (4T) */
+    /* logits, grown to cap_R rows: one allocation */
+    int cap_R;
+    void *lbuf;
+    float *logits;   /* (R, V) fp32 */
+    int *d_ids;      /* (R) argmax ids */
+    int *d_hist;     /* (S, C) greedy ids: [seq, p] = the token chosen for position p + 1 */
+    /* decode-step CUDA graphs, one per (batch size, attention length bound) */
+    struct {
+        int B, max_len;
+        cudaGraphExec_t exec;
+    } graphs[GPU_MAX_GRAPHS];
+    int n_graphs;
     /* tap staging on the host */
     uint16_t *h_raw;
     float *h_f32;
@@ -118,6 +132,12 @@ static int tap_layer(duet_backend *b, int l, const char *what, const void *dev, 
 
 /* ---- activations ------------------------------------------------------------------------------ */
 
+static void drop_graphs(gpu_state *s)
+{
+    for (int i = 0; i < s->n_graphs; i++) cudaGraphExecDestroy(s->graphs[i].exec);
+    s->n_graphs = 0;
+}
+
 static int ensure_capacity(gpu_state *s, int T)
 {
     if (T <= s->cap_T) return 0;
@@ -125,15 +145,17 @@ static int ensure_capacity(gpu_state *s, int T)
     int64_t D = c->dim, F = c->ffn_dim, Hd = (int64_t)c->n_heads * c->head_dim,
             Q = (int64_t)(c->n_heads + 2 * c->n_kv_heads) * c->head_dim;
     size_t e = gpu_dtype_size(s->dt);
+    /* the logits have their own buffer (ensure_logits): a long prefill needs them for a few rows only */
     size_t sizes[] = {
         (size_t)T * D * 4, (size_t)T * D * e, (size_t)T * D * e, (size_t)T * Q * e, (size_t)T * Hd * e,
-        (size_t)T * 2 * F * e, (size_t)T * F * e, (size_t)T * D * e, (size_t)T * c->vocab_size * 4,
+        (size_t)T * 2 * F * e, (size_t)T * F * e, (size_t)T * D * e, 0,
         gpu_attention_ws_floats(T, c->n_heads, c->head_dim, s->n_sm) * 4, (size_t)T * 4 * sizeof(int)};
     size_t off[11], total = 0;
     for (int i = 0; i < 11; i++) {
         off[i] = total;
         total += (sizes[i] + 255) & ~(size_t)255;
     }
+    drop_graphs(s); /* they hold pointers into the old buffer */
     gpu_free(s->abuf);
     s->abuf = NULL;
     if (s->h_meta) cudaFreeHost(s->h_meta);
@@ -155,11 +177,29 @@ static int ensure_capacity(gpu_state *s, int T)
     s->gu = a + off[5];
     s->act = a + off[6];
     s->xsel = a + off[7];
-    s->logits = (float *)(a + off[8]);
     s->ws = (float *)(a + off[9]);
     s->d_meta = (int *)(a + off[10]);
     CUDA_CHECK(cudaMallocHost(&s->h_meta, (size_t)T * 4 * sizeof(int)));
     s->cap_T = T;
+    return 0;
+}
+
+/* Logits (R, V) fp32 and their argmax ids (R). */
+static int ensure_logits(gpu_state *s, int R)
+{
+    if (R <= s->cap_R) return 0;
+    size_t lb = ((size_t)R * s->c.vocab_size * 4 + 255) & ~(size_t)255;
+    drop_graphs(s);
+    gpu_free(s->lbuf);
+    s->lbuf = NULL;
+    s->cap_R = 0;
+    if (!(s->lbuf = gpu_alloc(lb + (size_t)R * sizeof(int)))) {
+        duet_error_prefix("gpu: logits of %d rows: ", R);
+        return -1;
+    }
+    s->logits = (float *)s->lbuf;
+    s->d_ids = (int *)((char *)s->lbuf + lb);
+    s->cap_R = R;
     return 0;
 }
 
@@ -179,40 +219,63 @@ static gpu_kv_view kv_view(gpu_state *s, int l)
     return v;
 }
 
-static int gpu_forward(duet_backend *be, const duet_batch *b, float *logits)
+/* Blocks for positions [0, n_pos[i]) of slots seq[i]; the table uploaded (and synchronized: the host
+ * table may change before the next batch) when it changed. */
+static int reserve_blocks(gpu_state *s, int n, const int *seq, const int *n_pos)
 {
-    gpu_state *s = (gpu_state *)be->impl;
-    const duet_config *c = &s->c;
-    if (duet_batch_validate(b, c, &s->o) || ensure_capacity(s, b->n_tokens)) return -1;
-    const int T = b->n_tokens, D = c->dim, F = c->ffn_dim, H = c->n_heads, Hk = c->n_kv_heads, d = c->head_dim,
-              V = c->vocab_size;
-    const int64_t Hd = (int64_t)H * d, kvd = (int64_t)Hk * d, Q = Hd + 2 * kvd;
-    const gpu_dtype dt = s->dt;
-    cudaStream_t st = s->stream;
-
-    /* blocks for every position this batch writes; upload the table if it changed */
-    int max_len = 0;
-    for (int t = 0; t < T; t++) {
-        if (gpu_block_mgr_reserve(&s->blocks, b->seq[t], b->pos[t] + 1)) return -1;
-        if (b->pos[t] + 1 > max_len) max_len = b->pos[t] + 1;
-    }
+    for (int i = 0; i < n; i++)
+        if (gpu_block_mgr_reserve(&s->blocks, seq[i], n_pos[i])) return -1;
     if (s->blocks.dirty) {
         CUDA_CHECK(cudaMemcpyAsync(s->d_table, s->blocks.table,
                                    sizeof(int) * (size_t)s->o.max_seqs * s->blocks.max_blocks, cudaMemcpyHostToDevice,
-                                   st));
-        CUDA_CHECK(cudaStreamSynchronize(st)); /* the host table may change before the next batch */
+                                   s->stream));
+        CUDA_CHECK(cudaStreamSynchronize(s->stream));
         s->blocks.dirty = 0;
     }
-    /* batch metadata: one pinned upload of tokens, pos, seq, rows wanted */
-    int all_rows = !b->logits_for || be->tap != NULL, R = 0;
+    return 0;
+}
+
+/* Host side of a packed batch: capacity, KV blocks, one pinned upload of the metadata (tokens, pos,
+ * seq, rows wanted) laid out for T tokens at s->d_meta. *R = rows wanted, *max_len = max pos + 1. */
+static int prepare_batch(gpu_state *s, const duet_batch *b, int *R, int *max_len)
+{
+    const int T = b->n_tokens;
+    if (duet_batch_validate(b, &s->c, &s->o) || ensure_capacity(s, T)) return -1;
     int *h = s->h_meta;
+    *max_len = 0;
+    for (int t = 0; t < T; t++) {
+        h[t] = b->pos[t] + 1; /* scratch: positions needed */
+        if (b->pos[t] + 1 > *max_len) *max_len = b->pos[t] + 1;
+    }
+    if (reserve_blocks(s, T, b->seq, h)) return -1;
     memcpy(h, b->tokens, sizeof(int) * T);
     memcpy(h + T, b->pos, sizeof(int) * T);
     memcpy(h + 2 * T, b->seq, sizeof(int) * T);
+    *R = 0;
     for (int t = 0; t < T; t++)
-        if (!b->logits_for || b->logits_for[t]) h[3 * T + R++] = t;
-    CUDA_CHECK(cudaMemcpyAsync(s->d_meta, h, sizeof(int) * 4 * (size_t)T, cudaMemcpyHostToDevice, st));
-    const int *d_tok = s->d_meta, *d_pos = s->d_meta + T, *d_seq = s->d_meta + 2 * T, *d_rows = s->d_meta + 3 * T;
+        if (!b->logits_for || b->logits_for[t]) h[3 * T + (*R)++] = t;
+    CUDA_CHECK(cudaMemcpyAsync(s->d_meta, h, sizeof(int) * 4 * (size_t)T, cudaMemcpyHostToDevice, s->stream));
+    return 0;
+}
+
+/* Embedding, the L layers and the final norm of T tokens whose metadata is at s->d_meta (T layout);
+ * every pointer it uses is device memory, so a decode step can be captured in a CUDA graph.
+ * max_len: an upper bound of pos + 1 over the batch (sizes the attention split). hb: the host batch
+ * (its pos/seq let attention split prefill segments from decode tokens); NULL in a decode step, where
+ * every token is a decode token and no host data may be read. */
+static int run_layers(duet_backend *be, int T, int max_len, const duet_batch *hb)
+{
+    const duet_batch no_host = {T, NULL, NULL, NULL, NULL}, *b = hb ? hb : &no_host;
+    gpu_state *s = (gpu_state *)be->impl;
+    const duet_config *c = &s->c;
+    const int D = c->dim, F = c->ffn_dim, H = c->n_heads, Hk = c->n_kv_heads, d = c->head_dim;
+    const int64_t Hd = (int64_t)H * d, kvd = (int64_t)Hk * d, Q = Hd + 2 * kvd;
+    const gpu_dtype dt = s->dt;
+    cudaStream_t st = s->stream;
+    const int *d_tok = s->d_meta, *d_pos = s->d_meta + T, *d_seq = s->d_meta + 2 * T;
+    (void)Hk;
+    (void)d_seq;
+    (void)b;
 
     if (gpu_embedding(s->x, s->embed, d_tok, T, D, dt, st)) return -1; /* x = embed_tokens(ids) */
     if (tap_dev(be, "embed", s->x, 1, T, D, D)) return -1;
@@ -234,8 +297,8 @@ static int gpu_forward(duet_backend *be, const duet_batch *b, float *logits)
             tap_layer(be, l, "k_rope", (char *)s->qkv + Hd * 2, 0, T, kvd, Q))
             return -1;
         /* att = softmax(q k^T / sqrt(d) + causal) v over the cached positions */
-        gpu_attn_params ap = {s->att, s->qkv, Q, kv, d_pos, d_seq, T, H, max_len, s->ws, s->n_sm};
-        if (gpu_attention_decode(&ap, dt, st)) return -1;
+        gpu_attn_params ap = {s->att, s->qkv, Q, kv, d_pos, d_seq, T, H, max_len, s->ws, s->n_sm, b->pos, b->seq};
+        if (gpu_attention(&ap, dt, st)) return -1;
         if (tap_layer(be, l, "attn", s->att, 0, T, Hd, Hd)) return -1;
         if (gpu_gemm(s->gemm, s->tmp, 0, s->att, w->wo, T, D, (int)Hd, dt, st)) return -1; /* o_proj */
         if (tap_layer(be, l, "attn_out", s->tmp, 0, T, D, D)) return -1;
@@ -256,6 +319,23 @@ static int gpu_forward(duet_backend *be, const duet_batch *b, float *logits)
     if (gpu_add_rmsnorm(s->xn, s->x, s->tmp, s->final_norm, c->norm_eps, T, D, dt, st)) return -1;
     if (tap_layer(be, c->n_layers - 1, "out", s->x, 1, T, D, D) || tap_dev(be, "final_norm", s->xn, 0, T, D, D))
         return -1;
+
+    return 0;
+}
+
+static int gpu_forward(duet_backend *be, const duet_batch *b, float *logits)
+{
+    gpu_state *s = (gpu_state *)be->impl;
+    const duet_config *c = &s->c;
+    int R = 0, max_len = 0;
+    if (prepare_batch(s, b, &R, &max_len)) return -1;
+    const int T = b->n_tokens, D = c->dim, V = c->vocab_size;
+    const int all_rows = !b->logits_for || be->tap != NULL;
+    const int *h = s->h_meta, *d_rows = s->d_meta + 3 * T;
+    const gpu_dtype dt = s->dt;
+    cudaStream_t st = s->stream;
+    if (ensure_logits(s, all_rows ? T : (R ? R : 1))) return -1;
+    if (run_layers(be, T, max_len, b)) return -1;
 
     /* lm_head on the rows asked for (every row when a tap wants the logits) */
     if (all_rows) {
@@ -278,6 +358,143 @@ static int gpu_forward(duet_backend *be, const duet_batch *b, float *logits)
     return 0;
 }
 
+/* ---- greedy on the GPU: argmax without logits on the host, decode steps as CUDA graphs -------- */
+
+extern "C" int gpu_backend_forward_argmax(duet_backend *be, const duet_batch *b, int *ids)
+{
+    if (be->tap) return duet_errorf("gpu_backend_forward_argmax: taps are set (use forward)");
+    gpu_state *s = (gpu_state *)be->impl;
+    const duet_config *c = &s->c;
+    int R = 0, max_len = 0;
+    if (prepare_batch(s, b, &R, &max_len)) return -1;
+    const int T = b->n_tokens, D = c->dim, V = c->vocab_size;
+    cudaStream_t st = s->stream;
+    if (ensure_logits(s, R ? R : 1) || run_layers(be, T, max_len, b)) return -1;
+    if (R == 0) return 0;
+    const void *xs = s->xn;
+    if (b->logits_for) {
+        if (gpu_gather_rows(s->xsel, s->xn, s->d_meta + 3 * T, R, D, s->dt, st)) return -1;
+        xs = s->xsel;
+    }
+    if (gpu_gemm(s->gemm, s->logits, 1, xs, s->lm_head, R, V, D, s->dt, st) ||
+        gpu_argmax(s->d_ids, s->logits, R, V, st))
+        return -1;
+    CUDA_CHECK(cudaMemcpyAsync(ids, s->d_ids, sizeof(int) * (size_t)R, cudaMemcpyDeviceToHost, st));
+    CUDA_CHECK(cudaStreamSynchronize(st));
+    CUDA_CHECK(cudaGetLastError());
+    return 0;
+}
+
+/* After a decode step of B tokens: the argmax id of row b is the token of position pos[b] + 1 of slot
+ * seq[b]; record it in hist (S, C) at [seq, pos], then feed it (tok = id, pos += 1). */
+__global__ void advance_kernel(int *tok, int *pos, const int *seq, const int *ids, int *hist, int B, int C)
+{
+    for (int b = threadIdx.x; b < B; b += blockDim.x) {
+        int p = pos[b], id = ids[b];
+        if (p < C) hist[(int64_t)seq[b] * C + p] = id;
+        pos[b] = p + 1;
+        tok[b] = id;
+    }
+}
+
+/* One decode step of B tokens at s->d_meta (B layout): layers, lm_head, argmax, advance. */
+static int decode_step(duet_backend *be, int B, int max_len)
+{
+    gpu_state *s = (gpu_state *)be->impl;
+    cudaStream_t st = s->stream;
+    if (run_layers(be, B, max_len, NULL) ||
+        gpu_gemm(s->gemm, s->logits, 1, s->xn, s->lm_head, B, s->c.vocab_size, s->c.dim, s->dt, st) ||
+        gpu_argmax(s->d_ids, s->logits, B, s->c.vocab_size, st))
+        return -1;
+    advance_kernel<<<1, 256, 0, st>>>(s->d_meta, s->d_meta + B, s->d_meta + 2 * B, s->d_ids, s->d_hist, B,
+                                      s->o.max_ctx);
+    LAUNCH_CHECK();
+    return 0;
+}
+
+static cudaGraphExec_t step_graph(duet_backend *be, int B, int max_len)
+{
+    gpu_state *s = (gpu_state *)be->impl;
+    for (int i = 0; i < s->n_graphs; i++)
+        if (s->graphs[i].B == B && s->graphs[i].max_len == max_len) return s->graphs[i].exec;
+    if (s->n_graphs == GPU_MAX_GRAPHS) drop_graphs(s);
+    cudaGraph_t g = NULL;
+    cudaGraphExec_t ex = NULL;
+    if (cudaStreamBeginCapture(s->stream, cudaStreamCaptureModeThreadLocal) != cudaSuccess) {
+        duet_errorf("gpu: cudaStreamBeginCapture: %s", cudaGetErrorString(cudaGetLastError()));
+        return NULL;
+    }
+    int rc = decode_step(be, B, max_len);
+    cudaError_t e = cudaStreamEndCapture(s->stream, &g);
+    if (rc || e != cudaSuccess) {
+        if (!rc) duet_errorf("gpu: capturing a decode step of %d tokens: %s", B, cudaGetErrorString(e));
+        cudaGetLastError();
+        if (g) cudaGraphDestroy(g);
+        return NULL;
+    }
+    e = cudaGraphInstantiate(&ex, g, 0);
+    cudaGraphDestroy(g);
+    if (e != cudaSuccess) {
+        cudaGetLastError();
+        duet_errorf("gpu: cudaGraphInstantiate (decode step of %d tokens): %s", B, cudaGetErrorString(e));
+        return NULL;
+    }
+    s->graphs[s->n_graphs].B = B;
+    s->graphs[s->n_graphs].max_len = max_len;
+    s->graphs[s->n_graphs++].exec = ex;
+    return ex;
+}
+
+extern "C" int gpu_backend_decode_greedy(duet_backend *be, int B, const int *seq, const int *pos, const int *tok,
+                                         int n_steps, int *out_ids)
+{
+    gpu_state *s = (gpu_state *)be->impl;
+    const duet_config *c = &s->c;
+    const int C = s->o.max_ctx;
+    if (B < 1 || B > s->o.max_seqs || n_steps < 1)
+        return duet_errorf("gpu_backend_decode_greedy: batch %d (max_seqs %d), steps %d", B, s->o.max_seqs, n_steps);
+    int max_len = 0;
+    for (int b = 0; b < B; b++) {
+        if (seq[b] < 0 || seq[b] >= s->o.max_seqs || tok[b] < 0 || tok[b] >= c->vocab_size || pos[b] < 0 ||
+            pos[b] + n_steps > C)
+            return duet_errorf("gpu_backend_decode_greedy: row %d: slot %d, token %d, positions %d..%d (context %d)",
+                               b, seq[b], tok[b], pos[b], pos[b] + n_steps - 1, C);
+        for (int j = 0; j < b; j++)
+            if (seq[j] == seq[b]) return duet_errorf("gpu_backend_decode_greedy: slot %d appears twice", seq[b]);
+        if (pos[b] + n_steps > max_len) max_len = pos[b] + n_steps;
+    }
+    if (ensure_capacity(s, B) || ensure_logits(s, B)) return -1;
+    int *h = s->h_meta;
+    for (int b = 0; b < B; b++) h[b] = pos[b] + n_steps;
+    if (reserve_blocks(s, B, seq, h)) return -1;
+    memcpy(h, tok, sizeof(int) * B);
+    memcpy(h + B, pos, sizeof(int) * B);
+    memcpy(h + 2 * B, seq, sizeof(int) * B);
+    cudaStream_t st = s->stream;
+    CUDA_CHECK(cudaMemcpyAsync(s->d_meta, h, sizeof(int) * 3 * (size_t)B, cudaMemcpyHostToDevice, st));
+    const char *ng = getenv("DUET_NO_GRAPHS");
+    cudaGraphExec_t ex = NULL;
+    if (!be->tap && !(ng && *ng && strcmp(ng, "0"))) {
+        CUDA_CHECK(cudaStreamSynchronize(st)); /* h_meta is reused by the capture's host code */
+        if (!(ex = step_graph(be, B, max_len))) return -1;
+    }
+    for (int i = 0; i < n_steps; i++) {
+        if (ex) CUDA_CHECK(cudaGraphLaunch(ex, st));
+        else if (decode_step(be, B, max_len)) return -1;
+    }
+    int *hist = (int *)malloc(sizeof(int) * (size_t)s->o.max_seqs * C);
+    if (!hist) return duet_errorf("gpu_backend_decode_greedy: out of host memory");
+    cudaError_t e = cudaMemcpyAsync(hist, s->d_hist, sizeof(int) * (size_t)s->o.max_seqs * C, cudaMemcpyDeviceToHost, st);
+    if (e == cudaSuccess) e = cudaStreamSynchronize(st);
+    if (e == cudaSuccess) e = cudaGetLastError();
+    if (e == cudaSuccess)
+        for (int i = 0; i < n_steps; i++)
+            for (int b = 0; b < B; b++) out_ids[(size_t)i * B + b] = hist[(size_t)seq[b] * C + pos[b] + i];
+    free(hist);
+    CUDA_CHECK(e);
+    return 0;
+}
+
 /* ---- create / free ---------------------------------------------------------------------------- */
 
 static void gpu_backend_release(duet_backend *be)
@@ -285,9 +502,12 @@ static void gpu_backend_release(duet_backend *be)
     gpu_state *s = (gpu_state *)be->impl;
     if (s) {
         if (s->stream) cudaStreamSynchronize(s->stream);
+        drop_graphs(s);
         gpu_free(s->abuf);
+        gpu_free(s->lbuf);
         gpu_free(s->kv);
         gpu_free(s->d_table);
+        gpu_free(s->d_hist);
         gpu_free(s->wbuf);
         if (s->h_meta) cudaFreeHost(s->h_meta);
         gpu_gemm_free(s->gemm);
@@ -315,22 +535,51 @@ static int convert(uint16_t *dst, const st_tensor *t, gpu_dtype dt, float *tmp)
     return 0;
 }
 
-/* Adds a table entry made of the given tensors concatenated along rows; returns its device pointer. */
-static void *add_weight(gpu_state *s, size_t *next, const char *name, const st_tensor *const *parts, int n_parts)
+/* Adds a table entry of `numel` values; returns its device pointer. */
+static void *add_weight(gpu_state *s, size_t *next, const char *name, size_t numel)
 {
-    size_t bytes = 0;
-    for (int i = 0; i < n_parts; i++) bytes += (size_t)parts[i]->numel * 2;
     gpu_weight *w = &s->table[s->n_weights++];
     snprintf(w->name, sizeof w->name, "%s", name);
     w->ptr = (char *)s->wbuf + *next;
-    w->bytes = bytes;
-    *next += (bytes + 255) & ~(size_t)255;
+    w->bytes = numel * 2;
+    *next += (w->bytes + 255) & ~(size_t)255;
     return w->ptr;
 }
 
-duet_backend *gpu_backend_create(const duet_model *m, const duet_backend_opts *opts)
+/* The weight entries of config c, in table order: per layer attn_norm, wqkv, wo, ffn_norm, w_gate_up,
+ * w_down; then embed, final_norm, lm_head (untied only). numel[i], and the total bytes (aligned). */
+#define N_LAYER_ENTRIES 6
+static size_t weight_layout(const duet_config *c, size_t *layer_numel /* [6] */, size_t *tail_numel /* [3] */)
 {
-    const duet_config *c = &m->cfg;
+    int64_t D = c->dim, F = c->ffn_dim, Hd = (int64_t)c->n_heads * c->head_dim,
+            Q = (int64_t)(c->n_heads + 2 * c->n_kv_heads) * c->head_dim, V = c->vocab_size;
+    size_t ln[N_LAYER_ENTRIES] = {(size_t)D, (size_t)(Q * D), (size_t)(D * Hd), (size_t)D, (size_t)(2 * F * D),
+                                  (size_t)(D * F)};
+    size_t tn[3] = {(size_t)(V * D), (size_t)D, c->tie_embeddings ? 0 : (size_t)(V * D)};
+    size_t total = 0;
+    for (int i = 0; i < N_LAYER_ENTRIES; i++) {
+        if (layer_numel) layer_numel[i] = ln[i];
+        total += (size_t)c->n_layers * ((ln[i] * 2 + 255) & ~(size_t)255);
+    }
+    for (int i = 0; i < 3; i++) {
+        if (tail_numel) tail_numel[i] = tn[i];
+        total += (tn[i] * 2 + 255) & ~(size_t)255;
+    }
+    return total;
+}
+static const char *const LAYER_ENTRY[N_LAYER_ENTRIES] = {"attn_norm", "wqkv", "wo", "ffn_norm", "w_gate_up", "w_down"};
+static const char *const TAIL_ENTRY[3] = {"embed", "final_norm", "lm_head"};
+
+static void **layer_slot(gpu_layer *g, int i)
+{
+    void **slots[N_LAYER_ENTRIES] = {&g->attn_norm, &g->wqkv, &g->wo, &g->ffn_norm, &g->wgu, &g->w_down};
+    return slots[i];
+}
+
+/* The engine without weights: checks, device query, memory plan, stream, cuBLAS, KV cache, the weight
+ * allocation and its (empty) table. */
+static duet_backend *engine_new(const duet_config *c, const duet_backend_opts *opts)
+{
     gpu_dtype dt;
     if (gpu_dtype_parse(opts->dtype, &dt)) return NULL;
     char why[256];
@@ -356,7 +605,6 @@ duet_backend *gpu_backend_create(const duet_model *m, const duet_backend_opts *o
         return NULL;
     }
     be->name = "gpu";
-    be->model = m;
     be->impl = s;
     be->forward = gpu_forward;
     be->free = gpu_backend_release;
@@ -367,29 +615,11 @@ duet_backend *gpu_backend_create(const duet_model *m, const duet_backend_opts *o
     int dev = 0;
     cudaDeviceProp prop;
     size_t free_b = 0, total_b = 0;
-    uint16_t *host = NULL;
-    float *tmp = NULL;
-
-    /* sizes first: the weights, the KV cache (S slots x ceil(C / B) blocks, all of it reserved), and a
-     * minimum of activations; a clear error when they cannot fit */
-    size_t wbytes = 0, biggest = 0;
-    const st_tensor *all[] = {m->embed, m->final_norm, m->lm_head};
-    for (int i = 0; i < (c->tie_embeddings ? 2 : 3); i++) {
-        wbytes += ((size_t)all[i]->numel * 2 + 255) & ~(size_t)255;
-        if ((size_t)all[i]->numel > biggest) biggest = all[i]->numel;
-    }
-    for (int l = 0; l < L; l++) {
-        const duet_layer_weights *w = &m->layers[l];
-        const st_tensor *ts[] = {w->attn_norm, w->wq, w->wk, w->wv, w->wo, w->ffn_norm, w->w_gate, w->w_up, w->w_down};
-        for (int i = 0; i < 9; i++) {
-            wbytes += (size_t)ts[i]->numel * 2;
-            if ((size_t)ts[i]->numel > biggest) biggest = ts[i]->numel;
-        }
-        wbytes += 6 * 256; /* alignment of the 6 fused entries */
-    }
+    size_t wbytes = weight_layout(c, NULL, NULL);
     int blocks_per_seq = (opts->max_ctx + GPU_KV_BLOCK - 1) / GPU_KV_BLOCK;
     double kv_d = 2.0 * L * (double)opts->max_seqs * blocks_per_seq * GPU_KV_BLOCK * c->n_kv_heads * c->head_dim * 2;
     double table_d = (double)opts->max_seqs * blocks_per_seq * sizeof(int);
+    double hist_d = (double)opts->max_seqs * opts->max_ctx * sizeof(int);
     if (cudaGetDevice(&dev) != cudaSuccess || cudaGetDeviceProperties(&prop, dev) != cudaSuccess ||
         cudaMemGetInfo(&free_b, &total_b) != cudaSuccess) {
         cudaError_t e = cudaGetLastError();
@@ -398,10 +628,10 @@ duet_backend *gpu_backend_create(const duet_model *m, const duet_backend_opts *o
     }
     s->n_sm = prop.multiProcessorCount;
     {
-        double need = (double)wbytes + kv_d + table_d + 64.0 * 1048576; /* + 64 MiB for activations, cuBLAS */
+        double need = (double)wbytes + kv_d + table_d + hist_d + 96.0 * 1048576; /* + activations, cuBLAS */
         if (need > (double)free_b || (double)opts->max_seqs * blocks_per_seq > 2147483647.0) {
             duet_errorf("gpu: not enough GPU memory: weights %.1f MiB (%s) + KV cache %.1f MiB (max_seqs %d x max_ctx "
-                        "%d, %d layers, %s) + 64 MiB of workspace = %.1f MiB, but %s has %.1f MiB free of %.1f MiB; "
+                        "%d, %d layers, %s) + 96 MiB of workspace = %.1f MiB, but %s has %.1f MiB free of %.1f MiB; "
                         "lower max_seqs or max_ctx",
                         MiB(wbytes), gpu_dtype_name(dt), MiB(kv_d), opts->max_seqs, opts->max_ctx, L,
                         gpu_dtype_name(dt), MiB(need), prop.name, MiB(free_b), MiB(total_b));
@@ -416,81 +646,138 @@ duet_backend *gpu_backend_create(const duet_model *m, const duet_backend_opts *o
     }
     if (!(s->gemm = gpu_gemm_create())) goto fail;
     if (gpu_block_mgr_init(&s->blocks, s->n_blocks, opts->max_seqs, opts->max_ctx)) goto fail;
-    if (!(s->wbuf = gpu_alloc(wbytes)) || !(s->kv = gpu_alloc(s->kv_bytes)) || !(s->d_table = (int *)gpu_alloc((size_t)table_d))) {
+    if (!(s->wbuf = gpu_alloc(wbytes)) || !(s->kv = gpu_alloc(s->kv_bytes)) ||
+        !(s->d_table = (int *)gpu_alloc((size_t)table_d)) || !(s->d_hist = (int *)gpu_alloc((size_t)hist_d))) {
         duet_error_prefix("gpu: weights %.1f MiB + KV cache %.1f MiB (%.1f MiB free before): ", MiB(wbytes),
                           MiB(s->kv_bytes), MiB(free_b));
         goto fail;
     }
     s->wbytes = wbytes;
-    /* upload: each entry converted on the host, fused q|k|v and gate|up rows concatenated */
-    s->table = (gpu_weight *)calloc(3 + 6 * (size_t)L, sizeof(gpu_weight));
+    s->table = (gpu_weight *)calloc(3 + N_LAYER_ENTRIES * (size_t)L, sizeof(gpu_weight));
     s->layers = (gpu_layer *)calloc(L, sizeof(gpu_layer));
-    host = (uint16_t *)malloc(biggest * 3 * sizeof(uint16_t)); /* room for the largest fused entry */
-    tmp = (float *)malloc(biggest * sizeof(float));
-    if (!s->table || !s->layers || !host || !tmp) {
+    if (!s->table || !s->layers) {
+        duet_errorf("gpu: out of host memory");
+        goto fail;
+    }
+    return be;
+fail:
+    gpu_backend_release(be);
+    return NULL;
+}
+
+duet_backend *gpu_backend_create(const duet_model *m, const duet_backend_opts *opts)
+{
+    const duet_config *c = &m->cfg;
+    duet_backend *be = engine_new(c, opts);
+    if (!be) return NULL;
+    be->model = m;
+    gpu_state *s = (gpu_state *)be->impl;
+    const gpu_dtype dt = s->dt;
+    const int L = c->n_layers;
+    size_t ln[N_LAYER_ENTRIES], tn[3], biggest = 0, next = 0;
+    weight_layout(c, ln, tn);
+    for (int i = 0; i < N_LAYER_ENTRIES; i++) biggest = ln[i] > biggest ? ln[i] : biggest;
+    for (int i = 0; i < 3; i++) biggest = tn[i] > biggest ? tn[i] : biggest;
+    /* upload: each entry converted on the host, fused q|k|v and gate|up rows concatenated */
+    uint16_t *host = (uint16_t *)malloc(biggest * sizeof(uint16_t));
+    float *tmp = (float *)malloc(biggest * sizeof(float));
+    if (!host || !tmp) {
         duet_errorf("gpu: out of host memory staging the weights");
         goto fail;
     }
-    {
-        size_t next = 0;
-        struct {
-            void **dst;
-            const char *name;
-            const st_tensor *parts[3];
-            int n;
-        } plan[3];
-        int np = 0;
-        plan[np++] = {&s->embed, "embed", {m->embed}, 1};
-        plan[np++] = {&s->final_norm, "final_norm", {m->final_norm}, 1};
-        if (!c->tie_embeddings) plan[np++] = {&s->lm_head, "lm_head", {m->lm_head}, 1};
-        for (int l = 0; l < L; l++) {
-            const duet_layer_weights *w = &m->layers[l];
-            gpu_layer *g = &s->layers[l];
-            void **dsts[6] = {&g->attn_norm, &g->wqkv, &g->wo, &g->ffn_norm, &g->wgu, &g->w_down};
-            const char *names[6] = {"attn_norm", "wqkv", "wo", "ffn_norm", "w_gate_up", "w_down"};
-            const st_tensor *parts[6][3] = {{w->attn_norm}, {w->wq, w->wk, w->wv}, {w->wo},
-                                            {w->ffn_norm},  {w->w_gate, w->w_up},  {w->w_down}};
-            int ns[6] = {1, 3, 1, 1, 2, 1};
-            for (int i = 0; i < 6; i++) {
-                char name[64];
-                snprintf(name, sizeof name, "layers.%d.%s", l, names[i]);
-                void *p = add_weight(s, &next, name, parts[i], ns[i]);
-                size_t off = 0;
-                for (int j = 0; j < ns[i]; j++) {
-                    if (convert(host + off, parts[i][j], dt, tmp)) goto fail;
-                    off += parts[i][j]->numel;
-                }
-                if (cudaMemcpy(p, host, off * 2, cudaMemcpyHostToDevice) != cudaSuccess) {
-                    duet_errorf("gpu: uploading %s: %s", name, cudaGetErrorString(cudaGetLastError()));
-                    goto fail;
-                }
-                *dsts[i] = p;
+    for (int l = 0; l < L; l++) {
+        const duet_layer_weights *w = &m->layers[l];
+        const st_tensor *parts[N_LAYER_ENTRIES][3] = {{w->attn_norm}, {w->wq, w->wk, w->wv}, {w->wo},
+                                                      {w->ffn_norm},  {w->w_gate, w->w_up},  {w->w_down}};
+        const int ns[N_LAYER_ENTRIES] = {1, 3, 1, 1, 2, 1};
+        for (int i = 0; i < N_LAYER_ENTRIES; i++) {
+            char name[64];
+            snprintf(name, sizeof name, "layers.%d.%s", l, LAYER_ENTRY[i]);
+            void *p = add_weight(s, &next, name, ln[i]);
+            size_t off = 0;
+            for (int j = 0; j < ns[i]; j++) {
+                if (convert(host + off, parts[i][j], dt, tmp)) goto fail;
+                off += parts[i][j]->numel;
             }
-        }
-        for (int i = 0; i < np; i++) {
-            void *p = add_weight(s, &next, plan[i].name, plan[i].parts, plan[i].n);
-            if (convert(host, plan[i].parts[0], dt, tmp)) goto fail;
-            if (cudaMemcpy(p, host, plan[i].parts[0]->numel * 2, cudaMemcpyHostToDevice) != cudaSuccess) {
-                duet_errorf("gpu: uploading %s: %s", plan[i].name, cudaGetErrorString(cudaGetLastError()));
+            if (off != ln[i]) {
+                duet_errorf("gpu: internal: %s has %zu values, expected %zu", name, off, ln[i]);
                 goto fail;
             }
-            *plan[i].dst = p;
+            if (cudaMemcpy(p, host, off * 2, cudaMemcpyHostToDevice) != cudaSuccess) {
+                duet_errorf("gpu: uploading %s: %s", name, cudaGetErrorString(cudaGetLastError()));
+                goto fail;
+            }
+            *layer_slot(&s->layers[l], i) = p;
+        }
+    }
+    {
+        const st_tensor *tails[3] = {m->embed, m->final_norm, m->lm_head};
+        void **dst[3] = {&s->embed, &s->final_norm, &s->lm_head};
+        for (int i = 0; i < (c->tie_embeddings ? 2 : 3); i++) {
+            void *p = add_weight(s, &next, TAIL_ENTRY[i], tn[i]);
+            if (convert(host, tails[i], dt, tmp)) goto fail;
+            if (cudaMemcpy(p, host, tn[i] * 2, cudaMemcpyHostToDevice) != cudaSuccess) {
+                duet_errorf("gpu: uploading %s: %s", TAIL_ENTRY[i], cudaGetErrorString(cudaGetLastError()));
+                goto fail;
+            }
+            *dst[i] = p;
         }
         if (c->tie_embeddings) s->lm_head = s->embed;
-        if (next > wbytes) {
-            duet_errorf("gpu: internal: weight table overflows its allocation (%zu > %zu)", next, wbytes);
-            goto fail;
-        }
+    }
+    if (next > s->wbytes) {
+        duet_errorf("gpu: internal: weight table overflows its allocation (%zu > %zu)", next, s->wbytes);
+        goto fail;
     }
     free(host);
     free(tmp);
-    host = NULL;
-    tmp = NULL;
-    if (ensure_capacity(s, 64)) goto fail;
+    if (ensure_capacity(s, 64)) goto fail_be;
     return be;
 fail:
     free(host);
     free(tmp);
+fail_be:
+    gpu_backend_release(be);
+    return NULL;
+}
+
+duet_backend *gpu_backend_create_random(const duet_config *c, const duet_backend_opts *opts, uint64_t seed)
+{
+    duet_backend *be = engine_new(c, opts);
+    if (!be) return NULL;
+    gpu_state *s = (gpu_state *)be->impl;
+    const int L = c->n_layers;
+    size_t ln[N_LAYER_ENTRIES], tn[3], next = 0;
+    weight_layout(c, ln, tn);
+    /* as common/synth.c: matrices std 1/sqrt(in), embedding 1, lm_head 4/sqrt(D), norms 1 + 0.1 noise */
+    const float in_of[N_LAYER_ENTRIES] = {0, (float)c->dim, (float)c->n_heads * c->head_dim, 0, (float)c->dim,
+                                          (float)c->ffn_dim};
+    uint64_t stream = 1;
+    for (int l = 0; l < L; l++)
+        for (int i = 0; i < N_LAYER_ENTRIES; i++, stream++) {
+            char name[64];
+            snprintf(name, sizeof name, "layers.%d.%s", l, LAYER_ENTRY[i]);
+            void *p = add_weight(s, &next, name, ln[i]);
+            float mean = in_of[i] > 0 ? 0.0f : 1.0f, std = in_of[i] > 0 ? 1.0f / sqrtf(in_of[i]) : 0.1f;
+            if (gpu_fill_random(p, (int64_t)ln[i], s->dt, seed, stream, mean, std, s->stream)) goto fail;
+            *layer_slot(&s->layers[l], i) = p;
+        }
+    {
+        void **dst[3] = {&s->embed, &s->final_norm, &s->lm_head};
+        const float mean[3] = {0.0f, 1.0f, 0.0f}, std[3] = {1.0f, 0.1f, 4.0f / sqrtf((float)c->dim)};
+        for (int i = 0; i < (c->tie_embeddings ? 2 : 3); i++, stream++) {
+            void *p = add_weight(s, &next, TAIL_ENTRY[i], tn[i]);
+            if (gpu_fill_random(p, (int64_t)tn[i], s->dt, seed, stream, mean[i], std[i], s->stream)) goto fail;
+            *dst[i] = p;
+        }
+        if (c->tie_embeddings) s->lm_head = s->embed;
+    }
+    if (cudaStreamSynchronize(s->stream) != cudaSuccess) {
+        duet_errorf("gpu: filling random weights: %s", cudaGetErrorString(cudaGetLastError()));
+        goto fail;
+    }
+    if (ensure_capacity(s, 64)) goto fail;
+    return be;
+fail:
     gpu_backend_release(be);
     return NULL;
 }

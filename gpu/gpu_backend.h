@@ -14,6 +14,23 @@ extern "C" {
  * do not fit in GPU memory (the message gives the sizes in MiB). */
 duet_backend *gpu_backend_create(const duet_model *m, const duet_backend_opts *opts);
 
+/* The same engine with random weights generated on the GPU (no checkpoint, nothing uploaded; `duet
+ * bench`): matrices uniform with std 1/sqrt(in), embedding std 1, lm_head std 4/sqrt(D), norm weights
+ * 1 + uniform of std 0.1, from a counter-based hash of (seed, tensor, index). be->model is NULL. */
+duet_backend *gpu_backend_create_random(const duet_config *cfg, const duet_backend_opts *opts, uint64_t seed);
+
+/* Like forward, but returns the greedy (argmax, lowest id on ties) token of each row that logits_for
+ * selects (every row when NULL) in ids[R], computed on the GPU: no logits cross to the host. No taps. */
+int gpu_backend_forward_argmax(duet_backend *be, const duet_batch *b, int *ids);
+
+/* n_steps greedy decode steps of B sequences (distinct slots seq[B]) on the GPU: step 0 feeds tok[b] at
+ * position pos[b] (the cache holds positions < pos[b]); each later step feeds the argmax of the one
+ * before. out_ids[i * B + b] = the token chosen at step i (for position pos[b] + i + 1). Each step is one
+ * replay of a CUDA graph captured per (B, max pos + n_steps) (eager launches when taps are set or
+ * $DUET_NO_GRAPHS is nonzero); one host synchronization at the end. Needs pos[b] + n_steps <= max_ctx. */
+int gpu_backend_decode_greedy(duet_backend *be, int B, const int *seq, const int *pos, const int *tok, int n_steps,
+                              int *out_ids);
+
 #ifdef __cplusplus
 }
 #endif

@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /* Bounds on the relative L2 error per dtype. Outputs stored in fp16 round at 2^-11 relative (rel L2 of
  * pure output rounding ~3e-4), bf16 at 2^-8 (~2.5e-3). Measured on an H100 (see gpu/NOTES.md and the
@@ -332,12 +333,20 @@ static void run_attention_case(gpu_dtype dt, attn_cfg cf)
             }
         /* attention of the GPU's rotated q against the GPU's cache, ref vs kernel */
         ck_assert(gpu_poison(dout, (int64_t)T * Hd, 2) == 0);
-        gpu_attn_params ap = {dout, dqkv, Q, kv, dpos, dseq, T, H, max_len, ws, n_sm};
+        gpu_attn_params ap = {dout, dqkv, Q, kv, dpos, dseq, T, H, max_len, ws, n_sm, NULL, NULL};
         ck_assert_msg(gpu_attention_decode(&ap, dt, NULL) == 0, "%s", duet_error());
         float *gatt = download(dout, (int64_t)T * Hd, dt), *watt = malloc(sizeof(float) * T * Hd),
               *scratch = malloc(sizeof(float) * C);
         ref_attention(watt, gq, kc, vc, pos, seq, (int64_t)C * kvd, scratch, T, H, Hk, d);
         snprintf(what, sizeof what, "attention H%d Hk%d d%d batch %d (T %d, ctx %d)", H, Hk, d, bi, T, max_len);
+        check(what, dt, gatt, watt, T, Hd, BOUND[dt]);
+        /* the dispatcher (flash prefill for d 64/128 segments, decode kernel otherwise) on the same inputs */
+        ap.h_pos = pos, ap.h_seq = seq;
+        ck_assert(gpu_poison(dout, (int64_t)T * Hd, 2) == 0);
+        ck_assert_msg(gpu_attention(&ap, dt, NULL) == 0, "%s", duet_error());
+        free(gatt);
+        gatt = download(dout, (int64_t)T * Hd, dt);
+        snprintf(what, sizeof what, "dispatch H%d Hk%d d%d batch %d (T %d)", H, Hk, d, bi, T);
         check(what, dt, gatt, watt, T, Hd, BOUND[dt]);
         free(pos), free(seq), free(qkv), free(got), free(wq), free(wk), free(gq), free(gk), free(gatt), free(watt),
             free(scratch);
@@ -356,12 +365,191 @@ START_TEST(test_rope_kv_attention)
 }
 END_TEST
 
+/* The flash prefill kernel and the dispatcher vs ref_attention. K/V go straight into the paged pool
+ * (positions never written hold NaN, so a read past a row's context shows), q rows have the engine's
+ * q|k|v stride. Batch 0 packs four sequences of 1, 17, 300 and 923 tokens; batch 1 continues two of
+ * them after their cached prefix (250 and 64 tokens) around two decode tokens, so the dispatcher runs
+ * both kernels in one call. Head dims without a prefill kernel (32) go through the dispatcher alone. */
+static void upload_pool(const gpu_kv_view *kv, const gpu_block_mgr *m, const float *kc, const float *vc,
+                        const int *len, int S, int C, gpu_dtype dt)
+{
+    const int Hk = kv->Hk, d = kv->d, B = GPU_KV_BLOCK;
+    const int64_t kvd = (int64_t)Hk * d, pool = (int64_t)m->n_blocks * Hk * B * d;
+    float *hk = malloc(sizeof(float) * pool), *hv = malloc(sizeof(float) * pool);
+    for (int64_t i = 0; i < pool; i++) hk[i] = hv[i] = NAN;
+    for (int sq = 0; sq < S; sq++)
+        for (int p = 0; p < len[sq]; p++) {
+            int blk = m->table[(int64_t)sq * m->max_blocks + p / B];
+            for (int kh = 0; kh < Hk; kh++)
+                for (int i = 0; i < d; i++) {
+                    int64_t o = (((int64_t)blk * Hk + kh) * B + p % B) * d + i, src = ((int64_t)sq * C + p) * kvd + kh * d + i;
+                    hk[o] = kc[src];
+                    hv[o] = vc[src];
+                }
+        }
+    ck_assert_msg(gpu_upload(kv->k, hk, pool, dt) == 0 && gpu_upload(kv->v, hv, pool, dt) == 0, "%s", duet_error());
+    ck_assert(gpu_upload_i32((int *)kv->block_table, m->table, (int64_t)S * m->max_blocks) == 0);
+    free(hk), free(hv);
+}
+
+static void run_prefill_case(gpu_dtype dt, attn_cfg cf)
+{
+    const int S = 4, C = 1280, H = cf.H, Hk = cf.Hk, d = cf.d, n_sm = 132;
+    const int64_t Hd = (int64_t)H * d, kvd = (int64_t)Hk * d, Q = Hd + 2 * kvd;
+    gpu_block_mgr m;
+    int n_blocks = S * ((C + GPU_KV_BLOCK - 1) / GPU_KV_BLOCK);
+    ck_assert(gpu_block_mgr_init(&m, n_blocks, S, C) == 0);
+    size_t pool = (size_t)n_blocks * Hk * GPU_KV_BLOCK * d;
+    gpu_kv_view kv = {gpu_alloc(2 * pool), gpu_alloc(2 * pool), gpu_alloc(sizeof(int) * S * m.max_blocks),
+                      m.max_blocks, Hk, d};
+    float *kc = rand_vec((int64_t)S * C * kvd, 1.0f, dt), *vc = rand_vec((int64_t)S * C * kvd, 1.0f, dt);
+    int len[4] = {0, 0, 0, 0};
+    int runs[2][4][2] = {{{0, 1}, {1, 17}, {2, 300}, {3, 923}}, {{1, 250}, {0, 1}, {3, 1}, {2, 64}}};
+    for (int bi = 0; bi < 2; bi++) {
+        int T = 0;
+        for (int r = 0; r < 4; r++) T += runs[bi][r][1];
+        int *pos = malloc(sizeof(int) * T), *seq = malloc(sizeof(int) * T), t = 0, max_len = 0;
+        for (int r = 0; r < 4; r++)
+            for (int i = 0; i < runs[bi][r][1]; i++, t++) {
+                seq[t] = runs[bi][r][0];
+                pos[t] = len[seq[t]]++;
+                ck_assert(gpu_block_mgr_reserve(&m, seq[t], pos[t] + 1) == 0);
+                if (pos[t] + 1 > max_len) max_len = pos[t] + 1;
+            }
+        upload_pool(&kv, &m, kc, vc, len, S, C, dt);
+        float *qkv = rand_vec((int64_t)T * Q, 2.0f, dt), *q = malloc(sizeof(float) * T * Hd);
+        for (int i = 0; i < T; i++) memcpy(q + i * Hd, qkv + i * Q, sizeof(float) * Hd);
+        void *dqkv = dev_of(qkv, (int64_t)T * Q, dt), *dout = gpu_alloc(2 * (size_t)T * Hd);
+        int *dpos = gpu_alloc(sizeof(int) * T), *dseq = gpu_alloc(sizeof(int) * T);
+        float *ws = gpu_alloc(sizeof(float) * gpu_attention_ws_floats(T, H, d, n_sm));
+        ck_assert(gpu_upload_i32(dpos, pos, T) == 0 && gpu_upload_i32(dseq, seq, T) == 0);
+        float *watt = malloc(sizeof(float) * T * Hd), *scratch = malloc(sizeof(float) * C);
+        ref_attention(watt, q, kc, vc, pos, seq, (int64_t)C * kvd, scratch, T, H, Hk, d);
+        gpu_attn_params ap = {dout, dqkv, Q, kv, dpos, dseq, T, H, max_len, ws, n_sm, pos, seq};
+        int has_prefill = d == 64 || d == 128;
+        for (int v = 0; v < 1 + has_prefill; v++) {
+            ck_assert(gpu_poison(dout, (int64_t)T * Hd, 2) == 0);
+            int rc = v ? gpu_attention_prefill(&ap, dt, NULL) : gpu_attention(&ap, dt, NULL);
+            ck_assert_msg(rc == 0, "%s", duet_error());
+            float *gatt = download(dout, (int64_t)T * Hd, dt);
+            char what[96];
+            snprintf(what, sizeof what, "%s H%d Hk%d d%d batch %d (T %d)", v ? "flash prefill" : "attention dispatch", H,
+                     Hk, d, bi, T);
+            check(what, dt, gatt, watt, T, Hd, BOUND[dt]);
+            free(gatt);
+        }
+        free(pos), free(seq), free(qkv), free(q), free(watt), free(scratch);
+        gpu_free(dqkv), gpu_free(dout), gpu_free(dpos), gpu_free(dseq), gpu_free(ws);
+    }
+    free(kc), free(vc);
+    gpu_free(kv.k), gpu_free(kv.v), gpu_free((void *)kv.block_table);
+    gpu_block_mgr_free(&m);
+}
+
+START_TEST(test_attention_prefill)
+{
+    gpu_dtype dt = (gpu_dtype)_i;
+    attn_cfg cfgs[] = {{4, 4, 64}, {8, 2, 128}, {8, 1, 128}, {16, 2, 64}, {4, 2, 32}};
+    for (size_t i = 0; i < sizeof cfgs / sizeof cfgs[0]; i++) run_prefill_case(dt, cfgs[i]);
+}
+END_TEST
+
+/* DUET_ATTN_BENCH=1: times the attention of B prompts of 923 tokens (H 32, d 128) through the dispatcher
+ * (flash prefill) and through the decode kernel alone: median over 5 rounds of (host time of `reps`
+ * back-to-back calls and one device sync) / reps, after 3 warm-up calls; flops 2 * 2 * T^2 / 2 * d * H per prompt (causal). Also the rel L2 between the two outputs. */
+static double now_s(void)
+{
+    struct timespec ts;
+    timespec_get(&ts, TIME_UTC);
+    return ts.tv_sec + 1e-9 * ts.tv_nsec;
+}
+static int cmp_dbl(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+static double time_attn(int (*fn)(const gpu_attn_params *, gpu_dtype, gpu_stream), const gpu_attn_params *ap,
+                        gpu_dtype dt, int reps)
+{
+    double t[5];
+    for (int i = 0; i < 3; i++)
+        if (fn(ap, dt, NULL) || gpu_sync()) return -1;
+    for (int r = 0; r < 5; r++) {
+        double t0 = now_s();
+        for (int i = 0; i < reps; i++)
+            if (fn(ap, dt, NULL)) return -1;
+        if (gpu_sync()) return -1;
+        t[r] = (now_s() - t0) / reps;
+    }
+    qsort(t, 5, sizeof t[0], cmp_dbl);
+    return t[2];
+}
+
+static int bench_attention(void)
+{
+    const int P = 923, H = 32, d = 128, n_sm = 132;
+    printf("%-5s %2s %3s %3s %10s %8s %10s %8s %8s %9s\n", "dtype", "B", "H", "Hk", "flash_ms", "TFLOP/s", "decode_ms",
+           "TFLOP/s", "speedup", "rel_l2");
+    for (int dti = 0; dti < 2; dti++)
+        for (int bi = 0; bi < 2; bi++)
+            for (int hi = 0; hi < 2; hi++) {
+                gpu_dtype dt = (gpu_dtype)dti;
+                int B = bi ? 8 : 1, Hk = hi ? 8 : 32, T = B * P, C = P;
+                int64_t Hd = (int64_t)H * d;
+                gpu_block_mgr m;
+                int n_blocks = B * ((C + GPU_KV_BLOCK - 1) / GPU_KV_BLOCK);
+                if (gpu_block_mgr_init(&m, n_blocks, B, C)) return -1;
+                size_t pool = (size_t)n_blocks * Hk * GPU_KV_BLOCK * d;
+                gpu_kv_view kv = {gpu_alloc(2 * pool), gpu_alloc(2 * pool), gpu_alloc(sizeof(int) * B * m.max_blocks),
+                                  m.max_blocks, Hk, d};
+                int *pos = malloc(sizeof(int) * T), *seq = malloc(sizeof(int) * T);
+                for (int t = 0; t < T; t++) seq[t] = t / P, pos[t] = t % P;
+                for (int s = 0; s < B; s++)
+                    if (gpu_block_mgr_reserve(&m, s, P)) return -1;
+                float *hk = rand_vec((int64_t)pool, 1.0f, dt), *q = rand_vec((int64_t)T * Hd, 2.0f, dt);
+                void *dq = gpu_alloc(2 * (size_t)T * Hd), *o1 = gpu_alloc(2 * (size_t)T * Hd),
+                     *o2 = gpu_alloc(2 * (size_t)T * Hd);
+                int *dpos = gpu_alloc(sizeof(int) * T), *dseq = gpu_alloc(sizeof(int) * T);
+                float *ws = gpu_alloc(sizeof(float) * gpu_attention_ws_floats(T, H, d, n_sm));
+                if (!kv.k || !kv.v || !dq || !o1 || !o2 || !ws || gpu_upload(kv.k, hk, pool, dt) ||
+                    gpu_upload(kv.v, hk + pool / 2, pool / 2, dt) || gpu_upload((char *)kv.v + pool, hk, pool / 2, dt) ||
+                    gpu_upload(dq, q, (int64_t)T * Hd, dt) || gpu_upload_i32(dpos, pos, T) ||
+                    gpu_upload_i32(dseq, seq, T) ||
+                    gpu_upload_i32((int *)kv.block_table, m.table, (int64_t)B * m.max_blocks))
+                    return -1;
+                gpu_attn_params ap = {o1, dq, Hd, kv, dpos, dseq, T, H, P, ws, n_sm, pos, seq};
+                gpu_attn_params ad = ap;
+                ad.out = o2;
+                double tf = time_attn(gpu_attention, &ap, dt, 50), td = time_attn(gpu_attention_decode, &ad, dt, 3);
+                if (tf < 0 || td < 0) return -1;
+                float *a = malloc(sizeof(float) * T * Hd), *b = malloc(sizeof(float) * T * Hd);
+                if (gpu_download(a, o1, (int64_t)T * Hd, dt) || gpu_download(b, o2, (int64_t)T * Hd, dt)) return -1;
+                double num = 0, den = 0;
+                for (int64_t i = 0; i < (int64_t)T * Hd; i++) num += (double)(a[i] - b[i]) * (a[i] - b[i]), den += (double)b[i] * b[i];
+                double fl = (double)B * 2.0 * 2.0 * P * (double)P / 2.0 * d * H;
+                printf("%-5s %2d %3d %3d %10.3f %8.1f %10.3f %8.1f %7.1fx %9.2e\n", gpu_dtype_name(dt), B, H, Hk,
+                       tf * 1e3, fl / tf * 1e-12, td * 1e3, fl / td * 1e-12, td / tf, sqrt(num / den));
+                free(pos), free(seq), free(hk), free(q), free(a), free(b);
+                gpu_free(kv.k), gpu_free(kv.v), gpu_free((void *)kv.block_table), gpu_free(dq), gpu_free(o1),
+                    gpu_free(o2), gpu_free(dpos), gpu_free(dseq), gpu_free(ws);
+                gpu_block_mgr_free(&m);
+            }
+    return 0;
+}
+
 int main(void)
 {
     char why[256];
     if (gpu_device_count(why, sizeof why) == 0) {
         fprintf(stderr, "SKIP: no CUDA device: %s\n", why);
         return TEST_EXIT_SKIP;
+    }
+    if (getenv("DUET_ATTN_BENCH")) {
+        if (bench_attention()) {
+            fprintf(stderr, "bench: %s\n", duet_error());
+            return 1;
+        }
+        return 0;
     }
     /* CUDA state does not survive fork(): run the tests in this process. */
     setenv("CK_FORK", "no", 1);
@@ -374,6 +562,7 @@ int main(void)
     tcase_add_test(tc, test_argmax);
     tcase_add_test(tc, test_block_manager);
     tcase_add_loop_test(tc, test_rope_kv_attention, 0, 2);
+    tcase_add_loop_test(tc, test_attention_prefill, 0, 2);
     suite_add_tcase(s, tc);
     int rc = test_run_suite(s);
     printf("worst rel_l2 over the kernels: fp16 %.2e (bound %.0e), bf16 %.2e (bound %.0e)\n", worst[0], BOUND[0],

@@ -1,0 +1,57 @@
+#!/bin/sh
+# test_gpu_diff.sh: `duet diff --backend gpu` against every committed golden (fp16 and bf16, bounds
+# from golden/tolerances) and against a fresh ref golden of stories260K; with DUET_PERTURB breaking one
+# kernel, diff names that op's tap as the first failure. Exits 77 without a GPU (or a CUDA build).
+set -u
+duet="${DUET_BUILDDIR:-.}/duet"
+src="${DUET_SRCDIR:-.}"
+data="${DUET_DATA:-$src/../shared/data}"
+tol="$src/golden/tolerances"
+fail=0
+check() { name=$1; shift; if "$@"; then echo "PASS: $name"; else echo "FAIL: $name"; fail=1; fi; }
+tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+
+"$duet" synth -o "$tmp/probe" --layers 1 2>/dev/null
+if ! "$duet" golden -m "$tmp/probe" --ids 1,2 --backend gpu --mode fp16 -o "$tmp/probe.safetensors" 2>"$tmp/why"; then
+    if grep -q -e "no CUDA device" -e "not built" "$tmp/why"; then
+        echo "SKIP: no GPU backend here: $(cat "$tmp/why")"
+        exit 77
+    fi
+    check "a gpu golden of a tiny model runs" false
+    cat "$tmp/why"
+fi
+
+for g in "$src"/golden/*.fp32.safetensors; do
+    name=$(basename "$g" .fp32.safetensors)
+    "$duet" synth -o "$tmp/$name" --from-golden "$g" 2>/dev/null
+    for mode in fp16 bf16; do
+        "$duet" diff -m "$tmp/$name" "$g" --backend gpu --mode "$mode" --tolerances "$tol" >"$tmp/out" 2>&1
+        rc=$?
+        check "$name gpu $mode: every tap within golden/tolerances" test $rc -eq 0
+        [ $rc -eq 0 ] || cat "$tmp/out"
+        tail -1 "$tmp/out"
+    done
+done
+
+g="$src/golden/mha.p7.fp32.safetensors"
+DUET_PERTURB=swiglu "$duet" diff -m "$tmp/mha.p7" "$g" --backend gpu --mode fp16 --tolerances "$tol" >"$tmp/out" 2>&1
+rc=$?
+check "DUET_PERTURB=swiglu: exit 1" test $rc -eq 1
+check "DUET_PERTURB=swiglu: first failure is layers.0.act" grep -q "first: layers.0.act$" "$tmp/out"
+DUET_PERTURB=rmsnorm "$duet" diff -m "$tmp/mha.p7" "$g" --backend gpu --mode bf16 --tolerances "$tol" >"$tmp/out" 2>&1
+check "DUET_PERTURB=rmsnorm: first failure is layers.0.attn_norm" grep -q "first: layers.0.attn_norm$" "$tmp/out"
+
+model="$data/stories260K"
+if [ -f "$model/model.safetensors" ]; then
+    "$duet" golden -m "$model" -p "Once upon a time, there was a little dog" -o "$tmp/stories.safetensors" 2>/dev/null
+    for mode in fp16 bf16; do
+        "$duet" diff -m "$model" "$tmp/stories.safetensors" --backend gpu --mode "$mode" --tolerances "$tol" >"$tmp/out" 2>&1
+        rc=$?
+        check "stories260K gpu $mode: every tap within golden/tolerances" test $rc -eq 0
+        [ $rc -eq 0 ] || cat "$tmp/out"
+        tail -1 "$tmp/out"
+    done
+else
+    echo "(stories260K not found under $data: its diff is not run)"
+fi
+exit $fail

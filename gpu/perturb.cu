@@ -22,9 +22,9 @@ extern "C" int gpu_perturb(const char *op, void *buf, int64_t n, gpu_dtype dt, g
     if (!want || strcmp(want, op) != 0 || n <= 0) return 0;
     int blocks = (int)((n + 255) / 256 < 4096 ? (n + 255) / 256 : 4096);
     if (dt == GPU_BF16)
-        scale_kernel<<<blocks, 256, 0, s>>>((__nv_bfloat16 *)buf, n, 1.01f);
+        scale_kernel<<<blocks, 256, 0, s>>>((__nv_bfloat16 *)buf, n, 1.1f);
     else
-        scale_kernel<<<blocks, 256, 0, s>>>((__half *)buf, n, 1.01f);
+        scale_kernel<<<blocks, 256, 0, s>>>((__half *)buf, n, 1.1f);
     LAUNCH_CHECK();
     return 0;
 }

@@ -2,14 +2,9 @@
 # test_cli_eval.sh: `duet eval` as a user runs it: the too-long-context message, bad data files named
 # with their line, the table and --json, --check-accuracy, --compare. Model parts skip without data.
 set -u
-duet="${DUET_BUILDDIR:-.}/duet"
-src="${DUET_SRCDIR:-.}"
-data="${DUET_DATA:-$src/../shared/data}"
+. "${DUET_SRCDIR:-.}/tests/cli_lib.sh"
 model="$data/stories260K"
 fx="$src/tests/data/rouge/fixtures"
-fail=0
-check() { name=$1; shift; if "$@"; then echo "PASS: $name"; else echo "FAIL: $name"; fail=1; fi; }
-tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 
 "$duet" eval --help >"$tmp/h"; check "--help exits 0 with examples" grep -q "examples" "$tmp/h"
 "$duet" eval --bogus >/dev/null 2>&1; check "unknown flag exits 2" test $? -eq 2

@@ -2,15 +2,8 @@
 # test_cli_generate.sh: `duet generate` end to end on stories260K (skips without the shared data):
 # greedy output equals llama2.c's published stories260K text, --help/unknown flags, prompt too long.
 set -u
-duet="${DUET_BUILDDIR:-.}/duet"
-data="${DUET_DATA:-${DUET_SRCDIR:-.}/../shared/data}"
+. "${DUET_SRCDIR:-.}/tests/cli_lib.sh"
 model="$data/stories260K"
-fail=0
-check() { # check NAME CONDITION...
-    name=$1; shift
-    if "$@"; then echo "PASS: $name"; else echo "FAIL: $name"; fail=1; fi
-}
-tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 
 "$duet" generate --help >"$tmp/help" 2>&1
 check "generate --help exits 0 and shows an example" grep -q "example" "$tmp/help"

@@ -2,11 +2,7 @@
 # test_cli_synth.sh: `duet synth --from-golden` regenerates the model of a golden (the ref then matches
 # it exactly), refuses shape options beside it, and names a file that is not a golden.
 set -u
-duet="${DUET_BUILDDIR:-.}/duet"
-src="${DUET_SRCDIR:-.}"
-fail=0
-check() { name=$1; shift; if "$@"; then echo "PASS: $name"; else echo "FAIL: $name"; fail=1; fi; }
-tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+. "${DUET_SRCDIR:-.}/tests/cli_lib.sh"
 g="$src/golden/gqa_tied.p13.fp32.safetensors"
 "$duet" synth -o "$tmp/m" --from-golden "$g" 2>"$tmp/err"
 check "--from-golden writes the model" test -f "$tmp/m/model.safetensors"

@@ -3,13 +3,8 @@
 # from golden/tolerances) and against a fresh ref golden of stories260K; with DUET_PERTURB breaking one
 # kernel, diff names that op's tap as the first failure. Exits 77 without a GPU (or a CUDA build).
 set -u
-duet="${DUET_BUILDDIR:-.}/duet"
-src="${DUET_SRCDIR:-.}"
-data="${DUET_DATA:-$src/../shared/data}"
+. "${DUET_SRCDIR:-.}/tests/cli_lib.sh"
 tol="$src/golden/tolerances"
-fail=0
-check() { name=$1; shift; if "$@"; then echo "PASS: $name"; else echo "FAIL: $name"; fail=1; fi; }
-tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 
 "$duet" synth -o "$tmp/probe" --layers 1 2>/dev/null
 if ! "$duet" golden -m "$tmp/probe" --ids 1,2 --backend gpu --mode fp16 -o "$tmp/probe.safetensors" 2>"$tmp/why"; then

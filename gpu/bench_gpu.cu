@@ -71,15 +71,13 @@ extern "C" int gpu_measure_copy(size_t bytes, int reps, double *gbps)
     if (cudaEventCreate(&e0) != cudaSuccess || cudaEventCreate(&e1) != cudaSuccess) goto out;
     if (gpu_fill_random(a, (int64_t)(bytes / 2), GPU_F16, 1, 1, 0.0f, 1.0f, NULL)) goto out;
     for (int i = 0; i < reps + 2; i++) {
-        cudaEventRecord(e0);
-        cudaMemcpyAsync(b, a, bytes, cudaMemcpyDeviceToDevice);
-        cudaEventRecord(e1);
-        if (cudaEventSynchronize(e1) != cudaSuccess) {
+        if (cudaEventRecord(e0) != cudaSuccess || cudaMemcpyAsync(b, a, bytes, cudaMemcpyDeviceToDevice) != cudaSuccess ||
+            cudaEventRecord(e1) != cudaSuccess || cudaEventSynchronize(e1) != cudaSuccess) {
             duet_errorf("gpu_measure_copy: %s", cudaGetErrorString(cudaGetLastError()));
             goto out;
         }
         float t = 0;
-        cudaEventElapsedTime(&t, e0, e1);
+        if (cudaEventElapsedTime(&t, e0, e1) != cudaSuccess) goto out;
         if (i >= 2) ms.push_back(t);
     }
     *gbps = 2.0 * (double)bytes / (median(ms) * 1e-3) / 1e9;
@@ -117,13 +115,12 @@ extern "C" int gpu_measure_gemm(int T, int N, int K, gpu_dtype dt, int small_t, 
         if (cudaEventRecord(e0) != cudaSuccess) goto out;
         for (int i = 0; i < reps; i++)
             if (gpu_gemm(g, y, 0, x, W[i % copies], T, N, K, dt, NULL)) goto out;
-        cudaEventRecord(e1);
-        if (cudaEventSynchronize(e1) != cudaSuccess) {
+        if (cudaEventRecord(e1) != cudaSuccess || cudaEventSynchronize(e1) != cudaSuccess) {
             duet_errorf("gpu_measure_gemm: %s", cudaGetErrorString(cudaGetLastError()));
             goto out;
         }
         float t = 0;
-        cudaEventElapsedTime(&t, e0, e1);
+        if (cudaEventElapsedTime(&t, e0, e1) != cudaSuccess) goto out;
         ms.push_back(t / reps);
     }
     *ms_out = median(ms);

@@ -48,7 +48,12 @@ extern "C" gpu_gemm_ctx *gpu_gemm_create(void)
         return NULL;
     }
     /* fp16 inputs must not use fp16 reductions inside split-K */
-    cublasSetMathMode(g->h, (cublasMath_t)(CUBLAS_DEFAULT_MATH | CUBLAS_MATH_DISALLOW_REDUCED_PRECISION_REDUCTION));
+    st = cublasSetMathMode(g->h, (cublasMath_t)(CUBLAS_DEFAULT_MATH | CUBLAS_MATH_DISALLOW_REDUCED_PRECISION_REDUCTION));
+    if (st != CUBLAS_STATUS_SUCCESS) {
+        duet_errorf("%s:%d: cublasSetMathMode: %s", __FILE__, __LINE__, cublasGetStatusString(st));
+        gpu_gemm_free(g);
+        return NULL;
+    }
     /* measured on an H100 (gpu/NOTES.md), LLaMA-7B decode GEMMs per step: GEMV 5.08 / 5.18 / 5.63 / 6.62 ms
      * at T = 1 / 2 / 4 / 8, cuBLAS 5.47 / 5.35 / 5.31 / 5.30 ms: the GEMV wins up to T = 2 */
     g->small_t = 2;

@@ -69,40 +69,6 @@ int cli_bad_option(const char *cmd)
     return 2;
 }
 
-int cli_parse_ids(const char *s, int **ids, int *n)
-{
-    int cap = 16, k = 0;
-    int *v = malloc(sizeof(int) * cap);
-    if (!v) return duet_errorf("out of memory");
-    const char *p = s;
-    while (*p) {
-        if (isspace((unsigned char)*p) || *p == ',' || *p == '[' || *p == ']') {
-            p++;
-            continue;
-        }
-        char *end;
-        errno = 0;
-        long x = strtol(p, &end, 10);
-        if (end == p || errno || x < 0 || x > 0x7fffffff) {
-            free(v);
-            return duet_errorf("token ids: '%.20s' is not a non-negative integer", p);
-        }
-        if (k == cap) {
-            int *nv = realloc(v, sizeof(int) * (cap *= 2));
-            if (!nv) {
-                free(v);
-                return duet_errorf("out of memory");
-            }
-            v = nv;
-        }
-        v[k++] = (int)x;
-        p = end;
-    }
-    *ids = v;
-    *n = k;
-    return 0;
-}
-
 double cli_now(void)
 {
     struct timespec ts;

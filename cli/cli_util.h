@@ -20,9 +20,6 @@ int cli_fail(const char *cmd);
 /* For getopt_long's '?': prints "duet CMD: unknown option; see duet CMD --help" and returns 2. */
 int cli_bad_option(const char *cmd);
 
-/* Parses a list of token ids: "[1, 2, 3]", "1,2,3" or "1 2 3". *ids malloc'ed. -1 + duet_error(). */
-int cli_parse_ids(const char *s, int **ids, int *n);
-
 /* Monotonic seconds. */
 double cli_now(void);
 

@@ -70,7 +70,7 @@ int cmd_golden(int argc, char **argv)
     }
     int *ids = NULL, n = 0;
     if (ids_text) {
-        if (cli_parse_ids(ids_text, &ids, &n)) {
+        if (duet_ids_parse(ids_text, &ids, &n)) {
             fprintf(stderr, "duet %s: --ids: %s\n", CMD, duet_error());
             return 2;
         }

@@ -1,6 +1,7 @@
 /* cmd_tokenize.c: `duet tokenize`: text -> token ids as one JSON array, or ids -> text with
  * --decode; the same answers as Hugging Face `tokenizers` (see common/tokenizer.h). */
 #include "commands.h"
+#include "tapfile.h"
 #include "tokenizer.h"
 #include "error.h"
 
@@ -58,32 +59,6 @@ static char *read_all(const char *path, size_t *n)
     p[len] = '\0';
     *n = len;
     return p;
-}
-
-/* Parses "[1, 2, 3]" or "1 2 3" (commas and whitespace both separate). */
-static int parse_ids(const char *s, int **ids, size_t *n)
-{
-    size_t cap = 16;
-    *ids = malloc(cap * sizeof **ids);
-    *n = 0;
-    const char *p = s;
-    while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r') p++;
-    int bracket = *p == '[';
-    if (bracket) p++;
-    for (;;) {
-        while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r' || *p == ',') p++;
-        if (!*p || (bracket && *p == ']')) break;
-        char *end;
-        errno = 0;
-        long v = strtol(p, &end, 10);
-        if (end == p || errno || v < 0 || v > 0x7fffffff)
-            return duet_errorf("--decode: cannot read an id at \"%.20s\"", p);
-        if (*n == cap) *ids = realloc(*ids, (cap *= 2) * sizeof **ids);
-        (*ids)[(*n)++] = (int)v;
-        p = end;
-    }
-    if (bracket && *p != ']') return duet_errorf("--decode: missing ']'");
-    return 0;
 }
 
 int cmd_tokenize(int argc, char **argv)
@@ -153,10 +128,13 @@ int cmd_tokenize(int argc, char **argv)
     if (decode) {
         char *text;
         size_t tl;
-        if (parse_ids(prompt, &ids, &n) || duet_tokenizer_decode(t, ids, n, skip_special, &text, &tl)) {
+        int n_parsed = 0;
+        if (duet_ids_parse(prompt, &ids, &n_parsed) ||
+            duet_tokenizer_decode(t, ids, (size_t)n_parsed, skip_special, &text, &tl)) {
             fprintf(stderr, "duet tokenize: %s\n", duet_error());
             goto out;
         }
+        n = (size_t)n_parsed;
         fwrite(text, 1, tl, stdout);
         putchar('\n');
         free(text);

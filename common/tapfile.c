@@ -4,6 +4,7 @@
 #include "error.h"
 #include "safetensors.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <nettle/sha2.h>
 #include <stdio.h>
@@ -173,26 +174,38 @@ int duet_ids_parse(const char *s, int **ids, int *n)
 {
     *ids = NULL;
     *n = 0;
-    size_t cap = 1;
-    for (const char *p = s; *p; p++) cap += *p == ',';
-    int *v = malloc(cap * sizeof *v);
+    int cap = 16, k = 0;
+    int *v = malloc(sizeof(int) * cap);
     if (!v) return duet_errorf("out of memory");
     const char *p = s;
-    int k = 0;
-    while (*p) {
+    while (isspace((unsigned char)*p)) p++;
+    int bracket = *p == '[';
+    if (bracket) p++;
+    for (;;) {
+        while (isspace((unsigned char)*p) || *p == ',') p++;
+        if (!*p || (bracket && *p == ']')) break;
         char *end;
         errno = 0;
         long x = strtol(p, &end, 10);
-        if (end == p || errno || x < 0 || x > 0x7fffffff || (*end && *end != ',')) {
+        if (end == p || errno || x < 0 || x > 0x7fffffff || (*end && !isspace((unsigned char)*end) && *end != ',' &&
+                                                              *end != ']')) {
             free(v);
-            return duet_errorf("token ids '%s': expected comma-separated non-negative integers", s);
+            return duet_errorf("token ids: '%.20s' is not a non-negative integer", p);
+        }
+        if (k == cap) {
+            int *nv = realloc(v, sizeof(int) * (cap *= 2));
+            if (!nv) {
+                free(v);
+                return duet_errorf("out of memory");
+            }
+            v = nv;
         }
         v[k++] = (int)x;
-        p = *end ? end + 1 : end;
+        p = end;
     }
-    if (!k) {
+    if (bracket && *p != ']') {
         free(v);
-        return duet_errorf("token ids '%s': empty", s);
+        return duet_errorf("token ids: missing ']'");
     }
     *ids = v;
     *n = k;

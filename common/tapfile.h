@@ -38,7 +38,8 @@ int duet_tapfile_save(const duet_tapfile *f, const char *path);
 /* Reads a tap file: every tensor must be 2-D F32; taps keep the file's order. NULL + duet_error(). */
 duet_tapfile *duet_tapfile_load(const char *path);
 
-/* Token ids as the metadata stores them ("1,2,3") and back. *ids malloc'ed. */
+/* Token ids as the metadata stores them ("1,2,3") and back. The parser also takes "[1, 2, 3]" and
+ * "1 2 3" (commas and whitespace separate; an empty list gives n = 0). *ids malloc'ed. */
 char *duet_ids_format(const int *ids, int n);
 int duet_ids_parse(const char *s, int **ids, int *n);
 

@@ -1,6 +1,7 @@
 /* cmd_tokenize.c: `duet tokenize`: text -> token ids as one JSON array, or ids -> text with
  * --decode; the same answers as Hugging Face `tokenizers` (see common/tokenizer.h). */
 #include "commands.h"
+#include "file.h"
 #include "tapfile.h"
 #include "tokenizer.h"
 #include "error.h"
@@ -35,30 +36,6 @@ static void usage(FILE *f)
             "  duet tokenize -m ../shared/data/stories260K -p \"Once upon a time\"\n"
             "  duet tokenize -m ../shared/data/llama2-tokenizer/tokenizer.json -p \"Hello\" --no-special\n"
             "  duet tokenize -m ../shared/data/stories260K --decode -p \"[1, 403, 407, 261, 378]\"\n");
-}
-
-static char *read_all(const char *path, size_t *n)
-{
-    FILE *f = strcmp(path, "-") ? fopen(path, "rb") : stdin;
-    if (!f) {
-        duet_errorf("file %s: cannot open: %s", path, strerror(errno));
-        return NULL;
-    }
-    size_t cap = 4096, len = 0;
-    char *p = malloc(cap);
-    size_t got;
-    while (p && (got = fread(p + len, 1, cap - len - 1, f)) > 0) {
-        len += got;
-        if (len + 1 == cap) p = realloc(p, cap *= 2);
-    }
-    if (f != stdin) fclose(f);
-    if (!p) {
-        duet_errorf("file %s: out of memory", path);
-        return NULL;
-    }
-    p[len] = '\0';
-    *n = len;
-    return p;
 }
 
 int cmd_tokenize(int argc, char **argv)
@@ -109,7 +86,7 @@ int cmd_tokenize(int argc, char **argv)
     char *owned = NULL;
     size_t len = 0;
     if (file) {
-        if (!(owned = read_all(file, &len))) {
+        if (!(owned = duet_read_file(file, &len))) {
             fprintf(stderr, "duet tokenize: %s\n", duet_error());
             return 1;
         }

@@ -1,5 +1,6 @@
 /* tolerances.c: parser and lookup of the golden/tolerances table (see tolerances.h). */
 #include "tolerances.h"
+#include "file.h"
 #include "error.h"
 #include "tapfile.h"
 
@@ -103,30 +104,8 @@ fail:
 
 duet_tolerances *duet_tolerances_load(const char *path)
 {
-    FILE *fp = fopen(path, "rb");
-    if (!fp) {
-        duet_errorf("%s: cannot open: %s", path, strerror(errno));
-        return NULL;
-    }
-    size_t cap = 4096, n = 0, got;
-    char *text = malloc(cap);
-    while (text && (got = fread(text + n, 1, cap - n - 1, fp)) > 0) {
-        n += got;
-        if (n + 1 == cap) {
-            char *nt = realloc(text, cap *= 2);
-            if (!nt) {
-                free(text);
-                text = NULL;
-            }
-            text = nt;
-        }
-    }
-    fclose(fp);
-    if (!text) {
-        duet_errorf("%s: out of memory", path);
-        return NULL;
-    }
-    text[n] = '\0';
+    char *text = duet_read_file(path, NULL);
+    if (!text) return NULL;
     duet_tolerances *t = duet_tolerances_parse(text, path);
     free(text);
     return t;

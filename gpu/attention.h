@@ -6,8 +6,9 @@
  * kernel, longer ones (prefill, also after a cached prefix) to the tensor-core prefill kernel; without
  * h_pos/h_seq, or for head dims the prefill kernel lacks, everything goes to the decode kernel.
  * A batch of decode tokens only is one decode launch, as before (graph-friendly).
- * gpu_attention_decode: one query row per (token, head) block, online softmax, split-K over long
- * contexts with a reduction (attention_decode.cu); correct for any batch, prefill tokens included.
+ * gpu_attention_decode: one block per (token, group of query heads sharing a kv head), 16-byte K/V
+ * loads, online softmax, split-K over long contexts with a reduction (attention_decode.cu); correct for
+ * any batch, prefill tokens included.
  * gpu_attention_prefill: every segment (one-token ones too) through the flash-style kernel
  * (attention_prefill.cu: 64 query rows x 64 keys per step, mma.sync, fp32 online softmax); head dims
  * 64 and 128 only, an error otherwise; needs h_pos/h_seq. */
@@ -42,6 +43,9 @@ int gpu_attention(const gpu_attn_params *p, gpu_dtype dt, gpu_stream s);
 int gpu_attention_decode(const gpu_attn_params *p, gpu_dtype dt, gpu_stream s);
 /* The decode kernel on batch tokens [t0, t0 + n) only (the rest of out untouched). */
 int gpu_attention_decode_range(const gpu_attn_params *p, gpu_dtype dt, gpu_stream s, int t0, int n);
+/* The scalar decode kernel (2-byte loads, a block per (token, head)): what gpu_attention_decode uses for
+ * d % 8 != 0; kept callable as the reference the decode bench compares with. */
+int gpu_attention_decode_scalar(const gpu_attn_params *p, gpu_dtype dt, gpu_stream s);
 int gpu_attention_prefill(const gpu_attn_params *p, gpu_dtype dt, gpu_stream s);
 
 #ifdef __cplusplus

@@ -1,9 +1,14 @@
 /* attention_decode.cu: attention of one query row per (token, head) against the paged KV cache
- * (see attention.h). A block of 4 warps takes one (token, head, split); each warp walks 32-key tiles:
- * lane j scores key j (q in shared memory, fp32), the warp updates its running max / sum (online
- * softmax), then accumulates P.V with lanes over the head dimension. Warps merge in shared memory;
- * with more than one split, partial (max, sum, unnormalized out) go to a workspace and a second
- * kernel merges them. Splits are used when the batch has too few (token, head) rows to fill the GPU. */
+ * (see attention.h). Two kernels:
+ * - the vectorized one (d % 8 == 0, the default): a block of 4 warps takes one (token, group of NQ
+ *   query heads sharing a kv head, split); K and V rows are read with 16-byte loads by LPK = pow2 >= d/8
+ *   lanes each, several keys in flight per lane group, one online softmax (fp32, log2 domain) per lane
+ *   group, merged by shuffles and shared memory at the end;
+ * - the scalar one (any d; the fallback for d % 8 != 0 and the reference the bench compares with): a
+ *   block per (token, head, split), lane j scores key j of a 32-key tile, P.V with lanes over d,
+ *   2-byte V loads key by key.
+ * With more than one split, partial (max, sum, unnormalized out) go to a workspace and a second kernel
+ * merges them. Splits are used when the batch has too few blocks to fill the GPU. */
 #include "attention.h"
 #include "cuda_check.h"
 
@@ -110,6 +115,194 @@ __global__ void __launch_bounds__(WARPS * 32)
     }
 }
 
+/* ---- vectorized kernel (d % 8 == 0) ----------------------------------------------------------- */
+
+/* 8 halves (16 bytes) -> 8 floats */
+__device__ __forceinline__ void cvt8(const uint4 &r, float f[8], __half)
+{
+    const __half2 *h = (const __half2 *)&r;
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        float2 v = __half22float2(h[i]);
+        f[2 * i] = v.x, f[2 * i + 1] = v.y;
+    }
+}
+__device__ __forceinline__ void cvt8(const uint4 &r, float f[8], __nv_bfloat16)
+{
+    const __nv_bfloat162 *h = (const __nv_bfloat162 *)&r;
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        float2 v = __bfloat1622float2(h[i]);
+        f[2 * i] = v.x, f[2 * i + 1] = v.y;
+    }
+}
+
+/* Streamed once per step: read through the non-coherent path, no L1 allocation. */
+__device__ __forceinline__ uint4 ld_stream(const void *p)
+{
+    uint4 r;
+    asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w)
+                 : "l"(p));
+    return r;
+}
+
+/* Merges (m2, l2, o2) into (m, l, o); m in log2 units, -inf = empty. */
+template <int NQ>
+__device__ __forceinline__ void merge_state(float m[NQ], float l[NQ], float o[NQ][8], const float m2[NQ],
+                                            const float l2[NQ], const float o2[NQ][8])
+{
+#pragma unroll
+    for (int j = 0; j < NQ; j++) {
+        float M = fmaxf(m[j], m2[j]);
+        float f1 = m[j] == -INFINITY ? 0.0f : exp2f(m[j] - M), f2 = m2[j] == -INFINITY ? 0.0f : exp2f(m2[j] - M);
+        l[j] = l[j] * f1 + l2[j] * f2;
+#pragma unroll
+        for (int u = 0; u < 8; u++) o[j][u] = o[j][u] * f1 + o2[j][u] * f2;
+        m[j] = M;
+    }
+}
+
+/* One block (VW warps) per (token, group of NQ query heads of one kv head, split). A key row of d
+ * elements is read by LPK = pow2 >= d / 8 lanes, 16 bytes each (lanes past d / 8 idle); a warp works
+ * on 32 / LPK keys at a time, VU of them per lane group per step (all K and V loads of a step issued
+ * before use). Each lane group keeps its own online-softmax state (log2 domain) for the NQ heads;
+ * groups merge by shuffles, warps in shared memory; splits as in the scalar kernel. */
+#define VW 4
+#ifndef VU
+#define VU 4 /* keys per lane group per step (8: 158 registers, 25% slower at batch 64 on the H100) */
+#endif
+template <typename T, int NQ>
+__global__ void __launch_bounds__(VW * 32)
+    attn_decode_vec_kernel(T *out, const T *q, int64_t ldq, const T *kc, const T *vc, const int *table,
+                           int max_blocks, const int *pos, const int *seq, int H, int Hk, int d, int lpk, float scale2,
+                           int n_split, float *ws_o, float *ws_ml, int t_off)
+{
+    const int h0 = blockIdx.x * NQ, t = t_off + blockIdx.y, sp = blockIdx.z;
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int nch = d >> 3, c = lane & (lpk - 1), kpw = 32 / lpk;
+    const int gi = warp * kpw + lane / lpk, ng = VW * kpw;
+    const bool act = c < nch;
+    const int n = pos[t] + 1;
+    const int chunk = (((n + n_split - 1) / n_split) + 15) & ~15;
+    const int start = sp * chunk, end = min(n, start + chunk);
+    const int kh = h0 / (H / Hk);
+    __shared__ float so[VW][NQ][GPU_ATTN_MAX_D];
+    __shared__ float sm[VW][NQ], sl[VW][NQ];
+
+    float qv[NQ][8], m[NQ], l[NQ], o[NQ][8];
+#pragma unroll
+    for (int j = 0; j < NQ; j++) {
+        const T *qh = q + t * ldq + (int64_t)(h0 + j) * d + c * 8;
+#pragma unroll
+        for (int u = 0; u < 8; u++) qv[j][u] = act ? to_f32(qh[u]) * scale2 : 0.0f, o[j][u] = 0.0f;
+        m[j] = -INFINITY, l[j] = 0.0f;
+    }
+    const int *tab = table + (int64_t)seq[t] * max_blocks;
+    const int64_t head_off = (int64_t)kh * GPU_KV_BLOCK * d + c * 8, blk_stride = (int64_t)Hk * GPU_KV_BLOCK * d;
+
+    for (int base = start; base < end; base += ng * VU) {
+        uint4 kr[VU], vr[VU];
+        bool ok[VU];
+#pragma unroll
+        for (int u = 0; u < VU; u++) {
+            int p = base + u * ng + gi;
+            ok[u] = p < end;
+            kr[u] = vr[u] = make_uint4(0, 0, 0, 0);
+            if (ok[u] && act) {
+                int64_t off = tab[p / GPU_KV_BLOCK] * blk_stride + head_off + (int64_t)(p % GPU_KV_BLOCK) * d;
+                kr[u] = ld_stream(kc + off);
+                vr[u] = ld_stream(vc + off);
+            }
+        }
+        float s[VU][NQ];
+#pragma unroll
+        for (int u = 0; u < VU; u++) {
+            float kf[8];
+            cvt8(kr[u], kf, T());
+#pragma unroll
+            for (int j = 0; j < NQ; j++) {
+                float a = 0.0f;
+#pragma unroll
+                for (int e = 0; e < 8; e++) a += qv[j][e] * kf[e];
+                s[u][j] = a;
+            }
+        }
+        for (int off = lpk >> 1; off > 0; off >>= 1)
+#pragma unroll
+            for (int u = 0; u < VU; u++)
+#pragma unroll
+                for (int j = 0; j < NQ; j++) s[u][j] += __shfl_xor_sync(0xffffffffu, s[u][j], off);
+#pragma unroll
+        for (int j = 0; j < NQ; j++) {
+            float mx = m[j];
+#pragma unroll
+            for (int u = 0; u < VU; u++)
+                if (ok[u]) mx = fmaxf(mx, s[u][j]);
+            if (mx == -INFINITY) continue; /* no key of this group in this step */
+            float corr = exp2f(m[j] - mx), ps = 0.0f; /* m = -inf: 0 */
+#pragma unroll
+            for (int e = 0; e < 8; e++) o[j][e] *= corr;
+#pragma unroll
+            for (int u = 0; u < VU; u++) {
+                float pr = ok[u] ? exp2f(s[u][j] - mx) : 0.0f;
+                float vf[8];
+                cvt8(vr[u], vf, T());
+                ps += pr;
+#pragma unroll
+                for (int e = 0; e < 8; e++) o[j][e] += pr * vf[e];
+            }
+            l[j] = l[j] * corr + ps;
+            m[j] = mx;
+        }
+    }
+    /* lane groups of the warp -> lanes 0..lpk-1 */
+    for (int off = lpk; off < 32; off <<= 1) {
+        float m2[NQ], l2[NQ], o2[NQ][8];
+#pragma unroll
+        for (int j = 0; j < NQ; j++) {
+            m2[j] = __shfl_xor_sync(0xffffffffu, m[j], off);
+            l2[j] = __shfl_xor_sync(0xffffffffu, l[j], off);
+#pragma unroll
+            for (int e = 0; e < 8; e++) o2[j][e] = __shfl_xor_sync(0xffffffffu, o[j][e], off);
+        }
+        merge_state<NQ>(m, l, o, m2, l2, o2);
+    }
+    if (lane < lpk) {
+#pragma unroll
+        for (int j = 0; j < NQ; j++) {
+            if (act)
+#pragma unroll
+                for (int e = 0; e < 8; e++) so[warp][j][c * 8 + e] = o[j][e];
+            if (lane == 0) sm[warp][j] = m[j], sl[warp][j] = l[j];
+        }
+    }
+    __syncthreads();
+    const float ln2 = 0.69314718055994531f;
+    for (int x = threadIdx.x; x < NQ * d; x += blockDim.x) {
+        int j = x / d, i = x - j * d, h = h0 + j;
+        float M = -INFINITY;
+#pragma unroll
+        for (int w = 0; w < VW; w++) M = fmaxf(M, sm[w][j]);
+        float L = 0.0f, O = 0.0f;
+#pragma unroll
+        for (int w = 0; w < VW; w++)
+            if (sm[w][j] > -INFINITY) {
+                float f = exp2f(sm[w][j] - M);
+                L += sl[w][j] * f;
+                O += so[w][j][i] * f;
+            }
+        int64_t row = (int64_t)t * H + h, wrow = (int64_t)blockIdx.y * H + h; /* output row, workspace row */
+        if (n_split == 1) {
+            out[row * d + i] = from_f32<T>(O / L);
+        } else {
+            ws_o[(wrow * n_split + sp) * d + i] = O;
+            /* the merge kernel works in natural-log units */
+            if (i == 0) ws_ml[(wrow * n_split + sp) * 2] = M * ln2, ws_ml[(wrow * n_split + sp) * 2 + 1] = L;
+        }
+    }
+}
+
 template <typename T>
 __global__ void attn_merge_kernel(T *out, const float *ws_o, const float *ws_ml, int n_split, int d, int t_off)
 {
@@ -129,9 +322,14 @@ __global__ void attn_merge_kernel(T *out, const float *ws_o, const float *ws_ml,
     }
 }
 
+/* Splits: the vectorized kernel aims at VEC_FILL blocks per SM (each keeps ~16 KB of loads in flight),
+ * at least MIN_SPLIT_KEYS keys per split; with NQ <= 4 heads per block, T H n_split <= 16 n_sm + T H. */
+#ifndef VEC_FILL
+#define VEC_FILL 4 /* 8 and 16: no faster on the H100 (DUET_DECODE_BENCH) */
+#endif
 extern "C" size_t gpu_attention_ws_floats(int T, int H, int d, int n_sm)
 {
-    return ((size_t)2 * n_sm + (size_t)T * H) * (size_t)(d + 2);
+    return ((size_t)4 * VEC_FILL * n_sm + (size_t)T * H) * (size_t)(d + 2);
 }
 
 static int choose_splits(const gpu_attn_params *p, int n_tok)
@@ -144,19 +342,52 @@ static int choose_splits(const gpu_attn_params *p, int n_tok)
     return (int)(n < MAX_SPLITS ? n : MAX_SPLITS);
 }
 
-template <typename T> static int run(const gpu_attn_params *p, gpu_stream s, int t_off, int n_tok)
+#define VEC_MIN_SPLIT_KEYS 64
+static int choose_splits_vec(const gpu_attn_params *p, int n_tok, int nq)
+{
+    int64_t blocks = (int64_t)n_tok * (p->H / nq), want = (int64_t)VEC_FILL * p->n_sm;
+    if (p->max_len <= VEC_MIN_SPLIT_KEYS || blocks >= want) return 1;
+    int64_t by_fill = (want + blocks - 1) / blocks;
+    int64_t by_len = (p->max_len + VEC_MIN_SPLIT_KEYS - 1) / VEC_MIN_SPLIT_KEYS;
+    int64_t n = by_fill < by_len ? by_fill : by_len;
+    return (int)(n < MAX_SPLITS ? n : MAX_SPLITS);
+}
+
+template <typename T, int NQ>
+static void launch_vec(const gpu_attn_params *p, gpu_stream s, int t_off, int n_tok, int n_split, float *ws_o,
+                       float *ws_ml)
+{
+    const gpu_kv_view *kv = &p->kv;
+    int d = kv->d, lpk = 1;
+    while (lpk < d / 8) lpk <<= 1;
+    dim3 grid(p->H / NQ, n_tok, n_split);
+    attn_decode_vec_kernel<T, NQ><<<grid, VW * 32, 0, s>>>(
+        (T *)p->out, (const T *)p->q, p->ldq, (const T *)kv->k, (const T *)kv->v, kv->block_table, kv->max_blocks,
+        p->pos, p->seq, p->H, kv->Hk, d, lpk, 1.4426950408889634f / sqrtf((float)d), n_split, ws_o, ws_ml, t_off);
+}
+
+template <typename T> static int run(const gpu_attn_params *p, gpu_stream s, int t_off, int n_tok, int scalar)
 {
     const gpu_kv_view *kv = &p->kv;
     int d = kv->d;
     if (d > GPU_ATTN_MAX_D || d <= 0) return duet_errorf("gpu attention: head_dim %d unsupported (at most %d)", d, GPU_ATTN_MAX_D);
+    if (kv->Hk <= 0 || p->H % kv->Hk) return duet_errorf("gpu attention: H %d not a multiple of Hk %d", p->H, kv->Hk);
     if (n_tok <= 0) return 0;
-    int n_split = choose_splits(p, n_tok);
+    int g = p->H / kv->Hk, nq = g % 4 == 0 ? 4 : g % 2 == 0 ? 2 : 1;
+    int vec = !scalar && d % 8 == 0;
+    int n_split = vec ? choose_splits_vec(p, n_tok, nq) : choose_splits(p, n_tok);
     float *ws_o = p->ws, *ws_ml = p->ws + (size_t)n_tok * p->H * n_split * d;
-    dim3 grid(p->H, n_tok, n_split);
-    attn_decode_kernel<T><<<grid, WARPS * 32, 0, s>>>((T *)p->out, (const T *)p->q, p->ldq, (const T *)kv->k,
-                                                       (const T *)kv->v, kv->block_table, kv->max_blocks, p->pos,
-                                                       p->seq, p->H, kv->Hk, d, 1.0f / sqrtf((float)d), n_split, ws_o,
-                                                       ws_ml, t_off);
+    if (vec) {
+        if (nq == 4) launch_vec<T, 4>(p, s, t_off, n_tok, n_split, ws_o, ws_ml);
+        else if (nq == 2) launch_vec<T, 2>(p, s, t_off, n_tok, n_split, ws_o, ws_ml);
+        else launch_vec<T, 1>(p, s, t_off, n_tok, n_split, ws_o, ws_ml);
+    } else {
+        dim3 grid(p->H, n_tok, n_split);
+        attn_decode_kernel<T><<<grid, WARPS * 32, 0, s>>>((T *)p->out, (const T *)p->q, p->ldq, (const T *)kv->k,
+                                                           (const T *)kv->v, kv->block_table, kv->max_blocks, p->pos,
+                                                           p->seq, p->H, kv->Hk, d, 1.0f / sqrtf((float)d), n_split,
+                                                           ws_o, ws_ml, t_off);
+    }
     LAUNCH_CHECK();
     if (n_split > 1) {
         attn_merge_kernel<T>
@@ -168,10 +399,15 @@ template <typename T> static int run(const gpu_attn_params *p, gpu_stream s, int
 
 extern "C" int gpu_attention_decode(const gpu_attn_params *p, gpu_dtype dt, gpu_stream s)
 {
-    return dt == GPU_BF16 ? run<__nv_bfloat16>(p, s, 0, p->T) : run<__half>(p, s, 0, p->T);
+    return dt == GPU_BF16 ? run<__nv_bfloat16>(p, s, 0, p->T, 0) : run<__half>(p, s, 0, p->T, 0);
 }
 
 extern "C" int gpu_attention_decode_range(const gpu_attn_params *p, gpu_dtype dt, gpu_stream s, int t0, int n)
 {
-    return dt == GPU_BF16 ? run<__nv_bfloat16>(p, s, t0, n) : run<__half>(p, s, t0, n);
+    return dt == GPU_BF16 ? run<__nv_bfloat16>(p, s, t0, n, 0) : run<__half>(p, s, t0, n, 0);
+}
+
+extern "C" int gpu_attention_decode_scalar(const gpu_attn_params *p, gpu_dtype dt, gpu_stream s)
+{
+    return dt == GPU_BF16 ? run<__nv_bfloat16>(p, s, 0, p->T, 1) : run<__half>(p, s, 0, p->T, 1);
 }

@@ -454,6 +454,69 @@ START_TEST(test_attention_prefill)
 }
 END_TEST
 
+/* Decode rows alone: one token per slot at the end of contexts 1, 15, 16, 17, 1000 and 3000 (K/V
+ * straight into a NaN-filled pool), through gpu_attention_decode with n_sm 132 (split-K on the long
+ * rows) and n_sm 1 (no split), and through the scalar kernel, each against ref_attention. */
+static void run_decode_case(gpu_dtype dt, attn_cfg cf)
+{
+    enum { S = 6 };
+    const int C = 3000, H = cf.H, Hk = cf.Hk, d = cf.d;
+    const int64_t Hd = (int64_t)H * d, kvd = (int64_t)Hk * d, Q = Hd + 2 * kvd;
+    int len[S] = {1, 15, 16, 17, 1000, 3000}, pos[S], seq[S];
+    gpu_block_mgr m;
+    int n_blocks = S * ((C + GPU_KV_BLOCK - 1) / GPU_KV_BLOCK);
+    ck_assert(gpu_block_mgr_init(&m, n_blocks, S, C) == 0);
+    size_t pool = (size_t)n_blocks * Hk * GPU_KV_BLOCK * d;
+    gpu_kv_view kv = {gpu_alloc(2 * pool), gpu_alloc(2 * pool), gpu_alloc(sizeof(int) * S * m.max_blocks),
+                      m.max_blocks, Hk, d};
+    float *kc = rand_vec((int64_t)S * C * kvd, 1.0f, dt), *vc = rand_vec((int64_t)S * C * kvd, 1.0f, dt);
+    for (int s = 0; s < S; s++) {
+        seq[s] = S - 1 - s; /* slots out of order */
+        pos[s] = len[seq[s]] - 1;
+        ck_assert(gpu_block_mgr_reserve(&m, s, len[s]) == 0);
+    }
+    upload_pool(&kv, &m, kc, vc, len, S, C, dt);
+    const int T = S;
+    float *qkv = rand_vec((int64_t)T * Q, 2.0f, dt), *q = malloc(sizeof(float) * T * Hd);
+    for (int i = 0; i < T; i++) memcpy(q + i * Hd, qkv + i * Q, sizeof(float) * Hd);
+    void *dqkv = dev_of(qkv, (int64_t)T * Q, dt), *dout = gpu_alloc(2 * (size_t)T * Hd);
+    int *dpos = gpu_alloc(sizeof(int) * T), *dseq = gpu_alloc(sizeof(int) * T);
+    float *ws = gpu_alloc(sizeof(float) * gpu_attention_ws_floats(T, H, d, 132));
+    ck_assert(gpu_upload_i32(dpos, pos, T) == 0 && gpu_upload_i32(dseq, seq, T) == 0);
+    float *watt = malloc(sizeof(float) * T * Hd), *scratch = malloc(sizeof(float) * C);
+    ref_attention(watt, q, kc, vc, pos, seq, (int64_t)C * kvd, scratch, T, H, Hk, d);
+    for (int v = 0; v < 3; v++) {
+        gpu_attn_params ap = {dout, dqkv, Q, kv, dpos, dseq, T, H, C, ws, v == 1 ? 1 : 132, NULL, NULL};
+        ck_assert(gpu_poison(dout, (int64_t)T * Hd, 2) == 0);
+        int rc = v == 2 ? gpu_attention_decode_scalar(&ap, dt, NULL) : gpu_attention_decode(&ap, dt, NULL);
+        ck_assert_msg(rc == 0, "%s", duet_error());
+        float *gatt = download(dout, (int64_t)T * Hd, dt);
+        char what[96];
+        const char *kind = v == 0 ? "" : v == 1 ? " nosplit" : " scalar";
+        snprintf(what, sizeof what, "decode%s H%d Hk%d d%d ctx 1..3000", kind, H, Hk, d);
+        check(what, dt, gatt, watt, T, Hd, BOUND[dt]);
+        /* per row too: a short row's error must not hide under the long rows' norm */
+        for (int t = 0; t < T; t++) {
+            snprintf(what, sizeof what, "  row ctx %d", pos[t] + 1);
+            check(what, dt, gatt + t * Hd, watt + t * Hd, 1, Hd, BOUND[dt]);
+        }
+        free(gatt);
+    }
+    free(kc), free(vc), free(qkv), free(q), free(watt), free(scratch);
+    gpu_free(dqkv), gpu_free(dout), gpu_free(dpos), gpu_free(dseq), gpu_free(ws);
+    gpu_free(kv.k), gpu_free(kv.v), gpu_free((void *)kv.block_table);
+    gpu_block_mgr_free(&m);
+}
+
+START_TEST(test_attention_decode)
+{
+    gpu_dtype dt = (gpu_dtype)_i;
+    attn_cfg cfgs[] = {{8, 4, 8},   {4, 2, 16},   {4, 4, 32},  {8, 8, 64}, {32, 8, 128},
+                       {8, 1, 128}, {4, 2, 128}, {6, 2, 80}, {2, 1, 256}, {3, 1, 10}};
+    for (size_t i = 0; i < sizeof cfgs / sizeof cfgs[0]; i++) run_decode_case(dt, cfgs[i]);
+}
+END_TEST
+
 /* DUET_ATTN_BENCH=1: times the attention of B prompts of 923 tokens (H 32, d 128) through the dispatcher
  * (flash prefill) and through the decode kernel alone: median over 5 rounds of (host time of `reps`
  * back-to-back calls and one device sync) / reps, after 3 warm-up calls; flops 2 * 2 * T^2 / 2 * d * H per prompt (causal). Also the rel L2 between the two outputs. */
@@ -537,12 +600,88 @@ static int bench_attention(void)
     return 0;
 }
 
+/* DUET_DECODE_BENCH=1: the decode kernel alone on B = 1, 8, 64 rows (one slot each) x 32 heads x d 128
+ * (MHA, and GQA Hk 8) at context 1000: median over 5 rounds of back-to-back calls (after 3 warm-ups),
+ * GB/s of K+V bytes read (B Hk ctx d 2 2), for the vectorized kernel and the scalar one, and the rel
+ * L2 between their outputs. Note: at B 1 (16 MB of MHA KV) and B 8 (131 MB) back-to-back calls find part
+ * of the cache in the 50 MB L2; B 64 (1.05 GB) streams from HBM. */
+static int bench_decode(void)
+{
+    const int P = 1000, H = 32, d = 128, n_sm = 132; /* the H100 the numbers in gpu/NOTES.md come from */
+    printf("decode bench (n_sm %d): ctx %d, H %d, d %d\n", n_sm, P, H, d);
+    printf("%-5s %3s %3s %9s %10s %8s %10s %8s %8s %9s\n", "dtype", "B", "Hk", "KV_MB", "vec_ms", "GB/s", "scalar_ms",
+           "GB/s", "speedup", "rel_l2");
+    for (int dti = 0; dti < 2; dti++)
+        for (int hi = 0; hi < 2; hi++)
+            for (int bi = 0; bi < 3; bi++) {
+                gpu_dtype dt = (gpu_dtype)dti;
+                int B = bi == 0 ? 1 : bi == 1 ? 8 : 64, Hk = hi ? 8 : 32, T = B, C = P;
+                int64_t Hd = (int64_t)H * d, kvd = (int64_t)Hk * d, Q = Hd + 2 * kvd;
+                gpu_block_mgr m;
+                int n_blocks = B * ((C + GPU_KV_BLOCK - 1) / GPU_KV_BLOCK);
+                if (gpu_block_mgr_init(&m, n_blocks, B, C)) return -1;
+                size_t pool = (size_t)n_blocks * Hk * GPU_KV_BLOCK * d;
+                gpu_kv_view kv = {gpu_alloc(2 * pool), gpu_alloc(2 * pool), gpu_alloc(sizeof(int) * B * m.max_blocks),
+                                  m.max_blocks, Hk, d};
+                int *pos = malloc(sizeof(int) * T), *seq = malloc(sizeof(int) * T);
+                for (int t = 0; t < T; t++) seq[t] = t, pos[t] = P - 1;
+                for (int s = 0; s < B; s++)
+                    if (gpu_block_mgr_reserve(&m, s, P)) return -1;
+                /* fill the pools from one random chunk (blocks of other slots repeat it: fine for timing) */
+                const size_t chunk = (size_t)1 << 22;
+                float *hr = rand_vec((int64_t)chunk, 1.0f, dt), *q = rand_vec((int64_t)T * Q, 2.0f, dt);
+                void *dq = gpu_alloc(2 * (size_t)T * Q), *o1 = gpu_alloc(2 * (size_t)T * Hd),
+                     *o2 = gpu_alloc(2 * (size_t)T * Hd);
+                int *dpos = gpu_alloc(sizeof(int) * T), *dseq = gpu_alloc(sizeof(int) * T);
+                float *ws = gpu_alloc(sizeof(float) * gpu_attention_ws_floats(T, H, d, n_sm));
+                if (!kv.k || !kv.v || !dq || !o1 || !o2 || !ws) return -1;
+                for (size_t off = 0; off < pool; off += chunk) {
+                    size_t n = pool - off < chunk ? pool - off : chunk;
+                    if (gpu_upload((char *)kv.k + 2 * off, hr, (int64_t)n, dt) ||
+                        gpu_upload((char *)kv.v + 2 * off, hr + (chunk - n), (int64_t)n, dt))
+                        return -1;
+                }
+                if (gpu_upload(dq, q, (int64_t)T * Q, dt) || gpu_upload_i32(dpos, pos, T) ||
+                    gpu_upload_i32(dseq, seq, T) ||
+                    gpu_upload_i32((int *)kv.block_table, m.table, (int64_t)B * m.max_blocks))
+                    return -1;
+                gpu_attn_params ap = {o1, dq, Q, kv, dpos, dseq, T, H, P, ws, n_sm, NULL, NULL};
+                gpu_attn_params as = ap;
+                as.out = o2;
+                int reps = B == 64 ? 20 : 200;
+                double tv = time_attn(gpu_attention_decode, &ap, dt, reps),
+                       ts = time_attn(gpu_attention_decode_scalar, &as, dt, B == 64 ? 5 : 50);
+                if (tv < 0 || ts < 0) return -1;
+                float *a = malloc(sizeof(float) * T * Hd), *b = malloc(sizeof(float) * T * Hd);
+                if (gpu_download(a, o1, (int64_t)T * Hd, dt) || gpu_download(b, o2, (int64_t)T * Hd, dt)) return -1;
+                double num = 0, den = 0;
+                for (int64_t i = 0; i < (int64_t)T * Hd; i++)
+                    num += (double)(a[i] - b[i]) * (a[i] - b[i]), den += (double)b[i] * b[i];
+                double bytes = (double)B * kvd * P * 2.0 * 2.0;
+                printf("%-5s %3d %3d %9.1f %10.4f %8.0f %10.4f %8.0f %7.2fx %9.2e\n", gpu_dtype_name(dt), B, Hk,
+                       bytes * 1e-6, tv * 1e3, bytes / tv * 1e-9, ts * 1e3, bytes / ts * 1e-9, ts / tv,
+                       sqrt(num / den));
+                free(pos), free(seq), free(hr), free(q), free(a), free(b);
+                gpu_free(kv.k), gpu_free(kv.v), gpu_free((void *)kv.block_table), gpu_free(dq), gpu_free(o1),
+                    gpu_free(o2), gpu_free(dpos), gpu_free(dseq), gpu_free(ws);
+                gpu_block_mgr_free(&m);
+            }
+    return 0;
+}
+
 int main(void)
 {
     char why[256];
     if (gpu_device_count(why, sizeof why) == 0) {
         fprintf(stderr, "SKIP: no CUDA device: %s\n", why);
         return TEST_EXIT_SKIP;
+    }
+    if (getenv("DUET_DECODE_BENCH")) {
+        if (bench_decode()) {
+            fprintf(stderr, "decode bench: %s\n", duet_error());
+            return 1;
+        }
+        return 0;
     }
     if (getenv("DUET_ATTN_BENCH")) {
         if (bench_attention()) {
@@ -563,6 +702,7 @@ int main(void)
     tcase_add_test(tc, test_block_manager);
     tcase_add_loop_test(tc, test_rope_kv_attention, 0, 2);
     tcase_add_loop_test(tc, test_attention_prefill, 0, 2);
+    tcase_add_loop_test(tc, test_attention_decode, 0, 2);
     suite_add_tcase(s, tc);
     int rc = test_run_suite(s);
     printf("worst rel_l2 over the kernels: fp16 %.2e (bound %.0e), bf16 %.2e (bound %.0e)\n", worst[0], BOUND[0],

@@ -1,0 +1,28 @@
+#!/bin/sh
+# test_cli_bench.sh: `duet bench` as a user meets it: --help, bad flags and values, a missing or
+# malformed --hf-baseline file, and a tiny run (JSON lines on a GPU; a clear "no CUDA device" / "not
+# built" error and exit 1 without one).
+set -u
+. "${DUET_SRCDIR:-.}/tests/cli_lib.sh"
+
+"$duet" bench --help >"$tmp/h"; check "--help exits 0 with an example" grep -q "example" "$tmp/h"
+"$duet" bench --bogus >/dev/null 2>&1; check "unknown flag exits 2" test $? -eq 2
+"$duet" bench --batch 0 >/dev/null 2>"$tmp/e"; rc=$?
+check "--batch 0: exit 2 naming the flag" sh -c "test $rc -eq 2 && grep -q -- '--batch' '$tmp/e'"
+"$duet" bench --lengths 5 >/dev/null 2>"$tmp/e"; rc=$?
+check "--lengths without IN/OUT: exit 2 naming the flag" sh -c "test $rc -eq 2 && grep -q -- '--lengths' '$tmp/e'"
+"$duet" bench --model-shape tiny --hf-baseline "$tmp/none.jsonl" >/dev/null 2>"$tmp/e"; rc=$?
+check "missing --hf-baseline file: exit 1 naming it" sh -c "test $rc -eq 1 && grep -q none.jsonl '$tmp/e'"
+printf '{"impl": "hf-transformers", "batch": 1\n' >"$tmp/bad.jsonl"
+"$duet" bench --model-shape tiny --hf-baseline "$tmp/bad.jsonl" >/dev/null 2>"$tmp/e"; rc=$?
+check "malformed --hf-baseline line: exit 1 naming the file" sh -c "test $rc -eq 1 && grep -q bad.jsonl '$tmp/e'"
+
+"$duet" bench --model-shape tiny --batch 2 --lengths 4/3 --repeat 1 --no-ceilings >"$tmp/out" 2>"$tmp/e"; rc=$?
+if grep -q -e "no CUDA device" -e "not built" "$tmp/e"; then
+    check "without a GPU: exit 1 with the reason" test $rc -eq 1
+else
+    check "tiny bench runs" test $rc -eq 0
+    check "one JSON object for the case on stdout" \
+        sh -c "test \$(grep -c '\"impl\": \"duet\"' '$tmp/out') -eq 1 && grep -q decode_ms_per_token '$tmp/out'"
+fi
+exit $fail

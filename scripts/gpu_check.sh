@@ -3,6 +3,9 @@
 # (the GPU suites run for real there), then compare `duet generate` text on stories260K between the
 # ref and the gpu backend in fp16 and bf16. Logs go to $OUT (or ./gpu_check_out). Usage, from the
 # source root: DUET_DATA=$PWD/.devdata scripts/gpu_check.sh
+# The lent device gets only the checkout: first, here, `mkdir -p .devdata && cp -r ../shared/data/stories260K
+# ../shared/data/cnn_dailymail .devdata/` and make .debs as scripts/device_env.sh says (both are ignored by
+# git), then pass carry [".debs", ".devdata"] to the device call.
 set -u
 out=${OUT:-$PWD/gpu_check_out}
 mkdir -p "$out"

@@ -117,26 +117,6 @@ __global__ void __launch_bounds__(WARPS * 32)
 
 /* ---- vectorized kernel (d % 8 == 0) ----------------------------------------------------------- */
 
-/* 8 halves (16 bytes) -> 8 floats */
-__device__ __forceinline__ void cvt8(const uint4 &r, float f[8], __half)
-{
-    const __half2 *h = (const __half2 *)&r;
-#pragma unroll
-    for (int i = 0; i < 4; i++) {
-        float2 v = __half22float2(h[i]);
-        f[2 * i] = v.x, f[2 * i + 1] = v.y;
-    }
-}
-__device__ __forceinline__ void cvt8(const uint4 &r, float f[8], __nv_bfloat16)
-{
-    const __nv_bfloat162 *h = (const __nv_bfloat162 *)&r;
-#pragma unroll
-    for (int i = 0; i < 4; i++) {
-        float2 v = __bfloat1622float2(h[i]);
-        f[2 * i] = v.x, f[2 * i + 1] = v.y;
-    }
-}
-
 /* Streamed once per step: read through the non-coherent path, no L1 allocation. */
 __device__ __forceinline__ uint4 ld_stream(const void *p)
 {

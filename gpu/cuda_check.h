@@ -48,4 +48,25 @@ template <> __device__ __forceinline__ __half from_f32<__half>(float x) { return
 template <> __device__ __forceinline__ __nv_bfloat16 from_f32<__nv_bfloat16>(float x) { return __float2bfloat16_rn(x); }
 template <> __device__ __forceinline__ float from_f32<float>(float x) { return x; }
 
+/* 16 bytes of storage (8 halves or 8 bfloat16s, one uint4 load) -> 8 floats; the last argument only
+ * picks the element type. */
+__device__ __forceinline__ void cvt8(const uint4 &r, float f[8], __half)
+{
+    const __half2 *h = (const __half2 *)&r;
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        float2 v = __half22float2(h[i]);
+        f[2 * i] = v.x, f[2 * i + 1] = v.y;
+    }
+}
+__device__ __forceinline__ void cvt8(const uint4 &r, float f[8], __nv_bfloat16)
+{
+    const __nv_bfloat162 *h = (const __nv_bfloat162 *)&r;
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        float2 v = __bfloat1622float2(h[i]);
+        f[2 * i] = v.x, f[2 * i + 1] = v.y;
+    }
+}
+
 #endif

@@ -77,25 +77,6 @@ extern "C" void gpu_gemm_set_small_t(gpu_gemm_ctx *g, int t)
 
 /* ---- GEMV-like path ------------------------------------------------------------------------------ */
 
-__device__ __forceinline__ void cvt8(const uint4 &u, float f[8], __half)
-{
-    const __half2 *h = (const __half2 *)&u;
-#pragma unroll
-    for (int i = 0; i < 4; i++) {
-        float2 v = __half22float2(h[i]);
-        f[2 * i] = v.x, f[2 * i + 1] = v.y;
-    }
-}
-__device__ __forceinline__ void cvt8(const uint4 &u, float f[8], __nv_bfloat16)
-{
-    const __nv_bfloat162 *h = (const __nv_bfloat162 *)&u;
-#pragma unroll
-    for (int i = 0; i < 4; i++) {
-        float2 v = __bfloat1622float2(h[i]);
-        f[2 * i] = v.x, f[2 * i + 1] = v.y;
-    }
-}
-
 #define GEMV_R 2      /* rows of W per warp */
 #define GEMV_U 4      /* 256-wide K chunks in flight per lane */
 #define GEMV_WARPS 4

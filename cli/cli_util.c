@@ -1,13 +1,14 @@
 /* cli_util.c: see cli_util.h. */
 #include "cli_util.h"
 #include "error.h"
+#include "model.h"
+#include "tokenizer.h"
 
 #include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
-#include <time.h>
 
 int cli_int(const char *cmd, const char *flag, const char *s, long min, long max, int *out)
 {
@@ -69,9 +70,8 @@ int cli_bad_option(const char *cmd)
     return 2;
 }
 
-double cli_now(void)
+int cli_eos_id(const struct duet_tokenizer *tok, const struct duet_model *m)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
+    int eos = duet_tokenizer_eos_id(tok);
+    return eos >= 0 ? eos : m->cfg.eos_id;
 }

@@ -14,13 +14,15 @@ int cli_float(const char *cmd, const char *flag, const char *s, double min, doub
  * neither exists). */
 const char *cli_default_model(void);
 
+/* The id generation stops at: the tokenizer's EOS, else config.json's eos_token_id (-1: none). */
+struct duet_tokenizer;
+struct duet_model;
+int cli_eos_id(const struct duet_tokenizer *tok, const struct duet_model *m);
+
 /* Prints "duet CMD: <duet_error()>" to stderr; returns 1. */
 int cli_fail(const char *cmd);
 
 /* For getopt_long's '?': prints "duet CMD: unknown option; see duet CMD --help" and returns 2. */
 int cli_bad_option(const char *cmd);
-
-/* Monotonic seconds. */
-double cli_now(void);
 
 #endif

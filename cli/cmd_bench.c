@@ -12,6 +12,7 @@
 #include "backend.h"
 #include "config.h"
 #include "error.h"
+#include "generate.h"
 #include "rng.h"
 #ifdef DUET_HAVE_CUDA
 #include "gpu/bench_gpu.h"
@@ -230,11 +231,11 @@ static int run_case(const duet_config *c, const char *dtype, uint64_t seed, int 
     duet_batch batch = {T, tok, pos, seq, want};
     res->deterministic = 1;
     for (int r = -1; r < repeat; r++) { /* r = -1: warm-up (graph capture, cuBLAS heuristics) */
-        double t0 = cli_now();
+        double t0 = duet_now();
         if (gpu_backend_forward_argmax(be, &batch, first)) goto out;
-        double t1 = cli_now();
+        double t1 = duet_now();
         if (steps > 0 && gpu_backend_decode_greedy(be, B, slots, dpos, first, steps, ids)) goto out;
-        double t2 = cli_now();
+        double t2 = duet_now();
         if (r < 0) {
             memcpy(ids0, ids, sizeof(int) * (size_t)B * (steps > 0 ? steps : 1));
             continue;
@@ -243,9 +244,9 @@ static int run_case(const duet_config *c, const char *dtype, uint64_t seed, int 
         te[r] = t2 - t0;
         td[r] = steps > 0 ? (t2 - t1) / steps : 0;
         /* the prefill alone, timed on its own as well (the end-to-end run includes it) */
-        double t3 = cli_now();
+        double t3 = duet_now();
         if (gpu_backend_forward_argmax(be, &batch, first)) goto out;
-        tp[r] = cli_now() - t3;
+        tp[r] = duet_now() - t3;
     }
     for (int k = 0; k < B * (steps > 0 ? steps : 0); k++)
         if (ids[k] < 0 || ids[k] >= c->vocab_size) {

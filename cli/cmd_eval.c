@@ -198,8 +198,8 @@ int cmd_eval(int argc, char **argv)
         duet_errorf("out of memory");
         goto done;
     }
-    int eos = duet_tokenizer_eos_id(tok) >= 0 ? duet_tokenizer_eos_id(tok) : m->cfg.eos_id;
-    double latency = 0, t_start = cli_now();
+    int eos = cli_eos_id(tok, m);
+    double latency = 0, t_start = duet_now();
     long out_tokens = 0;
     for (size_t i = 0; i < n_loaded; i++) {
         int *ids = NULL;
@@ -212,9 +212,9 @@ int cmd_eval(int argc, char **argv)
         }
         duet_gen_opts go = {.max_new = max_output, .eos_id = eos, .seq = 0, .sampler = &sampler};
         duet_gen_stats st;
-        double t0 = cli_now();
+        double t0 = duet_now();
         int grc = duet_generate(be, &bo, ids, (int)n_ids, &go, out, &st);
-        latency += cli_now() - t0;
+        latency += duet_now() - t0;
         if (grc) {
             free(ids);
             duet_error_prefix("item %zu (%s): ", i, items[i].id);
@@ -236,7 +236,7 @@ int cmd_eval(int argc, char **argv)
                                                 r));
         free(ids);
         free(summary);
-        progress((int)i + 1, (int)n_loaded, cli_now() - t_start);
+        progress((int)i + 1, (int)n_loaded, duet_now() - t_start);
     }
     rouge_aggregate agg;
     if (rouge_aggregate_compute(&agg, scores, n_loaded, ROUGE_BOOTSTRAP_SAMPLES, ROUGE_BOOTSTRAP_SEED)) goto done;

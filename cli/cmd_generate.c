@@ -127,7 +127,7 @@ int cmd_generate(int argc, char **argv)
     if (duet_sampler_init(&sampler, m->cfg.vocab_size, temp, top_k, top_p, seed)) goto done;
     if (!(detok = duet_detok_new(tok)) || !(out = malloc(sizeof(int) * (n_new > 0 ? n_new : 1)))) goto done;
     stream_ctx sctx = {detok};
-    int eos = duet_tokenizer_eos_id(tok) >= 0 ? duet_tokenizer_eos_id(tok) : m->cfg.eos_id;
+    int eos = cli_eos_id(tok, m);
     duet_gen_opts go = {.max_new = n_new, .eos_id = ignore_eos ? -1 : eos, .seq = 0, .sampler = &sampler,
                         .on_token = on_token, .ctx = &sctx};
     duet_gen_stats st;

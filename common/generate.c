@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <time.h>
 
-static double now(void)
+double duet_now(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -41,10 +41,10 @@ int duet_generate(duet_backend *b, const duet_backend_opts *bo, const int *promp
     }
     want[n_prompt - 1] = 1;
     duet_batch batch = {n_prompt, prompt, pos, seq, want};
-    double t0 = now();
+    double t0 = duet_now();
     if (b->forward(b, &batch, logits)) goto out;
-    st->prefill_s = now() - t0;
-    t0 = now();
+    st->prefill_s = duet_now() - t0;
+    t0 = duet_now();
     int p = n_prompt;
     for (;;) {
         int next = duet_sample(o->sampler, logits);
@@ -55,7 +55,7 @@ int duet_generate(duet_backend *b, const duet_backend_opts *bo, const int *promp
         duet_batch step = {1, &next, &one_pos, &one_seq, NULL};
         if (b->forward(b, &step, logits)) goto out;
     }
-    st->decode_s = now() - t0;
+    st->decode_s = duet_now() - t0;
     rc = 0;
 out:
     free(logits);

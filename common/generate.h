@@ -21,6 +21,9 @@ typedef struct duet_gen_stats {
     double prefill_s, decode_s; /* wall seconds of the prefill and of all decode steps */
 } duet_gen_stats;
 
+/* Monotonic wall-clock seconds (the clock of duet_gen_stats; the CLI times with it too). */
+double duet_now(void);
+
 /* out: room for opts->max_new ids. Checks prompt + max_new against the backend's context first.
  * Returns 0 or -1 + duet_error(). */
 int duet_generate(duet_backend *b, const duet_backend_opts *bo, const int *prompt, int n_prompt,

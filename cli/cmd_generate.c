@@ -32,6 +32,8 @@ static void usage(FILE *f)
             "      --ignore-eos    do not stop at EOS\n"
             "      --backend B     ref (CPU fp32 reference) or gpu (default ref)\n"
             "      --dtype T       fp32 (ref), fp16 or bf16 (gpu)\n"
+            "      --host-sampling gpu: sample on the host from each step's logits instead of decoding in\n"
+            "                      chunks of CUDA-graph steps with sampling on the GPU (same tokens, slower)\n"
             "  -h, --help          this text\n\n"
             "example:\n"
             "  duet generate -m ../shared/data/stories260K -n 199 --temp 0\n");
@@ -61,9 +63,9 @@ int cmd_generate(int argc, char **argv)
         {"top-k", required_argument, 0, 'k'},  {"top-p", required_argument, 0, 'P'},
         {"seed", required_argument, 0, 's'},   {"ignore-eos", no_argument, 0, 'e'},
         {"backend", required_argument, 0, 'b'}, {"dtype", required_argument, 0, 'd'},
-        {"help", no_argument, 0, 'h'},         {0, 0, 0, 0}};
+        {"host-sampling", no_argument, 0, 'H'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     const char *model_dir = NULL, *prompt = "", *backend = "ref", *dtype = NULL;
-    int n_new = 256, top_k = 0, ignore_eos = 0;
+    int n_new = 256, top_k = 0, ignore_eos = 0, host_sampling = 0;
     float temp = 1.0f, top_p = 1.0f;
     uint64_t seed = 0;
     int c;
@@ -78,6 +80,7 @@ int cmd_generate(int argc, char **argv)
         case 'P': if (cli_float(CMD, "--top-p", optarg, 1e-9, 1, &top_p)) return 2; break;
         case 's': if (cli_u64(CMD, "--seed", optarg, &seed)) return 2; break;
         case 'e': ignore_eos = 1; break;
+        case 'H': host_sampling = 1; break;
         case 'b': backend = optarg; break;
         case 'd': dtype = optarg; break;
         case 'h': usage(stdout); return 0;
@@ -129,7 +132,7 @@ int cmd_generate(int argc, char **argv)
     stream_ctx sctx = {detok};
     int eos = cli_eos_id(tok, m);
     duet_gen_opts go = {.max_new = n_new, .eos_id = ignore_eos ? -1 : eos, .seq = 0, .sampler = &sampler,
-                        .on_token = on_token, .ctx = &sctx};
+                        .on_token = on_token, .ctx = &sctx, .host_sampling = host_sampling};
     duet_gen_stats st;
     fputs(prompt, stdout);
     if (duet_generate(be, &bo, ids, (int)n_ids, &go, out, &st)) goto done;

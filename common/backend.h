@@ -11,6 +11,8 @@
 
 #include <stdint.h>
 
+struct duet_sampler; /* sampler.h */
+
 typedef void (*duet_tap_fn)(void *ctx, const char *name, const float *data, int64_t rows, int64_t cols);
 
 typedef struct duet_batch {
@@ -37,6 +39,13 @@ struct duet_backend {
     void *impl;
     /* logits: [rows, V] row-major, one row per token selected by logits_for, in batch order. */
     int (*forward)(duet_backend *b, const duet_batch *batch, float *logits);
+    /* Optional (NULL: the caller samples from forward's logits): n_steps decode steps of B sequences run
+     * on the device without the logits crossing to the host. Step 0 feeds tok[b] at position pos[b] of
+     * slot seq[b] (earlier positions cached); each later step feeds the token drawn at the step before
+     * with samplers[b]'s settings, whose step counter advances as duet_sample advances it, so the draws
+     * are duet_sample's. out_ids[i * B + b]: the token drawn at step i. Taps are not called. */
+    int (*decode)(duet_backend *b, int B, const int *seq, const int *pos, const int *tok, int n_steps,
+                  struct duet_sampler *const *samplers, int *out_ids);
     void (*free)(duet_backend *b);
 };
 

@@ -46,14 +46,30 @@ int duet_generate(duet_backend *b, const duet_backend_opts *bo, const int *promp
     st->prefill_s = duet_now() - t0;
     t0 = duet_now();
     int p = n_prompt;
+    int next = duet_sample(o->sampler, logits);
+    const int on_device = b->decode && !b->tap && !o->host_sampling;
     for (;;) {
-        int next = duet_sample(o->sampler, logits);
         out[st->n_generated++] = next;
         if (o->on_token && o->on_token(o->ctx, next)) break;
         if (next == o->eos_id || st->n_generated == o->max_new) break;
         int one_pos = p++, one_seq = o->seq;
+        if (on_device) { /* a chunk of steps on the device; the loop replays its tokens */
+            int n = o->max_new - st->n_generated, ids[DUET_DECODE_CHUNK];
+            if (n > DUET_DECODE_CHUNK) n = DUET_DECODE_CHUNK;
+            if (b->decode(b, 1, &one_seq, &one_pos, &next, n, &o->sampler, ids)) goto out;
+            int stop = 0;
+            for (int i = 0; i < n - 1 && !stop; i++) {
+                out[st->n_generated++] = ids[i];
+                p++;
+                stop = (o->on_token && o->on_token(o->ctx, ids[i])) || ids[i] == o->eos_id;
+            }
+            if (stop) break;
+            next = ids[n - 1];
+            continue;
+        }
         duet_batch step = {1, &next, &one_pos, &one_seq, NULL};
         if (b->forward(b, &step, logits)) goto out;
+        next = duet_sample(o->sampler, logits);
     }
     st->decode_s = duet_now() - t0;
     rc = 0;

@@ -1,5 +1,7 @@
 /* generate.h: single-sequence generation on any backend: one prefill of the prompt, then one-token
- * decode steps, sampling each next token, until max_new tokens or EOS. Used by `duet generate` and eval. */
+ * decode steps, sampling each next token, until max_new tokens or EOS. Used by `duet generate` and eval.
+ * On a backend with a device decode (the gpu), the decode steps run there in chunks (CUDA graphs,
+ * sampling on the GPU); on_token still sees every token in order. */
 #ifndef DUET_GENERATE_H
 #define DUET_GENERATE_H
 
@@ -14,7 +16,13 @@ typedef struct duet_gen_opts {
     /* Called with each generated token as soon as it is sampled (may be NULL). Nonzero return stops. */
     int (*on_token)(void *ctx, int id);
     void *ctx;
+    /* Nonzero: sample on the host from forward's logits even when the backend can decode on the device
+     * (backend.h's decode: DUET_DECODE_CHUNK steps per call, the draws identical to duet_sample's). */
+    int host_sampling;
 } duet_gen_opts;
+
+/* Decode steps per backend decode call: tokens after EOS in the last chunk are computed and dropped. */
+#define DUET_DECODE_CHUNK 16
 
 typedef struct duet_gen_stats {
     int n_prompt, n_generated;

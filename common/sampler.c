@@ -1,6 +1,7 @@
 /* sampler.c: greedy / temperature / top-k / top-p sampling (see sampler.h). */
 #include "sampler.h"
 #include "error.h"
+#include "expf_exact.h"
 #include "rng.h"
 
 #include <math.h>
@@ -56,7 +57,7 @@ int duet_sample(duet_sampler *s, const float *logits)
     float mx = logits[duet_argmax(logits, V)];
     double sum = 0;
     for (int i = 0; i < V; i++) {
-        s->probs[i] = expf((logits[i] - mx) / s->temperature);
+        s->probs[i] = duet_expf((logits[i] - mx) / s->temperature);
         sum += s->probs[i];
     }
     for (int i = 0; i < V; i++) {

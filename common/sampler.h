@@ -1,6 +1,7 @@
 /* sampler.h: picks the next token from a row of logits: greedy (temperature 0), or temperature, then
  * top-k, then top-p (nucleus), as Hugging Face's logits warpers apply them. Draws come from the
- * counter-based PRNG (rng.h), so a (seed, step) pair always gives the same token on every machine. */
+ * counter-based PRNG (rng.h) and exp is duet_expf (expf_exact.h, not libm's), so a (seed, step) pair
+ * always gives the same token on every machine, and gpu_sample (gpu/sampling.cu) gives the same too. */
 #ifndef DUET_SAMPLER_H
 #define DUET_SAMPLER_H
 

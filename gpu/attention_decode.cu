@@ -15,6 +15,14 @@
 #define WARPS 4
 #define MIN_SPLIT_KEYS 256
 #define MAX_SPLITS 64
+#define VEC_MIN_SPLIT_KEYS 64
+/* Length-bound invariance: a token's split count is n_eff = min(grid splits, ceil(n / min keys)) from
+ * its own length n, and its split boundaries follow from n and n_eff. The grid's split count depends on
+ * the number of tokens and heads (the fill) and on a bound of the lengths, and that bound only caps
+ * n_eff where n already does. So a token's result does not depend on the bound a decode graph was
+ * captured with (graph replays give forward's bits); it may depend on the batch's size through the fill.
+ * Splits past n_eff are empty (m = -inf, l = 0) and the merge skips them; one non-empty split merges to
+ * exactly O / L. */
 
 /* q . k for one key row, 16-byte loads when d allows. */
 template <typename T> __device__ __forceinline__ float dot_row(const float *sq, const T *kr, int d)
@@ -39,10 +47,13 @@ __global__ void __launch_bounds__(WARPS * 32)
                        const int *pos, const int *seq, int H, int Hk, int d, float scale, int n_split, float *ws_o,
                        float *ws_ml, int t_off)
 {
+    pdl_trigger();
+    pdl_wait();
     const int h = blockIdx.x, t = t_off + blockIdx.y, sp = blockIdx.z;
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int n = pos[t] + 1;
-    const int chunk = (((n + n_split - 1) / n_split) + 31) & ~31;
+    const int n_eff = min(n_split, (n + MIN_SPLIT_KEYS - 1) / MIN_SPLIT_KEYS);
+    const int chunk = (((n + n_eff - 1) / n_eff) + 31) & ~31;
     const int start = sp * chunk, end = min(n, start + chunk);
     const int kh = h / (H / Hk);
     __shared__ __align__(16) float sq[GPU_ATTN_MAX_D];
@@ -158,13 +169,16 @@ __global__ void __launch_bounds__(VW * 32)
                            int max_blocks, const int *pos, const int *seq, int H, int Hk, int d, int lpk, float scale2,
                            int n_split, float *ws_o, float *ws_ml, int t_off)
 {
+    pdl_trigger();
+    pdl_wait();
     const int h0 = blockIdx.x * NQ, t = t_off + blockIdx.y, sp = blockIdx.z;
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int nch = d >> 3, c = lane & (lpk - 1), kpw = 32 / lpk;
     const int gi = warp * kpw + lane / lpk, ng = VW * kpw;
     const bool act = c < nch;
     const int n = pos[t] + 1;
-    const int chunk = (((n + n_split - 1) / n_split) + 15) & ~15;
+    const int n_eff = min(n_split, (n + VEC_MIN_SPLIT_KEYS - 1) / VEC_MIN_SPLIT_KEYS);
+    const int chunk = (((n + n_eff - 1) / n_eff) + 15) & ~15;
     const int start = sp * chunk, end = min(n, start + chunk);
     const int kh = h0 / (H / Hk);
     __shared__ float so[VW][NQ][GPU_ATTN_MAX_D];
@@ -286,6 +300,8 @@ __global__ void __launch_bounds__(VW * 32)
 template <typename T>
 __global__ void attn_merge_kernel(T *out, const float *ws_o, const float *ws_ml, int n_split, int d, int t_off)
 {
+    pdl_trigger();
+    pdl_wait();
     int64_t row = (int64_t)blockIdx.y * gridDim.x + blockIdx.x; /* workspace row */
     const float *ml = ws_ml + row * n_split * 2;
     float M = -INFINITY;
@@ -322,7 +338,6 @@ static int choose_splits(const gpu_attn_params *p, int n_tok)
     return (int)(n < MAX_SPLITS ? n : MAX_SPLITS);
 }
 
-#define VEC_MIN_SPLIT_KEYS 64
 static int choose_splits_vec(const gpu_attn_params *p, int n_tok, int nq)
 {
     int64_t blocks = (int64_t)n_tok * (p->H / nq), want = (int64_t)VEC_FILL * p->n_sm;
@@ -334,16 +349,17 @@ static int choose_splits_vec(const gpu_attn_params *p, int n_tok, int nq)
 }
 
 template <typename T, int NQ>
-static void launch_vec(const gpu_attn_params *p, gpu_stream s, int t_off, int n_tok, int n_split, float *ws_o,
+static int launch_vec(const gpu_attn_params *p, gpu_stream s, int t_off, int n_tok, int n_split, float *ws_o,
                        float *ws_ml)
 {
     const gpu_kv_view *kv = &p->kv;
     int d = kv->d, lpk = 1;
     while (lpk < d / 8) lpk <<= 1;
     dim3 grid(p->H / NQ, n_tok, n_split);
-    attn_decode_vec_kernel<T, NQ><<<grid, VW * 32, 0, s>>>(
+    CUDA_CHECK(gpu_launch(attn_decode_vec_kernel<T, NQ>, grid, dim3(VW * 32), 0, s,
         (T *)p->out, (const T *)p->q, p->ldq, (const T *)kv->k, (const T *)kv->v, kv->block_table, kv->max_blocks,
-        p->pos, p->seq, p->H, kv->Hk, d, lpk, 1.4426950408889634f / sqrtf((float)d), n_split, ws_o, ws_ml, t_off);
+        p->pos, p->seq, p->H, kv->Hk, d, lpk, 1.4426950408889634f / sqrtf((float)d), n_split, ws_o, ws_ml, t_off));
+    return 0;
 }
 
 template <typename T> static int run(const gpu_attn_params *p, gpu_stream s, int t_off, int n_tok, int scalar)
@@ -358,9 +374,10 @@ template <typename T> static int run(const gpu_attn_params *p, gpu_stream s, int
     int n_split = vec ? choose_splits_vec(p, n_tok, nq) : choose_splits(p, n_tok);
     float *ws_o = p->ws, *ws_ml = p->ws + (size_t)n_tok * p->H * n_split * d;
     if (vec) {
-        if (nq == 4) launch_vec<T, 4>(p, s, t_off, n_tok, n_split, ws_o, ws_ml);
-        else if (nq == 2) launch_vec<T, 2>(p, s, t_off, n_tok, n_split, ws_o, ws_ml);
-        else launch_vec<T, 1>(p, s, t_off, n_tok, n_split, ws_o, ws_ml);
+        int rc = nq == 4   ? launch_vec<T, 4>(p, s, t_off, n_tok, n_split, ws_o, ws_ml)
+                 : nq == 2 ? launch_vec<T, 2>(p, s, t_off, n_tok, n_split, ws_o, ws_ml)
+                           : launch_vec<T, 1>(p, s, t_off, n_tok, n_split, ws_o, ws_ml);
+        if (rc) return rc;
     } else {
         dim3 grid(p->H, n_tok, n_split);
         attn_decode_kernel<T><<<grid, WARPS * 32, 0, s>>>((T *)p->out, (const T *)p->q, p->ldq, (const T *)kv->k,
@@ -370,8 +387,8 @@ template <typename T> static int run(const gpu_attn_params *p, gpu_stream s, int
     }
     LAUNCH_CHECK();
     if (n_split > 1) {
-        attn_merge_kernel<T>
-            <<<dim3(p->H, n_tok), d < 32 ? 32 : d, 0, s>>>((T *)p->out, ws_o, ws_ml, n_split, d, t_off);
+        CUDA_CHECK(gpu_launch(attn_merge_kernel<T>, dim3(p->H, n_tok), dim3(d < 32 ? 32 : d), 0, s, (T *)p->out,
+                              (const float *)ws_o, (const float *)ws_ml, n_split, d, t_off));
         LAUNCH_CHECK();
     }
     return 0;

@@ -69,4 +69,43 @@ __device__ __forceinline__ void cvt8(const uint4 &r, float f[8], __nv_bfloat16)
     }
 }
 
+/* Programmatic dependent launch (Hopper): a kernel launched through gpu_launch may be scheduled while
+ * the kernel before it in the stream is still running, so its launch latency and its first weight loads
+ * overlap that kernel's tail. Contract for every kernel launched this way: it calls pdl_wait() before it
+ * reads anything an earlier kernel wrote and before it writes anything (griddepcontrol.wait returns once
+ * the previous grid has completed and its memory is visible; a no-op for a plain launch), so completion
+ * stays transitive down the stream. pdl_trigger() lets the next kernel be scheduled as soon as every block
+ * of this one has started. $DUET_PDL=0 launches without the attribute (A/B timing). sm_90 and later. */
+__device__ __forceinline__ void pdl_wait()
+{
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void pdl_trigger()
+{
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+
+extern "C" int gpu_pdl_enabled(void); /* gpu.cu: device is sm_90+ and $DUET_PDL is not "0" */
+
+template <typename... KArgs, typename... Args>
+static inline cudaError_t gpu_launch(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem, cudaStream_t s,
+                                     Args... args)
+{
+    cudaLaunchConfig_t cfg = {};
+    cudaLaunchAttribute attr[1];
+    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[0].val.programmaticStreamSerializationAllowed = 1;
+    cfg.gridDim = grid;
+    cfg.blockDim = block;
+    cfg.dynamicSmemBytes = smem;
+    cfg.stream = s;
+    cfg.attrs = attr;
+    cfg.numAttrs = gpu_pdl_enabled() ? 1 : 0;
+    return cudaLaunchKernelEx(&cfg, kernel, ((KArgs)args)...);
+}
+
 #endif

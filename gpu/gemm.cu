@@ -2,7 +2,8 @@
  *  - few tokens (T <= small_t, default 2; decode steps of 1-2 sequences): a weight-streaming GEMV kernel. Each
  *    warp owns 2 output rows of W and walks K with 16-byte loads, 4 chunks deep (8 loads in flight per
  *    lane), reusing each loaded x chunk for both rows; x (T, K) is tiny and stays in L1/L2. Needs K % 8
- *    == 0 and 16-byte aligned rows; anything else goes to cuBLAS.
+ *    == 0 and 16-byte aligned rows; anything else goes to cuBLAS. The same kernel has fused forms for the
+ *    decode step (gpu_gemv_fused): RMSNorm in its prologue, SwiGLU or the residual add in its epilogue.
  *  - otherwise cublasGemmEx, fp32 compute (CUBLAS_COMPUTE_32F, no reduced-precision reductions), default
  *    algorithm selection, a fixed workspace (so that the calls can be captured in a CUDA graph).
  * Row-major to cuBLAS column-major, said once: a row-major (R, C) matrix is the column-major (C, R)
@@ -11,6 +12,7 @@
  * C = y, ldc = N; m = N, n = T, k = K. */
 #include "cuda_check.h"
 #include "gemm.h"
+#include "kv_cache.h"
 
 #include <cublas_v2.h>
 #include <stdint.h>
@@ -77,95 +79,333 @@ extern "C" void gpu_gemm_set_small_t(gpu_gemm_ctx *g, int t)
 
 /* ---- GEMV-like path ------------------------------------------------------------------------------ */
 
-#define GEMV_R 2      /* rows of W per warp */
-#define GEMV_U 4      /* 256-wide K chunks in flight per lane */
-#define GEMV_WARPS 4
+#define GEMV_U 4     /* 256-wide K chunks in flight per lane: 2 rows x 4 x 16 bytes = 8 loads per lane */
+#define GEMV_WARPS 8 /* warps per block */
 
-template <typename T, typename TO, int NT>
-__global__ void __launch_bounds__(GEMV_WARPS * 32)
-    gemv_kernel(TO *__restrict__ y, const T *__restrict__ x, const T *__restrict__ W, int N, int K)
+/* One kernel, two inputs x three outputs. Shapes (row-major): W (rows, K) in T. Work unit: a row pair,
+ * (2p, 2p+1) of W (N rows) for GV_STORE / GV_RESID and (p, N + p) of W = [G; U] (2N rows) for
+ * GV_SWIGLU. A group of KS warps (KS = 1, 2, 4 or 8; GEMV_WARPS / KS groups per block) owns a contiguous
+ * range of pairs; its warps split K in interleaved 256-element chunks and add their partial sums in a
+ * fixed order (deterministic). The grid is sized to the resident blocks (no second wave), every group gets
+ * floor or ceil of pairs / groups, and KS is picked so that the last round wastes least (gemv_plan).
+ *  - input GV_X: x (NT, K) in T, read through the read-only path (tiny, L1/L2 resident);
+ *  - input GV_NORM: x = rmsnorm(xr) * norm_w of the fp32 residual xr (NT, K), on the fly: the warps
+ *    accumulate W . (norm_w * xr) and sum(xr^2) from the same x chunks and scale by 1/sqrt(mean + eps)
+ *    at the end, so no block-wide prologue delays the weight stream. Unlike gpu_add_rmsnorm + GEMM, the
+ *    normalized row is never rounded to T (closer to the fp32 ref, not bit-equal to the unfused path);
+ *    every warp sums the squares in the same order, so the result is deterministic;
+ *  - output GV_STORE: y (NT, N) in TO; GV_SWIGLU: y (NT, N) = silu(g) * u in T, with g and u rounded to T
+ *    first (what gpu_swiglu reads); GV_RESID: resid (NT, N) fp32 += the T-rounded product (what
+ *    gpu_add_rmsnorm adds); GV_ROPE: the qkv projection y (NT, (H + 2 Hk) d) in T with RoPE applied to
+ *    the q and k heads and k, v stored into the paged cache, as gpu_rope_kv does to the T-rounded
+ *    product. Its pairs are the rotated pairs (h d + i, h d + i + d/2) of the q and k heads, then
+ *    (2j, 2j+1) of the v heads.
+ * PDL: each warp loads its first chunks of W (never written by a kernel) before pdl_wait(), so the
+ * weight stream starts while the previous kernel finishes. */
+enum { GV_X = 0, GV_NORM = 1 };
+enum { GV_STORE = 0, GV_SWIGLU = 1, GV_RESID = 2, GV_ROPE = 3 };
+
+struct gemv_args {
+    void *y;             /* GV_STORE/GV_SWIGLU output, or the fp32 residual for GV_RESID */
+    const void *x;       /* GV_X input (NT, K) */
+    const float *xr;     /* GV_NORM input (NT, K) fp32 */
+    const void *norm_w;  /* GV_NORM weight (K) */
+    float eps;
+    const void *W;
+    int N, K;
+    int ks;              /* warps per row pair: 1, 2, 4 or 8 */
+    gpu_kv_view kv;      /* GV_ROPE: this layer's cache, */
+    const int *pos, *seq; /* (NT) positions and slots of the tokens, */
+    float theta;
+    int H;               /* and the number of query heads */
+};
+
+/* RoPE of one rotated pair (x1, x2) at position p, frequency index i of head dim d: gpu_rope_kv's math. */
+__device__ __forceinline__ void rope_pair(float x1, float x2, int p, int i, int d, float theta, float &y1, float &y2)
 {
-    const int lane = threadIdx.x & 31;
-    const int n0 = (blockIdx.x * GEMV_WARPS + (threadIdx.x >> 5)) * GEMV_R;
-    if (n0 >= N) return;
-    const T *wr[GEMV_R];
+    float inv_freq = 1.0f / powf(theta, (float)(2 * i) / (float)d);
+    float angle = (float)p * inv_freq, c, s;
+    sincosf(angle, &s, &c);
+    y1 = x1 * c - x2 * s;
+    y2 = x2 * c + x1 * s;
+}
+
+template <typename T>
+__device__ __forceinline__ void gemv_load(uint4 (&wv)[GEMV_U][2], const T *w0, const T *w1, int k0, int step, int K)
+{
 #pragma unroll
-    for (int r = 0; r < GEMV_R; r++) wr[r] = W + (int64_t)min(n0 + r, N - 1) * K; /* clamped rows: not stored */
-    float acc[GEMV_R][NT];
+    for (int u = 0; u < GEMV_U; u++) {
+        int k = k0 + u * step;
+        wv[u][0] = k < K ? __ldcs((const uint4 *)(w0 + k)) : make_uint4(0, 0, 0, 0);
+        wv[u][1] = k < K ? __ldcs((const uint4 *)(w1 + k)) : make_uint4(0, 0, 0, 0);
+    }
+}
+
+__device__ __forceinline__ void group_barrier(int id, int threads)
+{
+    asm volatile("bar.sync %0, %1;" ::"r"(id), "r"(threads) : "memory");
+}
+
+template <typename T, typename TO, int NT, int IN, int OUT>
+__global__ void __launch_bounds__(GEMV_WARPS * 32) gemv_kernel(gemv_args a)
+{
+    __shared__ float part[GEMV_WARPS][3][NT]; /* per-warp partial sums of the group's current pair (and sum x^2) */
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, N = a.N, K = a.K, ks = a.ks;
+    const int groups_per_block = GEMV_WARPS / ks, group = warp / ks, kpart = warp % ks;
+    const int n_groups = gridDim.x * groups_per_block, g = blockIdx.x * groups_per_block + group;
+    const int n_pairs = OUT == GV_SWIGLU ? N : (N + 1) / 2;
+    const int d = a.kv.d, half = d / 2, qk_pairs = (a.H + a.kv.Hk) * half; /* GV_ROPE */
+    const int p_begin = (int)((int64_t)g * n_pairs / n_groups), p_end = (int)((int64_t)(g + 1) * n_pairs / n_groups);
+    const int step = ks * 256, k_first = kpart * 256 + lane * 8;
+    const T *W = (const T *)a.W;
+    auto pair_rows = [&](int p, int &r0, int &r1) {
+        if (OUT == GV_SWIGLU) r0 = p, r1 = N + p;
+        else if (OUT == GV_ROPE && p < qk_pairs) r0 = (p / half) * d + p % half, r1 = r0 + half;
+        else if (OUT == GV_ROPE) r0 = 2 * p, r1 = r0 + 1; /* v: row (H + Hk) d + 2 (p - qk_pairs) = 2 p */
+        else r0 = 2 * p, r1 = min(2 * p + 1, N - 1);
+    };
+    auto rows = [&](int p, const T *&w0, const T *&w1) {
+        int r0, r1;
+        pair_rows(p, r0, r1);
+        w0 = W + (int64_t)r0 * K;
+        w1 = W + (int64_t)r1 * K;
+    };
+    uint4 wv[GEMV_U][2];
+    const T *w0, *w1;
+    if (p_begin < p_end) {
+        rows(p_begin, w0, w1);
+        gemv_load(wv, w0, w1, k_first, step, K);
+    }
+    pdl_trigger();
+    pdl_wait();
+
+    for (int p = p_begin; p < p_end; p++) {
+        float acc[3][NT]; /* rows 0, 1; [2]: sum of x^2 (GV_NORM) */
 #pragma unroll
-    for (int r = 0; r < GEMV_R; r++)
+        for (int r = 0; r < 3; r++)
 #pragma unroll
-        for (int t = 0; t < NT; t++) acc[r][t] = 0.0f;
-    for (int k0 = lane * 8; k0 < K; k0 += 256 * GEMV_U) {
-        uint4 wv[GEMV_U][GEMV_R];
+            for (int t = 0; t < NT; t++) acc[r][t] = 0.0f;
+        for (int k0 = k_first;;) {
 #pragma unroll
-        for (int u = 0; u < GEMV_U; u++) {
-            int k = k0 + u * 256;
+            for (int u = 0; u < GEMV_U; u++) {
+                int k = k0 + u * step;
+                if (k < K) {
+                    float wf[2][8];
+                    cvt8(wv[u][0], wf[0], T());
+                    cvt8(wv[u][1], wf[1], T());
 #pragma unroll
-            for (int r = 0; r < GEMV_R; r++)
-                wv[u][r] = k < K ? __ldcs((const uint4 *)(wr[r] + k)) : make_uint4(0, 0, 0, 0);
+                    for (int t = 0; t < NT; t++) {
+                        float xf[8];
+                        if (IN == GV_NORM) {
+                            const float4 *xp = (const float4 *)(a.xr + (int64_t)t * K + k);
+                            float4 x0 = __ldg(xp), x1 = __ldg(xp + 1);
+                            float nw[8], xv[8] = {x0.x, x0.y, x0.z, x0.w, x1.x, x1.y, x1.z, x1.w};
+                            cvt8(__ldg((const uint4 *)((const T *)a.norm_w + k)), nw, T());
+#pragma unroll
+                            for (int i = 0; i < 8; i++) {
+                                acc[2][t] = fmaf(xv[i], xv[i], acc[2][t]);
+                                xf[i] = nw[i] * xv[i];
+                            }
+                        } else {
+                            cvt8(__ldg((const uint4 *)((const T *)a.x + (int64_t)t * K + k)), xf, T());
+                        }
+#pragma unroll
+                        for (int r = 0; r < 2; r++)
+#pragma unroll
+                            for (int i = 0; i < 8; i++) acc[r][t] = fmaf(wf[r][i], xf[i], acc[r][t]);
+                    }
+                }
+            }
+            k0 += step * GEMV_U;
+            if (k0 >= K) break;
+            gemv_load(wv, w0, w1, k0, step, K);
         }
+        if (p + 1 < p_end) { /* the next pair's first loads fly during this pair's reduction and store */
+            rows(p + 1, w0, w1);
+            gemv_load(wv, w0, w1, k_first, step, K);
+        }
+        constexpr int NR = IN == GV_NORM ? 3 : 2;
 #pragma unroll
-        for (int u = 0; u < GEMV_U; u++) {
-            int k = k0 + u * 256;
-            if (k < K) {
-                float wf[GEMV_R][8];
+        for (int r = 0; r < NR; r++)
 #pragma unroll
-                for (int r = 0; r < GEMV_R; r++) cvt8(wv[u][r], wf[r], T());
+            for (int t = 0; t < NT; t++) {
+                float v = acc[r][t];
 #pragma unroll
-                for (int t = 0; t < NT; t++) {
-                    float xf[8];
-                    cvt8(__ldg((const uint4 *)(x + (int64_t)t * K + k)), xf, T());
+                for (int off = 16; off > 0; off >>= 1) v += __shfl_xor_sync(0xffffffffu, v, off);
+                acc[r][t] = v;
+            }
+        if (ks > 1) { /* the group's warps add their parts in kpart order */
+            if (lane == 0)
 #pragma unroll
-                    for (int r = 0; r < GEMV_R; r++)
+                for (int r = 0; r < NR; r++)
 #pragma unroll
-                        for (int i = 0; i < 8; i++) acc[r][t] = fmaf(wf[r][i], xf[i], acc[r][t]);
+                    for (int t = 0; t < NT; t++) part[warp][r][t] = acc[r][t];
+            group_barrier(1 + group, ks * 32);
+            if (kpart == 0 && lane == 0)
+#pragma unroll
+                for (int r = 0; r < NR; r++)
+#pragma unroll
+                    for (int t = 0; t < NT; t++) {
+                        float v = part[warp][r][t];
+                        for (int j = 1; j < ks; j++) v += part[warp + j][r][t];
+                        acc[r][t] = v;
+                    }
+            group_barrier(1 + group, ks * 32); /* part[] is free again */
+        }
+        if (kpart != 0 || lane != 0) continue;
+        if (IN == GV_NORM)
+#pragma unroll
+            for (int t = 0; t < NT; t++) {
+                float inv = 1.0f / sqrtf(acc[2][t] / K + a.eps);
+                acc[0][t] *= inv;
+                acc[1][t] *= inv;
+            }
+#pragma unroll
+        for (int t = 0; t < NT; t++) {
+            if (OUT == GV_SWIGLU) {
+                float gg = to_f32(from_f32<T>(acc[0][t])), u = to_f32(from_f32<T>(acc[1][t]));
+                ((T *)a.y)[(int64_t)t * N + p] = from_f32<T>(gg / (1.0f + expf(-gg)) * u);
+            } else if (OUT == GV_ROPE) {
+                int r0, r1, ps = a.pos[t];
+                pair_rows(p, r0, r1);
+                T y0 = from_f32<T>(acc[0][t]), y1 = from_f32<T>(acc[1][t]);
+                if (p < qk_pairs) {
+                    float o0, o1;
+                    rope_pair(to_f32(y0), to_f32(y1), ps, r0 % d, d, a.theta, o0, o1);
+                    y0 = from_f32<T>(o0), y1 = from_f32<T>(o1);
+                }
+                ((T *)a.y)[(int64_t)t * N + r0] = y0;
+                ((T *)a.y)[(int64_t)t * N + r1] = y1;
+                int h = r0 / d; /* head in q | k | v order */
+                if (h >= a.H) {
+                    int kvh = h < a.H + a.kv.Hk ? h - a.H : h - a.H - a.kv.Hk, i = r0 % d;
+                    int blk = a.kv.block_table[(int64_t)a.seq[t] * a.kv.max_blocks + ps / GPU_KV_BLOCK];
+                    T *cache = (T *)(h < a.H + a.kv.Hk ? a.kv.k : a.kv.v);
+                    int64_t off = (((int64_t)blk * a.kv.Hk + kvh) * GPU_KV_BLOCK + ps % GPU_KV_BLOCK) * d;
+                    cache[off + i] = y0;
+                    cache[off + r1 % d] = y1;
+                }
+            } else {
+#pragma unroll
+                for (int r = 0; r < 2; r++) {
+                    int n = 2 * p + r;
+                    if (n >= N) break;
+                    if (OUT == GV_RESID) ((float *)a.y)[(int64_t)t * N + n] += to_f32(from_f32<T>(acc[r][t]));
+                    else ((TO *)a.y)[(int64_t)t * N + n] = from_f32<TO>(acc[r][t]);
                 }
             }
         }
     }
-#pragma unroll
-    for (int r = 0; r < GEMV_R; r++)
-#pragma unroll
-        for (int t = 0; t < NT; t++) {
-            float v = acc[r][t];
-#pragma unroll
-            for (int off = 16; off > 0; off >>= 1) v += __shfl_xor_sync(0xffffffffu, v, off);
-            acc[r][t] = v;
-        }
-    if (lane == 0) {
-#pragma unroll
-        for (int r = 0; r < GEMV_R; r++)
-            if (n0 + r < N)
-#pragma unroll
-                for (int t = 0; t < NT; t++) y[(int64_t)t * N + n0 + r] = from_f32<TO>(acc[r][t]);
-    }
 }
 
-template <typename T, typename TO, int NT> static void gemv_launch(void *y, const void *x, const void *W, int N, int K, cudaStream_t s)
+/* Grid and warps per pair: as many blocks as are resident at once (occupancy of this instantiation,
+ * queried once; registers are the limit), and the KS of {1, 2, 4, 8}
+ * whose rounds (ceil(pairs KS / warps) chunks of K / KS each) take least time, among those that leave each warp at least GEMV_U chunks of a row (all its loads in
+ * flight); ties go to the smaller KS. */
+template <typename T, typename TO, int NT, int IN, int OUT>
+static cudaError_t gemv_plan(int pairs, int K, int *blocks, int *ks)
 {
-    int rows_per_block = GEMV_WARPS * GEMV_R;
-    gemv_kernel<T, TO, NT><<<(N + rows_per_block - 1) / rows_per_block, GEMV_WARPS * 32, 0, s>>>(
-        (TO *)y, (const T *)x, (const T *)W, N, K);
+    static int resident = 0; /* blocks per SM x SMs, per instantiation */
+    if (!resident) {
+        int dev = 0, n_sm = 0, per_sm = 0;
+        cudaError_t e = cudaGetDevice(&dev);
+        if (e == cudaSuccess) e = cudaDeviceGetAttribute(&n_sm, cudaDevAttrMultiProcessorCount, dev);
+        if (e == cudaSuccess)
+            e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, gemv_kernel<T, TO, NT, IN, OUT>,
+                                                              GEMV_WARPS * 32, 0);
+        if (e != cudaSuccess) return e;
+        resident = n_sm * (per_sm > 0 ? per_sm : 1);
+    }
+    int best_ks = 1;
+    double best = 1e30;
+    for (int k = 1; k <= GEMV_WARPS && (k == 1 || K >= 256 * GEMV_U * k); k *= 2) { /* every warp fills its U loads */
+        int64_t nb = ((int64_t)pairs * k + GEMV_WARPS - 1) / GEMV_WARPS;
+        if (nb > resident) nb = resident;
+        int64_t groups = nb * (GEMV_WARPS / k);
+        double cost = (double)((pairs + groups - 1) / groups) * ((K + 256 * k - 1) / (256 * k));
+        if (cost < best - 1e-9) best = cost, best_ks = k;
+    }
+    int64_t nb = ((int64_t)pairs * best_ks + GEMV_WARPS - 1) / GEMV_WARPS;
+    *blocks = (int)(nb < resident ? nb : resident);
+    *ks = best_ks;
+    return cudaSuccess;
 }
 
-template <typename T, typename TO> static void gemv_t(void *y, const void *x, const void *W, int T_, int N, int K, cudaStream_t s)
+template <typename T, typename TO, int NT, int IN, int OUT>
+static cudaError_t gemv_launch(gemv_args a, cudaStream_t s)
+{
+    int pairs = OUT == GV_SWIGLU ? a.N : (a.N + 1) / 2, blocks = 1;
+    cudaError_t e = gemv_plan<T, TO, NT, IN, OUT>(pairs, a.K, &blocks, &a.ks);
+    if (e != cudaSuccess) return e;
+    return gpu_launch(gemv_kernel<T, TO, NT, IN, OUT>, dim3(blocks), dim3(GEMV_WARPS * 32), 0, s, a);
+}
+
+/* plain y = x . W^T for T = 1..8 */
+template <typename T, typename TO> static cudaError_t gemv_t(const gemv_args &a, int T_, cudaStream_t s)
 {
     switch (T_) {
-    case 1: gemv_launch<T, TO, 1>(y, x, W, N, K, s); break;
-    case 2: gemv_launch<T, TO, 2>(y, x, W, N, K, s); break;
-    case 3: gemv_launch<T, TO, 3>(y, x, W, N, K, s); break;
-    case 4: gemv_launch<T, TO, 4>(y, x, W, N, K, s); break;
-    case 5: gemv_launch<T, TO, 5>(y, x, W, N, K, s); break;
-    case 6: gemv_launch<T, TO, 6>(y, x, W, N, K, s); break;
-    case 7: gemv_launch<T, TO, 7>(y, x, W, N, K, s); break;
-    default: gemv_launch<T, TO, 8>(y, x, W, N, K, s); break;
+    case 1: return gemv_launch<T, TO, 1, GV_X, GV_STORE>(a, s);
+    case 2: return gemv_launch<T, TO, 2, GV_X, GV_STORE>(a, s);
+    case 3: return gemv_launch<T, TO, 3, GV_X, GV_STORE>(a, s);
+    case 4: return gemv_launch<T, TO, 4, GV_X, GV_STORE>(a, s);
+    case 5: return gemv_launch<T, TO, 5, GV_X, GV_STORE>(a, s);
+    case 6: return gemv_launch<T, TO, 6, GV_X, GV_STORE>(a, s);
+    case 7: return gemv_launch<T, TO, 7, GV_X, GV_STORE>(a, s);
+    default: return gemv_launch<T, TO, 8, GV_X, GV_STORE>(a, s);
     }
+}
+
+/* the fused forms, T = 1 or 2 */
+template <typename T, int NT> static cudaError_t gemv_fused_t(const gemv_args &a, int norm, gpu_gemv_out out, cudaStream_t s)
+{
+    if (out == GPU_GEMV_ROPE)
+        return norm ? gemv_launch<T, T, NT, GV_NORM, GV_ROPE>(a, s) : gemv_launch<T, T, NT, GV_X, GV_ROPE>(a, s);
+    if (norm) {
+        if (out == GPU_GEMV_SWIGLU) return gemv_launch<T, T, NT, GV_NORM, GV_SWIGLU>(a, s);
+        if (out == GPU_GEMV_RESID) return gemv_launch<T, T, NT, GV_NORM, GV_RESID>(a, s);
+        return gemv_launch<T, T, NT, GV_NORM, GV_STORE>(a, s);
+    }
+    if (out == GPU_GEMV_SWIGLU) return gemv_launch<T, T, NT, GV_X, GV_SWIGLU>(a, s);
+    if (out == GPU_GEMV_RESID) return gemv_launch<T, T, NT, GV_X, GV_RESID>(a, s);
+    return gemv_launch<T, T, NT, GV_X, GV_STORE>(a, s);
 }
 
 static int gemv_ok(const void *x, const void *W, int T, int K)
 {
     return T >= 1 && T <= GEMV_MAX_T && K % 8 == 0 && ((uintptr_t)x & 15) == 0 && ((uintptr_t)W & 15) == 0;
+}
+
+extern "C" int gpu_gemv_fused_ok(const gpu_gemm_ctx *g, int T, int K)
+{
+    return T >= 1 && T <= 2 && T <= g->small_t && K % 8 == 0;
+}
+
+extern "C" int gpu_gemv_fused(gpu_gemm_ctx *g, void *y, gpu_gemv_out out, const void *x, const float *xr,
+                              const void *norm_w, float eps, const void *W, int T, int N, int K, gpu_dtype dt,
+                              gpu_stream s)
+{
+    return gpu_gemv_fused_rope(g, y, out, x, xr, norm_w, eps, W, T, N, K, NULL, dt, s);
+}
+
+extern "C" int gpu_gemv_fused_rope(gpu_gemm_ctx *g, void *y, gpu_gemv_out out, const void *x, const float *xr,
+                                   const void *norm_w, float eps, const void *W, int T, int N, int K,
+                                   const gpu_gemv_rope *rope, gpu_dtype dt, gpu_stream s)
+{
+    if (out == GPU_GEMV_ROPE &&
+        (!rope || rope->kv.d % 2 || rope->H % rope->kv.Hk || N != (rope->H + 2 * rope->kv.Hk) * rope->kv.d))
+        return duet_errorf("gpu_gemv_fused: the rope output needs N = (H + 2 Hk) d with an even d (N %d)", N);
+    if (!gpu_gemv_fused_ok(g, T, K) || (xr ? !norm_w || ((uintptr_t)xr & 15) : !x || ((uintptr_t)x & 15)) ||
+        ((uintptr_t)W & 15))
+        return duet_errorf("gpu_gemv_fused: T %d, K %d or an unaligned pointer does not fit the fused GEMV", T, K);
+    gemv_args a = {y, x, xr, norm_w, eps, W, N, K, 1};
+    if (rope) a.kv = rope->kv, a.pos = rope->pos, a.seq = rope->seq, a.theta = rope->theta, a.H = rope->H;
+    int norm = xr != NULL;
+    cudaError_t e;
+    if (dt == GPU_BF16) e = T == 1 ? gemv_fused_t<__nv_bfloat16, 1>(a, norm, out, s) : gemv_fused_t<__nv_bfloat16, 2>(a, norm, out, s);
+    else e = T == 1 ? gemv_fused_t<__half, 1>(a, norm, out, s) : gemv_fused_t<__half, 2>(a, norm, out, s);
+    CUDA_CHECK(e);
+    LAUNCH_CHECK();
+    return 0;
 }
 
 /* ---- entry ---------------------------------------------------------------------------------------- */
@@ -174,13 +414,11 @@ extern "C" int gpu_gemm(gpu_gemm_ctx *g, void *y, int y_f32, const void *x, cons
                         gpu_dtype dt, gpu_stream s)
 {
     if (T <= g->small_t && gemv_ok(x, W, T, K)) {
-        if (dt == GPU_BF16) {
-            if (y_f32) gemv_t<__nv_bfloat16, float>(y, x, W, T, N, K, s);
-            else gemv_t<__nv_bfloat16, __nv_bfloat16>(y, x, W, T, N, K, s);
-        } else {
-            if (y_f32) gemv_t<__half, float>(y, x, W, T, N, K, s);
-            else gemv_t<__half, __half>(y, x, W, T, N, K, s);
-        }
+        gemv_args a = {y, x, NULL, NULL, 0.0f, W, N, K, 1};
+        cudaError_t e;
+        if (dt == GPU_BF16) e = y_f32 ? gemv_t<__nv_bfloat16, float>(a, T, s) : gemv_t<__nv_bfloat16, __nv_bfloat16>(a, T, s);
+        else e = y_f32 ? gemv_t<__half, float>(a, T, s) : gemv_t<__half, __half>(a, T, s);
+        CUDA_CHECK(e);
         LAUNCH_CHECK();
         return 0;
     }

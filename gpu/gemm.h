@@ -3,6 +3,7 @@
 #ifndef DUET_GPU_GEMM_H
 #define DUET_GPU_GEMM_H
 #include "gpu.h"
+#include "kv_cache.h"
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -17,6 +18,30 @@ void gpu_gemm_set_small_t(gpu_gemm_ctx *g, int t);
  * fp32 when y_f32 is nonzero (the logits). fp32 accumulation. */
 int gpu_gemm(gpu_gemm_ctx *g, void *y, int y_f32, const void *x, const void *W, int T, int N, int K, gpu_dtype dt,
              gpu_stream s);
+
+/* The decode step's fused GEMVs (T = 1 or 2 tokens, at most small_t; K % 8 == 0; 16-byte aligned):
+ * input: x (T, K) in dt, or, when xr is not NULL, rmsnorm(xr) * norm_w of the fp32 residual xr (T, K),
+ * applied on the fly (the normalized row is not rounded to dt, unlike gpu_add_rmsnorm's output);
+ * output GPU_GEMV_STORE: y (T, N) in dt = input . W^T, W (N, K);
+ *        GPU_GEMV_SWIGLU: y (T, N) in dt = silu(g) * u, with W = [w_gate; w_up] (2N, K) and g, u the two
+ *                         products rounded to dt (gpu_swiglu's input);
+ *        GPU_GEMV_RESID:  y is the fp32 residual (T, N): y += the product rounded to dt;
+ *        GPU_GEMV_ROPE:   (gpu_gemv_fused_rope) y = qkv (T, (H + 2 Hk) d) in dt, W = [wq; wk; wv], with
+ *                         RoPE applied to q and k and k, v stored in the paged cache: gpu_rope_kv's result.
+ * Launched with programmatic dependent launch when available (cuda_check.h's gpu_launch). */
+typedef enum { GPU_GEMV_STORE = 0, GPU_GEMV_SWIGLU = 1, GPU_GEMV_RESID = 2, GPU_GEMV_ROPE = 3 } gpu_gemv_out;
+typedef struct gpu_gemv_rope {
+    gpu_kv_view kv;        /* this layer's paged cache */
+    const int *pos, *seq;  /* (T) device: each token's position and slot */
+    float theta;
+    int H;                 /* query heads (kv.Hk key/value heads of kv.d) */
+} gpu_gemv_rope;
+int gpu_gemv_fused_ok(const gpu_gemm_ctx *g, int T, int K);
+int gpu_gemv_fused(gpu_gemm_ctx *g, void *y, gpu_gemv_out out, const void *x, const float *xr, const void *norm_w,
+                   float eps, const void *W, int T, int N, int K, gpu_dtype dt, gpu_stream s);
+int gpu_gemv_fused_rope(gpu_gemm_ctx *g, void *y, gpu_gemv_out out, const void *x, const float *xr, const void *norm_w,
+                        float eps, const void *W, int T, int N, int K, const gpu_gemv_rope *rope, gpu_dtype dt,
+                        gpu_stream s);
 #ifdef __cplusplus
 }
 #endif

@@ -43,6 +43,21 @@ extern "C" int gpu_device_count(char *why, size_t n)
     return count;
 }
 
+/* Cached on first use: PDL needs compute capability 9.0 (the kernels' griddepcontrol is compiled only for
+ * sm_90+); $DUET_PDL=0 turns it off. */
+extern "C" int gpu_pdl_enabled(void)
+{
+    static int cached = -1;
+    if (cached < 0) {
+        int dev = 0, major = 0;
+        const char *e = getenv("DUET_PDL");
+        cached = !(e && !strcmp(e, "0")) && cudaGetDevice(&dev) == cudaSuccess &&
+                 cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess && major >= 9;
+        cudaGetLastError();
+    }
+    return cached;
+}
+
 extern "C" void *gpu_alloc(size_t bytes)
 {
     void *p = NULL;

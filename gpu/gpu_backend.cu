@@ -6,6 +6,7 @@
 extern "C" {
 #include "backend.h"
 #include "safetensors.h"
+#include "sampler.h"
 }
 #include "attention.h"
 #include "bench_gpu.h"
@@ -42,6 +43,7 @@ typedef struct gpu_state {
     duet_backend_opts o;
     gpu_dtype dt;
     int n_sm;
+    int no_fuse; /* $DUET_NO_FUSE nonzero: decode steps run the unfused kernels (A/B timing) */
     cudaStream_t stream;
     gpu_gemm_ctx *gemm;
     /* weights: one allocation, a table of (name, pointer, size) */
@@ -75,10 +77,13 @@ typedef struct gpu_state {
     void *lbuf;
     float *logits;   /* (R, V) fp32 */
     int *d_ids;      /* (R) argmax ids */
+    gpu_sample_params *d_params; /* (R) per-row sampler settings of a sampled decode */
+    uint64_t *d_steps;           /* (R) their draw counters */
+    void *d_sample_ws;           /* gpu_sample's scratch for R rows */
     int *d_hist;     /* (S, C) greedy ids: [seq, p] = the token chosen for position p + 1 */
     /* decode-step CUDA graphs, one per (batch size, attention length bound) */
     struct {
-        int B, max_len;
+        int B, max_len, sampled;
         cudaGraphExec_t exec;
     } graphs[GPU_MAX_GRAPHS];
     int n_graphs;
@@ -189,16 +194,21 @@ static int ensure_logits(gpu_state *s, int R)
 {
     if (R <= s->cap_R) return 0;
     size_t lb = ((size_t)R * s->c.vocab_size * 4 + 255) & ~(size_t)255;
+    size_t ib = ((size_t)R * sizeof(int) + 255) & ~(size_t)255, pb = ((size_t)R * sizeof(gpu_sample_params) + 255) & ~(size_t)255;
+    size_t sb = ((size_t)R * sizeof(uint64_t) + 255) & ~(size_t)255;
     drop_graphs(s);
     gpu_free(s->lbuf);
     s->lbuf = NULL;
     s->cap_R = 0;
-    if (!(s->lbuf = gpu_alloc(lb + (size_t)R * sizeof(int)))) {
+    if (!(s->lbuf = gpu_alloc(lb + ib + pb + sb + gpu_sample_ws_bytes(R, s->c.vocab_size)))) {
         duet_error_prefix("gpu: logits of %d rows: ", R);
         return -1;
     }
     s->logits = (float *)s->lbuf;
     s->d_ids = (int *)((char *)s->lbuf + lb);
+    s->d_params = (gpu_sample_params *)((char *)s->lbuf + lb + ib);
+    s->d_steps = (uint64_t *)((char *)s->lbuf + lb + ib + pb);
+    s->d_sample_ws = (char *)s->lbuf + lb + ib + pb + sb;
     s->cap_R = R;
     return 0;
 }
@@ -279,6 +289,26 @@ static int run_layers(duet_backend *be, int T, int max_len, const duet_batch *hb
 
     if (gpu_embedding(s->x, s->embed, d_tok, T, D, dt, st)) return -1; /* x = embed_tokens(ids) */
     if (tap_dev(be, "embed", s->x, 1, T, D, D)) return -1;
+    if (!be->tap && !s->no_fuse && gpu_gemv_fused_ok(s->gemm, T, D) && F % 8 == 0 && Hd % 8 == 0) {
+        /* The decode step (1-2 tokens, no taps): the same math in 4 GEMVs + attention per layer, RMSNorm
+         * fused into the GEMVs that read the residual, RoPE and the KV store into the qkv GEMV, SwiGLU into
+         * the gate/up GEMV, the residual adds into the o_proj and down GEMVs (gemm.h says how each rounds). */
+        for (int l = 0; l < c->n_layers; l++) {
+            const gpu_layer *w = &s->layers[l];
+            gpu_kv_view kv = kv_view(s, l);
+            gpu_attn_params ap = {s->att, s->qkv, Q, kv, d_pos, d_seq, T, H, max_len, s->ws, s->n_sm, b->pos, b->seq};
+            gpu_gemv_rope rope = {kv, d_pos, d_seq, c->rope_theta, H};
+            if (gpu_gemv_fused_rope(s->gemm, s->qkv, GPU_GEMV_ROPE, NULL, s->x, w->attn_norm, c->norm_eps, w->wqkv, T,
+                                    (int)Q, D, &rope, dt, st) ||
+                gpu_attention(&ap, dt, st) ||
+                gpu_gemv_fused(s->gemm, s->x, GPU_GEMV_RESID, s->att, NULL, NULL, 0.0f, w->wo, T, D, (int)Hd, dt, st) ||
+                gpu_gemv_fused(s->gemm, s->act, GPU_GEMV_SWIGLU, NULL, s->x, w->ffn_norm, c->norm_eps, w->wgu, T, F, D,
+                               dt, st) ||
+                gpu_gemv_fused(s->gemm, s->x, GPU_GEMV_RESID, s->act, NULL, NULL, 0.0f, w->w_down, T, D, F, dt, st))
+                return -1;
+        }
+        return gpu_add_rmsnorm(s->xn, s->x, NULL, s->final_norm, c->norm_eps, T, D, dt, st);
+    }
     for (int l = 0; l < c->n_layers; l++) {
         const gpu_layer *w = &s->layers[l];
         gpu_kv_view kv = kv_view(s, l);
@@ -389,6 +419,8 @@ extern "C" int gpu_backend_forward_argmax(duet_backend *be, const duet_batch *b,
  * seq[b]; record it in hist (S, C) at [seq, pos], then feed it (tok = id, pos += 1). */
 __global__ void advance_kernel(int *tok, int *pos, const int *seq, const int *ids, int *hist, int B, int C)
 {
+    pdl_trigger();
+    pdl_wait();
     for (int b = threadIdx.x; b < B; b += blockDim.x) {
         int p = pos[b], id = ids[b];
         if (p < C) hist[(int64_t)seq[b] * C + p] = id;
@@ -397,26 +429,29 @@ __global__ void advance_kernel(int *tok, int *pos, const int *seq, const int *id
     }
 }
 
-/* One decode step of B tokens at s->d_meta (B layout): layers, lm_head, argmax, advance. */
-static int decode_step(duet_backend *be, int B, int max_len)
+/* One decode step of B tokens at s->d_meta (B layout): layers, lm_head, argmax or a draw with the
+ * rows' samplers (s->d_params, s->d_steps), advance. */
+static int decode_step(duet_backend *be, int B, int max_len, int sampled)
 {
     gpu_state *s = (gpu_state *)be->impl;
     cudaStream_t st = s->stream;
-    if (run_layers(be, B, max_len, NULL) ||
-        gpu_gemm(s->gemm, s->logits, 1, s->xn, s->lm_head, B, s->c.vocab_size, s->c.dim, s->dt, st) ||
-        gpu_argmax(s->d_ids, s->logits, B, s->c.vocab_size, st))
+    const int V = s->c.vocab_size;
+    if (run_layers(be, B, max_len, NULL) || gpu_gemm(s->gemm, s->logits, 1, s->xn, s->lm_head, B, V, s->c.dim, s->dt, st) ||
+        (sampled ? gpu_sample(s->d_ids, s->logits, B, V, s->d_params, s->d_steps, s->d_sample_ws, st)
+                 : gpu_argmax(s->d_ids, s->logits, B, V, st)))
         return -1;
-    advance_kernel<<<1, 256, 0, st>>>(s->d_meta, s->d_meta + B, s->d_meta + 2 * B, s->d_ids, s->d_hist, B,
-                                      s->o.max_ctx);
+    CUDA_CHECK(gpu_launch(advance_kernel, 1, 256, 0, st, s->d_meta, s->d_meta + B, s->d_meta + 2 * B, s->d_ids,
+                          s->d_hist, B, s->o.max_ctx));
     LAUNCH_CHECK();
     return 0;
 }
 
-static cudaGraphExec_t step_graph(duet_backend *be, int B, int max_len)
+static cudaGraphExec_t step_graph(duet_backend *be, int B, int max_len, int sampled)
 {
     gpu_state *s = (gpu_state *)be->impl;
     for (int i = 0; i < s->n_graphs; i++)
-        if (s->graphs[i].B == B && s->graphs[i].max_len == max_len) return s->graphs[i].exec;
+        if (s->graphs[i].B == B && s->graphs[i].max_len == max_len && s->graphs[i].sampled == sampled)
+            return s->graphs[i].exec;
     if (s->n_graphs == GPU_MAX_GRAPHS) drop_graphs(s);
     cudaGraph_t g = NULL;
     cudaGraphExec_t ex = NULL;
@@ -424,7 +459,7 @@ static cudaGraphExec_t step_graph(duet_backend *be, int B, int max_len)
         duet_errorf("gpu: cudaStreamBeginCapture: %s", cudaGetErrorString(cudaGetLastError()));
         return NULL;
     }
-    int rc = decode_step(be, B, max_len);
+    int rc = decode_step(be, B, max_len, sampled);
     cudaError_t e = cudaStreamEndCapture(s->stream, &g);
     if (rc || e != cudaSuccess) {
         if (!rc) duet_errorf("gpu: capturing a decode step of %d tokens: %s", B, cudaGetErrorString(e));
@@ -441,6 +476,7 @@ static cudaGraphExec_t step_graph(duet_backend *be, int B, int max_len)
     }
     s->graphs[s->n_graphs].B = B;
     s->graphs[s->n_graphs].max_len = max_len;
+    s->graphs[s->n_graphs].sampled = sampled;
     s->graphs[s->n_graphs++].exec = ex;
     return ex;
 }
@@ -448,19 +484,25 @@ static cudaGraphExec_t step_graph(duet_backend *be, int B, int max_len)
 extern "C" int gpu_backend_decode_greedy(duet_backend *be, int B, const int *seq, const int *pos, const int *tok,
                                          int n_steps, int *out_ids)
 {
+    return gpu_backend_decode(be, B, seq, pos, tok, n_steps, NULL, NULL, out_ids);
+}
+
+extern "C" int gpu_backend_decode(duet_backend *be, int B, const int *seq, const int *pos, const int *tok, int n_steps,
+                                  const gpu_sample_params *params, uint64_t *steps, int *out_ids)
+{
     gpu_state *s = (gpu_state *)be->impl;
     const duet_config *c = &s->c;
     const int C = s->o.max_ctx;
     if (B < 1 || B > s->o.max_seqs || n_steps < 1)
-        return duet_errorf("gpu_backend_decode_greedy: batch %d (max_seqs %d), steps %d", B, s->o.max_seqs, n_steps);
+        return duet_errorf("gpu_backend_decode: batch %d (max_seqs %d), steps %d", B, s->o.max_seqs, n_steps);
     int max_len = 0;
     for (int b = 0; b < B; b++) {
         if (seq[b] < 0 || seq[b] >= s->o.max_seqs || tok[b] < 0 || tok[b] >= c->vocab_size || pos[b] < 0 ||
             pos[b] + n_steps > C)
-            return duet_errorf("gpu_backend_decode_greedy: row %d: slot %d, token %d, positions %d..%d (context %d)",
+            return duet_errorf("gpu_backend_decode: row %d: slot %d, token %d, positions %d..%d (context %d)",
                                b, seq[b], tok[b], pos[b], pos[b] + n_steps - 1, C);
         for (int j = 0; j < b; j++)
-            if (seq[j] == seq[b]) return duet_errorf("gpu_backend_decode_greedy: slot %d appears twice", seq[b]);
+            if (seq[j] == seq[b]) return duet_errorf("gpu_backend_decode: slot %d appears twice", seq[b]);
         if (pos[b] + n_steps > max_len) max_len = pos[b] + n_steps;
     }
     if (ensure_capacity(s, B) || ensure_logits(s, B)) return -1;
@@ -472,18 +514,27 @@ extern "C" int gpu_backend_decode_greedy(duet_backend *be, int B, const int *seq
     memcpy(h + 2 * B, seq, sizeof(int) * B);
     cudaStream_t st = s->stream;
     CUDA_CHECK(cudaMemcpyAsync(s->d_meta, h, sizeof(int) * 3 * (size_t)B, cudaMemcpyHostToDevice, st));
+    const int sampled = params != NULL;
+    if (sampled) { /* pageable copies: synchronous with respect to the host arrays */
+        CUDA_CHECK(cudaMemcpyAsync(s->d_params, params, sizeof(gpu_sample_params) * B, cudaMemcpyHostToDevice, st));
+        CUDA_CHECK(cudaMemcpyAsync(s->d_steps, steps, sizeof(uint64_t) * B, cudaMemcpyHostToDevice, st));
+    }
     const char *ng = getenv("DUET_NO_GRAPHS");
     cudaGraphExec_t ex = NULL;
     if (!be->tap && !(ng && *ng && strcmp(ng, "0"))) {
         CUDA_CHECK(cudaStreamSynchronize(st)); /* h_meta is reused by the capture's host code */
-        if (!(ex = step_graph(be, B, max_len))) return -1;
+        if (!(ex = step_graph(be, B, max_len, sampled))) return -1;
     }
     for (int i = 0; i < n_steps; i++) {
         if (ex) CUDA_CHECK(cudaGraphLaunch(ex, st));
-        else if (decode_step(be, B, max_len)) return -1;
+        else if (decode_step(be, B, max_len, sampled)) return -1;
     }
+    if (sampled) CUDA_CHECK(cudaMemcpyAsync(steps, s->d_steps, sizeof(uint64_t) * B, cudaMemcpyDeviceToHost, st));
     int *hist = (int *)malloc(sizeof(int) * (size_t)s->o.max_seqs * C);
-    if (!hist) return duet_errorf("gpu_backend_decode_greedy: out of host memory");
+    if (!hist) {
+        cudaStreamSynchronize(st); /* steps[] may still be written */
+        return duet_errorf("gpu_backend_decode: out of host memory");
+    }
     cudaError_t e = cudaMemcpyAsync(hist, s->d_hist, sizeof(int) * (size_t)s->o.max_seqs * C, cudaMemcpyDeviceToHost, st);
     if (e == cudaSuccess) e = cudaStreamSynchronize(st);
     if (e == cudaSuccess) e = cudaGetLastError();
@@ -493,6 +544,32 @@ extern "C" int gpu_backend_decode_greedy(duet_backend *be, int B, const int *seq
     free(hist);
     CUDA_CHECK(e);
     return 0;
+}
+
+/* The seam's decode (backend.h): the samplers' settings and counters through gpu_backend_decode. */
+static int gpu_decode_seam(duet_backend *be, int B, const int *seq, const int *pos, const int *tok, int n_steps,
+                           duet_sampler *const *samplers, int *out_ids)
+{
+    gpu_sample_params *p = (gpu_sample_params *)malloc(sizeof *p * (size_t)(B > 0 ? B : 1));
+    uint64_t *steps = (uint64_t *)malloc(sizeof *steps * (size_t)(B > 0 ? B : 1));
+    int rc = -1;
+    if (!p || !steps) {
+        duet_errorf("gpu decode: out of host memory");
+    } else {
+        for (int b = 0; b < B; b++) {
+            p[b].temperature = samplers[b]->temperature;
+            p[b].top_k = samplers[b]->top_k;
+            p[b].top_p = samplers[b]->top_p;
+            p[b].seed = samplers[b]->seed;
+            steps[b] = samplers[b]->step;
+        }
+        rc = gpu_backend_decode(be, B, seq, pos, tok, n_steps, p, steps, out_ids);
+        if (!rc)
+            for (int b = 0; b < B; b++) samplers[b]->step = steps[b];
+    }
+    free(p);
+    free(steps);
+    return rc;
 }
 
 /* ---- create / free ---------------------------------------------------------------------------- */
@@ -607,6 +684,7 @@ static duet_backend *engine_new(const duet_config *c, const duet_backend_opts *o
     be->name = "gpu";
     be->impl = s;
     be->forward = gpu_forward;
+    be->decode = gpu_decode_seam;
     be->free = gpu_backend_release;
     s->c = *c;
     s->o = *opts;
@@ -627,6 +705,10 @@ static duet_backend *engine_new(const duet_config *c, const duet_backend_opts *o
         goto fail;
     }
     s->n_sm = prop.multiProcessorCount;
+    {
+        const char *nf = getenv("DUET_NO_FUSE");
+        s->no_fuse = nf && *nf && strcmp(nf, "0");
+    }
     {
         double need = (double)wbytes + kv_d + table_d + hist_d + 96.0 * 1048576; /* + activations, cuBLAS */
         if (need > (double)free_b || (double)opts->max_seqs * blocks_per_seq > 2147483647.0) {

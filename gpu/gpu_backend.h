@@ -4,6 +4,7 @@
 #define DUET_GPU_BACKEND_H
 
 #include "backend.h"
+#include "sampling.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -30,6 +31,12 @@ int gpu_backend_forward_argmax(duet_backend *be, const duet_batch *b, int *ids);
  * $DUET_NO_GRAPHS is nonzero); one host synchronization at the end. Needs pos[b] + n_steps <= max_ctx. */
 int gpu_backend_decode_greedy(duet_backend *be, int B, const int *seq, const int *pos, const int *tok, int n_steps,
                               int *out_ids);
+
+/* The same with a draw instead of the argmax: row b samples with params[b] (host array) and draw counter
+ * steps[b] (host, in and out: advanced as duet_sample advances its step), on the GPU (gpu_sample: the
+ * host sampler's algorithm). params NULL: greedy, steps unused. */
+int gpu_backend_decode(duet_backend *be, int B, const int *seq, const int *pos, const int *tok, int n_steps,
+                       const gpu_sample_params *params, uint64_t *steps, int *out_ids);
 
 #ifdef __cplusplus
 }

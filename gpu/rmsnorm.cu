@@ -9,6 +9,8 @@ __global__ void add_rmsnorm_kernel(T *out, float *x, const T *delta, const T *w,
 {
     float *xr = x + (int64_t)blockIdx.x * D;
     const T *dr = delta ? delta + (int64_t)blockIdx.x * D : nullptr;
+    pdl_trigger();
+    pdl_wait();
     T *o = out + (int64_t)blockIdx.x * D;
     float ss = 0.0f;
     for (int i = threadIdx.x; i < D; i += blockDim.x) {
@@ -35,10 +37,11 @@ extern "C" int gpu_add_rmsnorm(void *out, float *x, const void *delta, const voi
 {
     int threads = D >= 1024 ? 1024 : ((D + 31) / 32) * 32;
     if (dt == GPU_BF16)
-        add_rmsnorm_kernel<<<T, threads, 0, s>>>((__nv_bfloat16 *)out, x, (const __nv_bfloat16 *)delta,
-                                                 (const __nv_bfloat16 *)w, eps, D);
+        CUDA_CHECK(gpu_launch(add_rmsnorm_kernel<__nv_bfloat16>, T, threads, 0, s, (__nv_bfloat16 *)out, x,
+                              (const __nv_bfloat16 *)delta, (const __nv_bfloat16 *)w, eps, D));
     else
-        add_rmsnorm_kernel<<<T, threads, 0, s>>>((__half *)out, x, (const __half *)delta, (const __half *)w, eps, D);
+        CUDA_CHECK(gpu_launch(add_rmsnorm_kernel<__half>, T, threads, 0, s, (__half *)out, x, (const __half *)delta,
+                              (const __half *)w, eps, D));
     LAUNCH_CHECK();
     return gpu_perturb("rmsnorm", out, (int64_t)T * D, dt, s);
 }

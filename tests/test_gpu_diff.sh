@@ -1,7 +1,8 @@
 #!/bin/sh
 # test_gpu_diff.sh: `duet diff --backend gpu` against every committed golden (fp16 and bf16, bounds
 # from golden/tolerances) and against a fresh ref golden of stories260K; with DUET_PERTURB breaking one
-# kernel, diff names that op's tap as the first failure. Exits 77 without a GPU (or a CUDA build).
+# kernel, diff names that op's tap as the first failure; `duet generate` sampling on the GPU prints the
+# text sampling on the host prints. Exits 77 without a GPU (or a CUDA build).
 set -u
 . "${DUET_SRCDIR:-.}/tests/cli_lib.sh"
 tol="$src/golden/tolerances"
@@ -16,16 +17,21 @@ if ! "$duet" golden -m "$tmp/probe" --ids 1,2 --backend gpu --mode fp16 -o "$tmp
     cat "$tmp/why"
 fi
 
-for g in "$src"/golden/*.fp32.safetensors; do
-    name=$(basename "$g" .fp32.safetensors)
-    "$duet" synth -o "$tmp/$name" --from-golden "$g" 2>/dev/null
+# diff_both NAME MODEL GOLDEN: the gpu backend in fp16 and bf16 against GOLDEN, every tap in tolerance
+diff_both() {
     for mode in fp16 bf16; do
-        "$duet" diff -m "$tmp/$name" "$g" --backend gpu --mode "$mode" --tolerances "$tol" >"$tmp/out" 2>&1
+        "$duet" diff -m "$2" "$3" --backend gpu --mode "$mode" --tolerances "$tol" >"$tmp/out" 2>&1
         rc=$?
-        check "$name gpu $mode: every tap within golden/tolerances" test $rc -eq 0
+        check "$1 gpu $mode: every tap within golden/tolerances" test $rc -eq 0
         [ $rc -eq 0 ] || cat "$tmp/out"
         tail -1 "$tmp/out"
     done
+}
+
+for g in "$src"/golden/*.fp32.safetensors; do
+    name=$(basename "$g" .fp32.safetensors)
+    "$duet" synth -o "$tmp/$name" --from-golden "$g" 2>/dev/null
+    diff_both "$name" "$tmp/$name" "$g"
 done
 
 g="$src/golden/mha.p7.fp32.safetensors"
@@ -39,12 +45,13 @@ check "DUET_PERTURB=rmsnorm: first failure is layers.0.attn_norm" grep -q "first
 model="$data/stories260K"
 if [ -f "$model/model.safetensors" ]; then
     "$duet" golden -m "$model" -p "Once upon a time, there was a little dog" -o "$tmp/stories.safetensors" 2>/dev/null
-    for mode in fp16 bf16; do
-        "$duet" diff -m "$model" "$tmp/stories.safetensors" --backend gpu --mode "$mode" --tolerances "$tol" >"$tmp/out" 2>&1
-        rc=$?
-        check "stories260K gpu $mode: every tap within golden/tolerances" test $rc -eq 0
-        [ $rc -eq 0 ] || cat "$tmp/out"
-        tail -1 "$tmp/out"
+    diff_both stories260K "$model" "$tmp/stories.safetensors"
+    # sampling on the GPU (device decode in graph chunks) prints what sampling on the host prints
+    for dt in fp16 bf16; do
+        set -- -m "$model" -n 120 --temp 0.9 --top-k 50 --top-p 0.95 --seed 3 --ignore-eos --backend gpu --dtype $dt
+        "$duet" generate "$@" >"$tmp/dev.txt" 2>/dev/null
+        "$duet" generate "$@" --host-sampling >"$tmp/host.txt" 2>/dev/null
+        check "generate gpu $dt --temp 0.9 --top-k 50 --top-p 0.95: GPU sampling = host sampling" cmp -s "$tmp/dev.txt" "$tmp/host.txt"
     done
 else
     echo "(stories260K not found under $data: its diff is not run)"

@@ -206,6 +206,44 @@ START_TEST(test_stories_greedy)
 }
 END_TEST
 
+/* Sampled generation (temperature, top-k, top-p) on stories260K: the device decode (chunks of graph
+ * replays, gpu_sample) gives the same tokens as sampling on the host from each step's logits, and the
+ * sampler's step counter ends at the same draw count. Both paths run the same kernels, so the logits are
+ * the same bits; the draws then agree unless a draw lands within rounding of a cumulative boundary. */
+START_TEST(test_stories_sampled)
+{
+    int dti = _i / 2, which = _i % 2;
+    const float temp[2] = {0.8f, 1.3f}, top_p[2] = {0.9f, 1.0f};
+    const int top_k[2] = {40, 0}, n = 150;
+    int bos = 1, *dev = malloc(sizeof(int) * n), *host = malloc(sizeof(int) * n);
+    uint64_t steps[2];
+    duet_backend_opts bo = {.max_seqs = 1, .max_ctx = stories->cfg.max_pos};
+    for (int hs = 0; hs < 2; hs++) {
+        duet_backend *b = make("gpu", stories, DT[dti], 1, stories->cfg.max_pos);
+        ck_assert(b->decode != NULL);
+        duet_sampler s;
+        ck_assert_int_eq(duet_sampler_init(&s, stories->cfg.vocab_size, temp[which], top_k[which], top_p[which], 7 + which), 0);
+        duet_gen_opts go = {.max_new = n, .eos_id = -1, .seq = 0, .sampler = &s, .host_sampling = hs};
+        duet_gen_stats st;
+        ck_assert_msg(duet_generate(b, &bo, &bos, 1, &go, hs ? host : dev, &st) == 0, "%s", duet_error());
+        ck_assert_int_eq(st.n_generated, n);
+        steps[hs] = s.step;
+        duet_sampler_free(&s);
+        duet_backend_free(b);
+    }
+    int first_diff = -1;
+    for (int i = 0; i < n && first_diff < 0; i++)
+        if (dev[i] != host[i]) first_diff = i;
+    printf("sampled %s (temp %.1f top-k %d top-p %.2f): %d tokens, device decode %s host sampling\n", DT[dti],
+           temp[which], top_k[which], top_p[which], n, first_diff < 0 ? "equals" : "DIFFERS from");
+    ck_assert_msg(first_diff < 0, "%s sampled token %d: device %d, host %d", DT[dti], first_diff,
+                  dev[first_diff], host[first_diff]);
+    ck_assert_msg(steps[0] == steps[1] && steps[0] == (uint64_t)n, "draw counters: device %llu, host %llu",
+                  (unsigned long long)steps[0], (unsigned long long)steps[1]);
+    free(dev), free(host);
+}
+END_TEST
+
 /* Two sequences of different lengths in one packed batch (slot 1 first), then one decode step of both
  * with logits asked for only one of them, gpu vs ref. */
 START_TEST(test_stories_packed)
@@ -323,6 +361,7 @@ int main(void)
         TCase *ts = tcase_create("stories260K");
         tcase_add_loop_test(ts, test_stories_taps, 0, 4);
         tcase_add_loop_test(ts, test_stories_greedy, 0, 2);
+        tcase_add_loop_test(ts, test_stories_sampled, 0, 4);
         tcase_add_loop_test(ts, test_stories_packed, 0, 2);
         suite_add_tcase(s, ts);
     } else {

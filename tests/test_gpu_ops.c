@@ -177,6 +177,167 @@ START_TEST(test_gemm)
 }
 END_TEST
 
+/* The decode step's fused GEMVs (gemm.h: gpu_gemv_fused) for T = 1 and 2: against the ref ops with the
+ * dtype roundings the kernels make (the gate/up products rounded to dt), and
+ * bit for bit against the unfused GPU kernels where the math is the same expression (GEMV + swiglu,
+ * GEMV + residual add). */
+static float *round_copy(const float *x, int64_t n, gpu_dtype dt)
+{
+    float *y = malloc(sizeof(float) * n);
+    memcpy(y, x, sizeof(float) * n);
+    gpu_round_host(y, n, dt);
+    return y;
+}
+
+START_TEST(test_gemv_fused)
+{
+    gpu_dtype dt = (gpu_dtype)_i;
+    gpu_gemm_ctx *g = gpu_gemm_create();
+    ck_assert_msg(g != NULL, "%s", duet_error());
+    for (int T = 1; T <= 2; T++) {
+        const int D = 520, N = 333, F = 173, K2 = 1048;
+        char what[80];
+        /* norm -> STORE: y (T, N) = rmsnorm(xr) w . W^T */
+        float *xr = rand_vec((int64_t)T * D, 3.0f, dt), *nw = rand_vec(D, 1.0f, dt);
+        float *W = rand_vec((int64_t)N * D, 0.1f, dt), *Wgu = rand_vec((int64_t)2 * F * D, 0.1f, dt);
+        float *xn = malloc(sizeof(float) * T * D), *want = malloc(sizeof(float) * T * 2 * F);
+        ref_rmsnorm(xn, xr, nw, 1e-5f, T, D); /* fp32, not rounded: the fused kernel does not round it either */
+        ref_matmul(want, xn, W, T, N, D);
+        float *dxr = gpu_alloc(4 * (size_t)T * D);
+        void *dnw = dev_of(nw, D, dt), *dW = dev_of(W, (int64_t)N * D, dt), *dy = gpu_alloc(2 * (size_t)T * 2 * F);
+        ck_assert(gpu_upload_f32(dxr, xr, (int64_t)T * D) == 0 && gpu_poison(dy, (int64_t)T * N, 2) == 0);
+        ck_assert_msg(gpu_gemv_fused(g, dy, GPU_GEMV_STORE, NULL, dxr, dnw, 1e-5f, dW, T, N, D, dt, NULL) == 0, "%s",
+                      duet_error());
+        float *got = download(dy, (int64_t)T * N, dt);
+        snprintf(what, sizeof what, "gemv rmsnorm+store (%d, %d, %d)", T, N, D);
+        check(what, dt, got, want, T, N, BOUND[dt]);
+        free(got);
+
+        /* norm -> SWIGLU: act (T, F) = silu(g) u, [g | u] = rmsnorm(xr) w . [Wg; Wu]^T */
+        float *gu = malloc(sizeof(float) * T * 2 * F);
+        ref_matmul(gu, xn, Wgu, T, 2 * F, D); /* (T, 2F): gate columns then up columns */
+        gpu_round_host(gu, (int64_t)T * 2 * F, dt);
+        float *gg = malloc(sizeof(float) * T * F), *uu = malloc(sizeof(float) * T * F);
+        for (int t = 0; t < T; t++) {
+            memcpy(gg + (int64_t)t * F, gu + (int64_t)t * 2 * F, sizeof(float) * F);
+            memcpy(uu + (int64_t)t * F, gu + (int64_t)t * 2 * F + F, sizeof(float) * F);
+        }
+        ref_swiglu(want, gg, uu, T, F);
+        void *dWgu = dev_of(Wgu, (int64_t)2 * F * D, dt);
+        ck_assert(gpu_poison(dy, (int64_t)T * F, 2) == 0);
+        ck_assert_msg(gpu_gemv_fused(g, dy, GPU_GEMV_SWIGLU, NULL, dxr, dnw, 1e-5f, dWgu, T, F, D, dt, NULL) == 0, "%s",
+                      duet_error());
+        got = download(dy, (int64_t)T * F, dt);
+        snprintf(what, sizeof what, "gemv rmsnorm+swiglu (%d, %d, %d)", T, F, D);
+        check(what, dt, got, want, T, F, BOUND[dt]);
+        free(got);
+
+        /* x -> SWIGLU equals gpu_gemm then gpu_swiglu, bit for bit */
+        float *xin = round_copy(xn, (int64_t)T * D, dt);
+        void *dxin = dev_of(xin, (int64_t)T * D, dt), *dgu = gpu_alloc(2 * (size_t)T * 2 * F),
+             *dact = gpu_alloc(2 * (size_t)T * F);
+        ck_assert(gpu_poison(dy, (int64_t)T * F, 2) == 0);
+        ck_assert(gpu_gemv_fused(g, dy, GPU_GEMV_SWIGLU, dxin, NULL, NULL, 0.0f, dWgu, T, F, D, dt, NULL) == 0);
+        ck_assert(gpu_gemm(g, dgu, 0, dxin, dWgu, T, 2 * F, D, dt, NULL) == 0 && gpu_swiglu(dact, dgu, T, F, dt, NULL) == 0);
+        got = download(dy, (int64_t)T * F, dt);
+        float *unf = download(dact, (int64_t)T * F, dt);
+        for (int64_t i = 0; i < (int64_t)T * F; i++)
+            ck_assert_msg(got[i] == unf[i], "gemv x+swiglu T %d %s: element %lld fused %g, unfused %g", T,
+                          gpu_dtype_name(dt), (long long)i, got[i], unf[i]);
+        free(got), free(unf);
+
+        /* x -> RESID: resid (T, N) += a . W^T (rounded to dt); equals gpu_gemm then gpu_add_rmsnorm's add */
+        float *a = rand_vec((int64_t)T * K2, 1.0f, dt), *W2 = rand_vec((int64_t)N * K2, 0.1f, dt);
+        float *res = rand_vec((int64_t)T * N, 2.0f, dt), *prod = malloc(sizeof(float) * T * N);
+        ref_matmul(prod, a, W2, T, N, K2);
+        gpu_round_host(prod, (int64_t)T * N, dt);
+        float *wres = malloc(sizeof(float) * T * N);
+        ref_add(wres, res, prod, (int64_t)T * N);
+        void *da = dev_of(a, (int64_t)T * K2, dt), *dW2 = dev_of(W2, (int64_t)N * K2, dt), *dtmp = gpu_alloc(2 * (size_t)T * N),
+             *dnw2 = dev_of(nw, N, dt), *dxn2 = gpu_alloc(2 * (size_t)T * N);
+        float *dres = gpu_alloc(4 * (size_t)T * N), *dres2 = gpu_alloc(4 * (size_t)T * N);
+        ck_assert(gpu_upload_f32(dres, res, (int64_t)T * N) == 0 && gpu_upload_f32(dres2, res, (int64_t)T * N) == 0);
+        ck_assert(gpu_gemv_fused(g, dres, GPU_GEMV_RESID, da, NULL, NULL, 0.0f, dW2, T, N, K2, dt, NULL) == 0);
+        ck_assert(gpu_gemm(g, dtmp, 0, da, dW2, T, N, K2, dt, NULL) == 0 &&
+                  gpu_add_rmsnorm(dxn2, dres2, dtmp, dnw2, 1e-5f, T, N, dt, NULL) == 0);
+        float *gres = download_f32(dres, (int64_t)T * N), *gres2 = download_f32(dres2, (int64_t)T * N);
+        snprintf(what, sizeof what, "gemv x+resid (%d, %d, %d) fp32", T, N, K2);
+        check(what, dt, gres, wres, T, N, BOUND[dt] / 10); /* one dt rounding of a product ~1/3 of x */
+        for (int64_t i = 0; i < (int64_t)T * N; i++)
+            ck_assert_msg(gres[i] == gres2[i], "gemv x+resid T %d %s: element %lld fused %g, unfused %g", T,
+                          gpu_dtype_name(dt), (long long)i, gres[i], gres2[i]);
+        free(gres), free(gres2), free(a), free(W2), free(res), free(prod), free(wres);
+        gpu_free(da), gpu_free(dW2), gpu_free(dtmp), gpu_free(dnw2), gpu_free(dxn2), gpu_free(dres), gpu_free(dres2);
+        free(xin), free(gg), free(uu), free(gu), free(xr), free(nw), free(W), free(Wgu), free(xn), free(want);
+        gpu_free(dxin), gpu_free(dgu), gpu_free(dact), gpu_free(dWgu), gpu_free(dxr), gpu_free(dnw), gpu_free(dW),
+            gpu_free(dy);
+    }
+    /* what the fused path refuses (the engine then runs the unfused kernels) */
+    ck_assert(!gpu_gemv_fused_ok(g, 3, 64) && !gpu_gemv_fused_ok(g, 1, 65) && gpu_gemv_fused_ok(g, 1, 4096));
+    gpu_gemm_free(g);
+}
+END_TEST
+
+/* The qkv GEMV with RoPE and the KV store in its epilogue (GPU_GEMV_ROPE) equals gpu_gemm then
+ * gpu_rope_kv bit for bit: the qkv rows and both whole cache pools (NaN-poisoned before). */
+START_TEST(test_gemv_rope)
+{
+    gpu_dtype dt = (gpu_dtype)_i;
+    const int S = 2, C = 40, H = 6, Hk = 2, d = 32, D = 264, Q = (H + 2 * Hk) * d;
+    gpu_gemm_ctx *g = gpu_gemm_create();
+    ck_assert_msg(g != NULL, "%s", duet_error());
+    gpu_block_mgr m;
+    int n_blocks = S * ((C + GPU_KV_BLOCK - 1) / GPU_KV_BLOCK);
+    ck_assert(gpu_block_mgr_init(&m, n_blocks, S, C) == 0);
+    ck_assert(gpu_block_mgr_reserve(&m, 0, C) == 0 && gpu_block_mgr_reserve(&m, 1, C) == 0);
+    int64_t pool = (int64_t)n_blocks * Hk * GPU_KV_BLOCK * d;
+    int *dtable = gpu_alloc(sizeof(int) * S * m.max_blocks);
+    ck_assert(gpu_upload_i32(dtable, m.table, (int64_t)S * m.max_blocks) == 0);
+    gpu_kv_view kva = {gpu_alloc(2 * pool), gpu_alloc(2 * pool), dtable, m.max_blocks, Hk, d};
+    gpu_kv_view kvb = {gpu_alloc(2 * pool), gpu_alloc(2 * pool), dtable, m.max_blocks, Hk, d};
+    for (int T = 1; T <= 2; T++) {
+        int pos[2] = {17, 5}, seq[2] = {1, 0};
+        int *dpos = gpu_alloc(sizeof pos), *dseq = gpu_alloc(sizeof seq);
+        ck_assert(gpu_upload_i32(dpos, pos, T) == 0 && gpu_upload_i32(dseq, seq, T) == 0);
+        ck_assert(gpu_poison(kva.k, pool, 2) == 0 && gpu_poison(kva.v, pool, 2) == 0 && gpu_poison(kvb.k, pool, 2) == 0 &&
+                  gpu_poison(kvb.v, pool, 2) == 0);
+        float *x = rand_vec((int64_t)T * D, 1.0f, dt), *W = rand_vec((int64_t)Q * D, 0.1f, dt);
+        void *dx = dev_of(x, (int64_t)T * D, dt), *dW = dev_of(W, (int64_t)Q * D, dt);
+        void *qa = gpu_alloc(2 * (size_t)T * Q), *qb = gpu_alloc(2 * (size_t)T * Q);
+        ck_assert(gpu_poison(qb, (int64_t)T * Q, 2) == 0);
+        ck_assert_msg(gpu_gemm(g, qa, 0, dx, dW, T, Q, D, dt, NULL) == 0 &&
+                          gpu_rope_kv(qa, &kva, dpos, dseq, 10000.0f, T, H, dt, NULL) == 0,
+                      "%s", duet_error());
+        gpu_gemv_rope rope = {kvb, dpos, dseq, 10000.0f, H};
+        ck_assert_msg(gpu_gemv_fused_rope(g, qb, GPU_GEMV_ROPE, dx, NULL, NULL, 0.0f, dW, T, Q, D, &rope, dt, NULL) == 0,
+                      "%s", duet_error());
+        float *ga = download(qa, (int64_t)T * Q, dt), *gb = download(qb, (int64_t)T * Q, dt);
+        for (int64_t i = 0; i < (int64_t)T * Q; i++)
+            ck_assert_msg(ga[i] == gb[i], "gemv rope T %d %s: qkv element %lld fused %g, unfused %g", T,
+                          gpu_dtype_name(dt), (long long)i, gb[i], ga[i]);
+        const void *pools[2][2] = {{kva.k, kvb.k}, {kva.v, kvb.v}};
+        for (int kvi = 0; kvi < 2; kvi++) {
+            float *pa = download(pools[kvi][0], pool, dt), *pb = download(pools[kvi][1], pool, dt);
+            int64_t written = 0;
+            for (int64_t i = 0; i < pool; i++) {
+                ck_assert_msg(memcmp(&pa[i], &pb[i], sizeof(float)) == 0, "gemv rope T %d %s: %s cache element %lld fused %g, unfused %g",
+                              T, gpu_dtype_name(dt), kvi ? "v" : "k", (long long)i, pb[i], pa[i]);
+                written += !isnan(pa[i]);
+            }
+            ck_assert_int_eq(written, (int64_t)T * Hk * d); /* exactly the T tokens' rows were stored */
+            free(pa), free(pb);
+        }
+        printf("gemv rope+kv (T %d, H %d, Hk %d, d %d) %s: equal to gemm + rope_kv, bit for bit\n", T, H, Hk, d,
+               gpu_dtype_name(dt));
+        free(x), free(W), free(ga), free(gb);
+        gpu_free(dx), gpu_free(dW), gpu_free(qa), gpu_free(qb), gpu_free(dpos), gpu_free(dseq);
+    }
+    gpu_free(kva.k), gpu_free(kva.v), gpu_free(kvb.k), gpu_free(kvb.v), gpu_free(dtable);
+    gpu_block_mgr_free(&m);
+    gpu_gemm_free(g);
+}
+END_TEST
+
 START_TEST(test_swiglu)
 {
     gpu_dtype dt = (gpu_dtype)_i;
@@ -502,6 +663,22 @@ static void run_decode_case(gpu_dtype dt, attn_cfg cf)
         }
         free(gatt);
     }
+    /* one row at a time, with the exact length bound and with a bound 1000 past it (a decode graph's):
+     * the same bits (the split layout follows the row's own length) */
+    for (int t = 0; t < T; t++) {
+        float *got[2];
+        for (int b = 0; b < 2; b++) {
+            gpu_attn_params ap = {dout, (char *)dqkv + (size_t)t * Q * 2, Q, kv, dpos + t, dseq + t, 1, H,
+                                  pos[t] + 1 + 1000 * b, ws, 132, NULL, NULL};
+            ck_assert(gpu_poison(dout, Hd, 2) == 0);
+            ck_assert_msg(gpu_attention_decode(&ap, dt, NULL) == 0, "%s", duet_error());
+            got[b] = download(dout, Hd, dt);
+        }
+        ck_assert_msg(memcmp(got[0], got[1], sizeof(float) * Hd) == 0,
+                      "decode H%d Hk%d d%d ctx %d %s: the output depends on the length bound", H, Hk, d, pos[t] + 1,
+                      gpu_dtype_name(dt));
+        free(got[0]), free(got[1]);
+    }
     free(kc), free(vc), free(qkv), free(q), free(watt), free(scratch);
     gpu_free(dqkv), gpu_free(dout), gpu_free(dpos), gpu_free(dseq), gpu_free(ws);
     gpu_free(kv.k), gpu_free(kv.v), gpu_free((void *)kv.block_table);
@@ -697,6 +874,8 @@ int main(void)
     tcase_add_loop_test(tc, test_embedding, 0, 2);
     tcase_add_loop_test(tc, test_add_rmsnorm, 0, 2);
     tcase_add_loop_test(tc, test_gemm, 0, 2);
+    tcase_add_loop_test(tc, test_gemv_fused, 0, 2);
+    tcase_add_loop_test(tc, test_gemv_rope, 0, 2);
     tcase_add_loop_test(tc, test_swiglu, 0, 2);
     tcase_add_test(tc, test_argmax);
     tcase_add_test(tc, test_block_manager);

@@ -2,7 +2,7 @@
  * gpu_backend_decode_greedy with CUDA graphs, gpu_backend_create_random) give exactly the tokens of the
  * plain seam (forward + host argmax, one step at a time) on the same engine, with graphs and without,
  * across calls that reuse a captured graph; and their errors. Exits 77 without a GPU. */
-#include "test_util.h"
+#include "test_gpu_util.h"
 
 #include "backend.h"
 #include "error.h"
@@ -148,12 +148,7 @@ END_TEST
 
 int main(void)
 {
-    char why[256];
-    if (gpu_device_count(why, sizeof why) == 0) {
-        fprintf(stderr, "SKIP: no CUDA device: %s\n", why);
-        return TEST_EXIT_SKIP;
-    }
-    setenv("CK_FORK", "no", 1); /* CUDA state does not survive fork() */
+    if (test_gpu_absent()) return TEST_EXIT_SKIP;
     duet_synth_opts o;
     duet_synth_defaults(&o);
     /* head_dim 64: the prefill goes through the tensor-core attention where it is built */

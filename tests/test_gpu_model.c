@@ -5,7 +5,7 @@
  * (common/synth.h: GQA, head_dim 128 with a context long enough for split-K; odd sizes, tied), and a
  * clear error for absurd cache sizes. Exits 77 without a CUDA device; the stories260K part is left out
  * (with a message) when the shared data is absent. */
-#include "test_util.h"
+#include "test_gpu_util.h"
 
 #include "backend.h"
 #include "error.h"
@@ -336,12 +336,7 @@ static duet_model *make_synth(int which)
 
 int main(void)
 {
-    char why[256];
-    if (gpu_device_count(why, sizeof why) == 0) {
-        fprintf(stderr, "SKIP: no CUDA device: %s\n", why);
-        return TEST_EXIT_SKIP;
-    }
-    setenv("CK_FORK", "no", 1); /* CUDA state does not survive fork() */
+    if (test_gpu_absent()) return TEST_EXIT_SKIP;
     for (int i = 0; i < 2; i++)
         if (!(synth[i] = make_synth(i))) {
             fprintf(stderr, "synthetic model %d: %s\n", i, duet_error());

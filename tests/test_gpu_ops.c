@@ -4,7 +4,7 @@
  * fail before any metric; the metric is the relative L2 error against a bound per dtype, and a
  * failure names the coordinates of the worst element with got/want. Inputs are rounded to the dtype
  * before the ref sees them, so the measured error is the kernel's own. Exits 77 without a CUDA device. */
-#include "test_util.h"
+#include "test_gpu_util.h"
 
 #include "error.h"
 #include "gpu/attention.h"
@@ -177,6 +177,25 @@ START_TEST(test_gemm)
 }
 END_TEST
 
+/* A paged KV pool for S slots of C positions each, Hk heads of d: the block manager and the device view
+ * (k and v pools of *elems values each, a block table of S rows), allocated, not filled. */
+static gpu_kv_view kv_pool_new(gpu_block_mgr *m, int S, int C, int Hk, int d, size_t *elems)
+{
+    int n_blocks = S * ((C + GPU_KV_BLOCK - 1) / GPU_KV_BLOCK);
+    ck_assert(gpu_block_mgr_init(m, n_blocks, S, C) == 0);
+    *elems = (size_t)n_blocks * Hk * GPU_KV_BLOCK * d;
+    gpu_kv_view kv = {gpu_alloc(2 * *elems), gpu_alloc(2 * *elems), gpu_alloc(sizeof(int) * S * m->max_blocks),
+                      m->max_blocks, Hk, d};
+    ck_assert_msg(kv.k && kv.v && kv.block_table, "%s", duet_error());
+    return kv;
+}
+
+static void kv_pool_free(gpu_kv_view *kv, gpu_block_mgr *m)
+{
+    gpu_free(kv->k), gpu_free(kv->v), gpu_free((void *)kv->block_table);
+    gpu_block_mgr_free(m);
+}
+
 /* The decode step's fused GEMVs (gemm.h: gpu_gemv_fused) for T = 1 and 2: against the ref ops with the
  * dtype roundings the kernels make (the gate/up products rounded to dt), and
  * bit for bit against the unfused GPU kernels where the math is the same expression (GEMV + swiglu,
@@ -286,15 +305,12 @@ START_TEST(test_gemv_rope)
     const int S = 2, C = 40, H = 6, Hk = 2, d = 32, D = 264, Q = (H + 2 * Hk) * d;
     gpu_gemm_ctx *g = gpu_gemm_create();
     ck_assert_msg(g != NULL, "%s", duet_error());
-    gpu_block_mgr m;
-    int n_blocks = S * ((C + GPU_KV_BLOCK - 1) / GPU_KV_BLOCK);
-    ck_assert(gpu_block_mgr_init(&m, n_blocks, S, C) == 0);
-    ck_assert(gpu_block_mgr_reserve(&m, 0, C) == 0 && gpu_block_mgr_reserve(&m, 1, C) == 0);
-    int64_t pool = (int64_t)n_blocks * Hk * GPU_KV_BLOCK * d;
-    int *dtable = gpu_alloc(sizeof(int) * S * m.max_blocks);
-    ck_assert(gpu_upload_i32(dtable, m.table, (int64_t)S * m.max_blocks) == 0);
-    gpu_kv_view kva = {gpu_alloc(2 * pool), gpu_alloc(2 * pool), dtable, m.max_blocks, Hk, d};
-    gpu_kv_view kvb = {gpu_alloc(2 * pool), gpu_alloc(2 * pool), dtable, m.max_blocks, Hk, d};
+    gpu_block_mgr m, mb;
+    size_t pool;
+    gpu_kv_view kva = kv_pool_new(&m, S, C, Hk, d, &pool), kvb = kv_pool_new(&mb, S, C, Hk, d, &pool);
+    for (int sl = 0; sl < S; sl++) ck_assert(gpu_block_mgr_reserve(&m, sl, C) == 0 && gpu_block_mgr_reserve(&mb, sl, C) == 0);
+    ck_assert(gpu_upload_i32((int *)kva.block_table, m.table, (int64_t)S * m.max_blocks) == 0 &&
+              gpu_upload_i32((int *)kvb.block_table, mb.table, (int64_t)S * mb.max_blocks) == 0);
     for (int T = 1; T <= 2; T++) {
         int pos[2] = {17, 5}, seq[2] = {1, 0};
         int *dpos = gpu_alloc(sizeof pos), *dseq = gpu_alloc(sizeof seq);
@@ -319,7 +335,7 @@ START_TEST(test_gemv_rope)
         for (int kvi = 0; kvi < 2; kvi++) {
             float *pa = download(pools[kvi][0], pool, dt), *pb = download(pools[kvi][1], pool, dt);
             int64_t written = 0;
-            for (int64_t i = 0; i < pool; i++) {
+            for (int64_t i = 0; i < (int64_t)pool; i++) {
                 ck_assert_msg(memcmp(&pa[i], &pb[i], sizeof(float)) == 0, "gemv rope T %d %s: %s cache element %lld fused %g, unfused %g",
                               T, gpu_dtype_name(dt), kvi ? "v" : "k", (long long)i, pb[i], pa[i]);
                 written += !isnan(pa[i]);
@@ -332,8 +348,8 @@ START_TEST(test_gemv_rope)
         free(x), free(W), free(ga), free(gb);
         gpu_free(dx), gpu_free(dW), gpu_free(qa), gpu_free(qb), gpu_free(dpos), gpu_free(dseq);
     }
-    gpu_free(kva.k), gpu_free(kva.v), gpu_free(kvb.k), gpu_free(kvb.v), gpu_free(dtable);
-    gpu_block_mgr_free(&m);
+    kv_pool_free(&kva, &m);
+    kv_pool_free(&kvb, &mb);
     gpu_gemm_free(g);
 }
 END_TEST
@@ -429,11 +445,8 @@ static void run_attention_case(gpu_dtype dt, attn_cfg cf)
     const float theta = 10000.0f;
     int n_sm = 132;
     gpu_block_mgr m;
-    int n_blocks = S * ((C + GPU_KV_BLOCK - 1) / GPU_KV_BLOCK);
-    ck_assert(gpu_block_mgr_init(&m, n_blocks, S, C) == 0);
-    size_t pool = (size_t)n_blocks * Hk * GPU_KV_BLOCK * d;
-    gpu_kv_view kv = {gpu_alloc(2 * pool), gpu_alloc(2 * pool), gpu_alloc(sizeof(int) * S * m.max_blocks),
-                      m.max_blocks, Hk, d};
+    size_t pool;
+    gpu_kv_view kv = kv_pool_new(&m, S, C, Hk, d, &pool);
     ck_assert(gpu_poison(kv.k, pool, 2) == 0 && gpu_poison(kv.v, pool, 2) == 0);
     float *kc = malloc(sizeof(float) * S * C * kvd), *vc = malloc(sizeof(float) * S * C * kvd);
     int len[3] = {0, 0, 0};
@@ -514,8 +527,7 @@ static void run_attention_case(gpu_dtype dt, attn_cfg cf)
         gpu_free(dqkv), gpu_free(dout), gpu_free(dpos), gpu_free(dseq), gpu_free(ws), gpu_free(dk), gpu_free(dv);
     }
     free(kc), free(vc);
-    gpu_free(kv.k), gpu_free(kv.v), gpu_free((void *)kv.block_table);
-    gpu_block_mgr_free(&m);
+    kv_pool_free(&kv, &m);
 }
 
 START_TEST(test_rope_kv_attention)
@@ -558,11 +570,8 @@ static void run_prefill_case(gpu_dtype dt, attn_cfg cf)
     const int S = 4, C = 1280, H = cf.H, Hk = cf.Hk, d = cf.d, n_sm = 132;
     const int64_t Hd = (int64_t)H * d, kvd = (int64_t)Hk * d, Q = Hd + 2 * kvd;
     gpu_block_mgr m;
-    int n_blocks = S * ((C + GPU_KV_BLOCK - 1) / GPU_KV_BLOCK);
-    ck_assert(gpu_block_mgr_init(&m, n_blocks, S, C) == 0);
-    size_t pool = (size_t)n_blocks * Hk * GPU_KV_BLOCK * d;
-    gpu_kv_view kv = {gpu_alloc(2 * pool), gpu_alloc(2 * pool), gpu_alloc(sizeof(int) * S * m.max_blocks),
-                      m.max_blocks, Hk, d};
+    size_t pool;
+    gpu_kv_view kv = kv_pool_new(&m, S, C, Hk, d, &pool);
     float *kc = rand_vec((int64_t)S * C * kvd, 1.0f, dt), *vc = rand_vec((int64_t)S * C * kvd, 1.0f, dt);
     int len[4] = {0, 0, 0, 0};
     int runs[2][4][2] = {{{0, 1}, {1, 17}, {2, 300}, {3, 923}}, {{1, 250}, {0, 1}, {3, 1}, {2, 64}}};
@@ -603,8 +612,7 @@ static void run_prefill_case(gpu_dtype dt, attn_cfg cf)
         gpu_free(dqkv), gpu_free(dout), gpu_free(dpos), gpu_free(dseq), gpu_free(ws);
     }
     free(kc), free(vc);
-    gpu_free(kv.k), gpu_free(kv.v), gpu_free((void *)kv.block_table);
-    gpu_block_mgr_free(&m);
+    kv_pool_free(&kv, &m);
 }
 
 START_TEST(test_attention_prefill)
@@ -625,11 +633,8 @@ static void run_decode_case(gpu_dtype dt, attn_cfg cf)
     const int64_t Hd = (int64_t)H * d, kvd = (int64_t)Hk * d, Q = Hd + 2 * kvd;
     int len[S] = {1, 15, 16, 17, 1000, 3000}, pos[S], seq[S];
     gpu_block_mgr m;
-    int n_blocks = S * ((C + GPU_KV_BLOCK - 1) / GPU_KV_BLOCK);
-    ck_assert(gpu_block_mgr_init(&m, n_blocks, S, C) == 0);
-    size_t pool = (size_t)n_blocks * Hk * GPU_KV_BLOCK * d;
-    gpu_kv_view kv = {gpu_alloc(2 * pool), gpu_alloc(2 * pool), gpu_alloc(sizeof(int) * S * m.max_blocks),
-                      m.max_blocks, Hk, d};
+    size_t pool;
+    gpu_kv_view kv = kv_pool_new(&m, S, C, Hk, d, &pool);
     float *kc = rand_vec((int64_t)S * C * kvd, 1.0f, dt), *vc = rand_vec((int64_t)S * C * kvd, 1.0f, dt);
     for (int s = 0; s < S; s++) {
         seq[s] = S - 1 - s; /* slots out of order */
@@ -681,8 +686,7 @@ static void run_decode_case(gpu_dtype dt, attn_cfg cf)
     }
     free(kc), free(vc), free(qkv), free(q), free(watt), free(scratch);
     gpu_free(dqkv), gpu_free(dout), gpu_free(dpos), gpu_free(dseq), gpu_free(ws);
-    gpu_free(kv.k), gpu_free(kv.v), gpu_free((void *)kv.block_table);
-    gpu_block_mgr_free(&m);
+    kv_pool_free(&kv, &m);
 }
 
 START_TEST(test_attention_decode)
@@ -737,11 +741,8 @@ static int bench_attention(void)
                 int B = bi ? 8 : 1, Hk = hi ? 8 : 32, T = B * P, C = P;
                 int64_t Hd = (int64_t)H * d;
                 gpu_block_mgr m;
-                int n_blocks = B * ((C + GPU_KV_BLOCK - 1) / GPU_KV_BLOCK);
-                if (gpu_block_mgr_init(&m, n_blocks, B, C)) return -1;
-                size_t pool = (size_t)n_blocks * Hk * GPU_KV_BLOCK * d;
-                gpu_kv_view kv = {gpu_alloc(2 * pool), gpu_alloc(2 * pool), gpu_alloc(sizeof(int) * B * m.max_blocks),
-                                  m.max_blocks, Hk, d};
+                size_t pool;
+                gpu_kv_view kv = kv_pool_new(&m, B, C, Hk, d, &pool);
                 int *pos = malloc(sizeof(int) * T), *seq = malloc(sizeof(int) * T);
                 for (int t = 0; t < T; t++) seq[t] = t / P, pos[t] = t % P;
                 for (int s = 0; s < B; s++)
@@ -770,9 +771,9 @@ static int bench_attention(void)
                 printf("%-5s %2d %3d %3d %10.3f %8.1f %10.3f %8.1f %7.1fx %9.2e\n", gpu_dtype_name(dt), B, H, Hk,
                        tf * 1e3, fl / tf * 1e-12, td * 1e3, fl / td * 1e-12, td / tf, sqrt(num / den));
                 free(pos), free(seq), free(hk), free(q), free(a), free(b);
-                gpu_free(kv.k), gpu_free(kv.v), gpu_free((void *)kv.block_table), gpu_free(dq), gpu_free(o1),
+                gpu_free(dq), gpu_free(o1),
                     gpu_free(o2), gpu_free(dpos), gpu_free(dseq), gpu_free(ws);
-                gpu_block_mgr_free(&m);
+                kv_pool_free(&kv, &m);
             }
     return 0;
 }
@@ -795,11 +796,8 @@ static int bench_decode(void)
                 int B = bi == 0 ? 1 : bi == 1 ? 8 : 64, Hk = hi ? 8 : 32, T = B, C = P;
                 int64_t Hd = (int64_t)H * d, kvd = (int64_t)Hk * d, Q = Hd + 2 * kvd;
                 gpu_block_mgr m;
-                int n_blocks = B * ((C + GPU_KV_BLOCK - 1) / GPU_KV_BLOCK);
-                if (gpu_block_mgr_init(&m, n_blocks, B, C)) return -1;
-                size_t pool = (size_t)n_blocks * Hk * GPU_KV_BLOCK * d;
-                gpu_kv_view kv = {gpu_alloc(2 * pool), gpu_alloc(2 * pool), gpu_alloc(sizeof(int) * B * m.max_blocks),
-                                  m.max_blocks, Hk, d};
+                size_t pool;
+                gpu_kv_view kv = kv_pool_new(&m, B, C, Hk, d, &pool);
                 int *pos = malloc(sizeof(int) * T), *seq = malloc(sizeof(int) * T);
                 for (int t = 0; t < T; t++) seq[t] = t, pos[t] = P - 1;
                 for (int s = 0; s < B; s++)
@@ -839,20 +837,16 @@ static int bench_decode(void)
                        bytes * 1e-6, tv * 1e3, bytes / tv * 1e-9, ts * 1e3, bytes / ts * 1e-9, ts / tv,
                        sqrt(num / den));
                 free(pos), free(seq), free(hr), free(q), free(a), free(b);
-                gpu_free(kv.k), gpu_free(kv.v), gpu_free((void *)kv.block_table), gpu_free(dq), gpu_free(o1),
+                gpu_free(dq), gpu_free(o1),
                     gpu_free(o2), gpu_free(dpos), gpu_free(dseq), gpu_free(ws);
-                gpu_block_mgr_free(&m);
+                kv_pool_free(&kv, &m);
             }
     return 0;
 }
 
 int main(void)
 {
-    char why[256];
-    if (gpu_device_count(why, sizeof why) == 0) {
-        fprintf(stderr, "SKIP: no CUDA device: %s\n", why);
-        return TEST_EXIT_SKIP;
-    }
+    if (test_gpu_absent()) return TEST_EXIT_SKIP;
     if (getenv("DUET_DECODE_BENCH")) {
         if (bench_decode()) {
             fprintf(stderr, "decode bench: %s\n", duet_error());
@@ -868,7 +862,6 @@ int main(void)
         return 0;
     }
     /* CUDA state does not survive fork(): run the tests in this process. */
-    setenv("CK_FORK", "no", 1);
     Suite *s = suite_create("gpu_ops");
     TCase *tc = tcase_create("kernels");
     tcase_add_loop_test(tc, test_embedding, 0, 2);

@@ -10,7 +10,7 @@
  * replays it with new logits, params and steps. DUET_SAMPLING_CALLS=n overrides the number of calls per
  * case (default: 300 with V <= 4096 or without sorting, 60 with sorting at V = 32000: duet_sample's
  * qsort of 32000 ids is the slow part; the host side runs on all cores). Exits 77 without a CUDA device. */
-#include "test_util.h"
+#include "test_gpu_util.h"
 
 #include "error.h"
 #include "gpu/gpu.h"
@@ -395,13 +395,8 @@ END_TEST
 
 int main(void)
 {
-    char why[256];
-    if (gpu_device_count(why, sizeof why) == 0) {
-        fprintf(stderr, "SKIP: no CUDA device: %s\n", why);
-        return TEST_EXIT_SKIP;
-    }
+    if (test_gpu_absent()) return TEST_EXIT_SKIP;
     /* CUDA state does not survive fork(): run the tests in this process. */
-    setenv("CK_FORK", "no", 1);
     Suite *s = suite_create("gpu_sampling");
     TCase *tc = tcase_create("sample");
     tcase_set_timeout(tc, 3600);

@@ -133,46 +133,32 @@ struct Shared {
 
 /* ---- block-wide helpers (every thread of the block calls them; they end with a barrier) ---- */
 
-__device__ __forceinline__ double warp_sum_d(double v)
+/* Warp sums by xor shuffles: double with explicit round-to-nearest adds, u64 exact. */
+__device__ __forceinline__ double warp_sum(double v)
 {
     for (int o = 16; o > 0; o >>= 1) v = __dadd_rn(v, __shfl_xor_sync(FULL, v, o));
     return v;
 }
-__device__ __forceinline__ u64 warp_sum_u(u64 v)
+__device__ __forceinline__ u64 warp_sum(u64 v)
 {
     for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(FULL, v, o);
     return v;
 }
 
-/* A fixed summation tree (lane 0's order), so the result is the same on every run. */
-__device__ double block_sum_d(double v, Shared &sh)
+/* Block sum over NW warps with a fixed summation tree (lane 0's order), so the result is the same on
+ * every run; red (NW) and out are the block's shared scratch for this type. */
+template <typename V> __device__ V block_sum(V v, V *red, V &out)
 {
     const int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
-    v = warp_sum_d(v);
-    if (lane == 0) sh.red_d[w] = v;
+    v = warp_sum(v);
+    if (lane == 0) red[w] = v;
     __syncthreads();
     if (w == 0) {
-        const double t = warp_sum_d(sh.red_d[lane]);
-        if (lane == 0) sh.bd = t;
+        const V t = warp_sum(red[lane]);
+        if (lane == 0) out = t;
     }
     __syncthreads();
-    const double r = sh.bd;
-    __syncthreads();
-    return r;
-}
-
-__device__ u64 block_sum_u(u64 v, Shared &sh)
-{
-    const int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
-    v = warp_sum_u(v);
-    if (lane == 0) sh.red_u[w] = v;
-    __syncthreads();
-    if (w == 0) {
-        const u64 t = warp_sum_u(sh.red_u[lane]);
-        if (lane == 0) sh.bu = t;
-    }
-    __syncthreads();
-    const u64 r = sh.bu;
+    const V r = out;
     __syncthreads();
     return r;
 }
@@ -622,7 +608,7 @@ __device__ int sample_sorted(const float *P, int cv, u64 *K, int V, const gpu_sa
     } else if (topp) {
         u64 tot = 0;
         for (int j = 0; j < cv; j++) tot += fixed31(P[j * NT + threadIdx.x]); /* ids >= V hold 0 */
-        tot = block_sum_u(tot, sh);
+        tot = block_sum(tot, sh.red_u, sh.bu);
         const double want = (double)prm.top_p * (1.0 + 1e-5) * ((double)tot + (double)V);
         if (want < (double)tot) {
             u64 need = want > 1.0 ? (u64)ceil(want) : 1;
@@ -659,7 +645,7 @@ __device__ int sample_sorted(const float *P, int cv, u64 *K, int V, const gpu_sa
         }
         __syncthreads();
         const int nc = sh.cnt; /* >= 1: the largest p is >= 1 / V > 0 and >= thr */
-        rest = block_sum_d(rest, sh);
+        rest = block_sum(rest, sh.red_d, sh.bd);
         int n2 = 1;
         while (n2 < nc) n2 <<= 1;
         for (int i = nc + threadIdx.x; i < n2; i += NT) K[i] = 0; /* pads sort last */

@@ -58,6 +58,18 @@ char *test_data_path(const char *rel)
 
 char *test_src_path(const char *rel) { return join(test_srcdir(), rel); }
 
+char *test_model_path(void)
+{
+    struct stat st;
+    const char *env = getenv("DUET_MODEL");
+    char *p = env && *env ? strdup(env) : join(test_srcdir(), "models/SmolLM2-135M-Instruct.Q4_1.gguf");
+    if (p && stat(p, &st) != 0) {
+        free(p);
+        return NULL;
+    }
+    return p;
+}
+
 void test_skip_unless(const char *path, const char *what)
 {
     struct stat st;

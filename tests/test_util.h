@@ -22,6 +22,10 @@ const char *test_data_dir(void);
  * file is absent. Use with test_skip_unless(). */
 char *test_data_path(const char *rel);
 
+/* The default model (SmolLM2-135M-Instruct Q4_1 GGUF, fetched by `make model`): $DUET_MODEL when set,
+ * else <srcdir>/models/SmolLM2-135M-Instruct.Q4_1.gguf; NULL (caller frees otherwise) when absent. */
+char *test_model_path(void);
+
 /* Path of `rel` under the source tree (caller frees). */
 char *test_src_path(const char *rel);
 

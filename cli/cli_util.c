@@ -8,7 +8,9 @@
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 int cli_int(const char *cmd, const char *flag, const char *s, long min, long max, int *out)
 {
@@ -51,11 +53,45 @@ int cli_float(const char *cmd, const char *flag, const char *s, double min, doub
 
 const char *cli_default_model(void)
 {
+    static char beside_exe[4096];
     struct stat st;
     const char *env = getenv("DUET_MODEL");
     if (env && *env) return env;
-    const char *dflt = "../shared/data/stories260K";
-    return stat(dflt, &st) == 0 ? dflt : NULL;
+    if (stat(CLI_DEFAULT_MODEL, &st) == 0) return CLI_DEFAULT_MODEL;
+    /* models/ beside the duet binary (the build tree's top, where `make model` puts it) */
+    ssize_t n = readlink("/proc/self/exe", beside_exe, sizeof beside_exe - 1);
+    if (n > 0) {
+        beside_exe[n] = 0;
+        char *slash = strrchr(beside_exe, '/');
+        if (slash && (size_t)(slash - beside_exe) + sizeof "/" CLI_DEFAULT_MODEL < sizeof beside_exe) {
+            strcpy(slash + 1, CLI_DEFAULT_MODEL);
+            if (stat(beside_exe, &st) == 0) return beside_exe;
+        }
+    }
+    return NULL;
+}
+
+const char *cli_model_or_default(const char *cmd, const char *given)
+{
+    if (given) return given;
+    const char *m = cli_default_model();
+    if (!m)
+        fprintf(stderr, "duet %s: no model: run `make model` (fetches %s) or give -m PATH (or set DUET_MODEL)\n", cmd,
+                CLI_DEFAULT_MODEL);
+    return m;
+}
+
+int cli_open_model(const char *cmd, const char *path, struct duet_model **m, struct duet_tokenizer **tok)
+{
+    *m = NULL;
+    if (tok) *tok = NULL;
+    if (!(*m = duet_model_open(path))) return -1;
+    if (tok && !(*tok = duet_model_tokenizer(*m))) {
+        duet_model_close(*m);
+        *m = NULL;
+        return -1;
+    }
+    return 0;
 }
 
 int cli_fail(const char *cmd)

@@ -10,9 +10,21 @@ int cli_int(const char *cmd, const char *flag, const char *s, long min, long max
 int cli_u64(const char *cmd, const char *flag, const char *s, uint64_t *out);
 int cli_float(const char *cmd, const char *flag, const char *s, double min, double max, float *out);
 
-/* The model folder used when -m is not given: $DUET_MODEL, else ../shared/data/stories260K (NULL when
- * neither exists). */
+/* The default model, fetched by `make model`. */
+#define CLI_DEFAULT_MODEL "models/SmolLM2-135M-Instruct.Q4_1.gguf"
+
+/* The model used when -m is not given: $DUET_MODEL, else CLI_DEFAULT_MODEL under the working
+ * directory, else under the folder of the duet binary; NULL when none exists. */
 const char *cli_default_model(void);
+/* `given` when not NULL, else cli_default_model(); NULL after printing "no model: run `make model` or
+ * give -m" for cmd. */
+const char *cli_model_or_default(const char *cmd, const char *given);
+
+/* Opens the model at path (GGUF file or HF folder) and, when tok is not NULL, its own tokenizer
+ * (duet_model_tokenizer). 0, or -1 + duet_error() with nothing left open. */
+struct duet_model;
+struct duet_tokenizer;
+int cli_open_model(const char *cmd, const char *path, struct duet_model **m, struct duet_tokenizer **tok);
 
 /* The id generation stops at: the tokenizer's EOS, else config.json's eos_token_id (-1: none). */
 struct duet_tokenizer;

@@ -5,6 +5,7 @@
 #include "commands.h"
 
 #include "backend.h"
+#include "chat.h"
 #include "error.h"
 #include "eval/cnn_dailymail.h"
 #include "eval/rouge.h"
@@ -27,11 +28,13 @@ static const char *CMD = "eval";
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: duet eval [-m DIR] [--data FILE] [-n N] [options]\n"
+            "usage: duet eval [-m PATH] [--data FILE] [-n N] [options]\n"
             "       duet eval --compare A.json B.json\n"
             "Summarizes cnn_dailymail articles with summarize.py's protocol (article + \" TL;DR: \", BOS kept,\n"
             "left-truncated to --max-input tokens, greedy, stop at EOS) and scores them with ROUGE.\n\n"
-            "  -m, --model DIR        model folder (default: $DUET_MODEL or ../shared/data/stories260K)\n"
+            "  -m, --model PATH       GGUF file or HF folder (default: $DUET_MODEL, else " CLI_DEFAULT_MODEL ")\n"
+            "      --prompt P         summarize (default: summarize.py's \"article TL;DR: \") or chat (the article\n"
+            "                         in a user turn of the model's chat template after the line \"" SUMMARIZE_CHAT_INSTRUCTION "\")\n"
             "      --data FILE        cnn_dailymail JSON Lines (default: $DUET_DATA/cnn_dailymail/test_100.jsonl,\n"
             "                         else ../shared/data/cnn_dailymail/test_100.jsonl)\n"
             "  -n, --items N          first N items (default 20)\n"
@@ -46,6 +49,8 @@ static void usage(FILE *f)
             "      --compare A B      print the ROUGE deltas of two --json files (B - A)\n"
             "  -h, --help             this text\n\n"
             "examples:\n"
+            "  duet eval -n 20 --json ref.json\n"
+            "  duet eval -n 20 --prompt chat --backend gpu --json gpu_chat.json\n"
             "  duet eval -m ../shared/data/stories260K -n 20 --max-input 412 --json ref.json\n"
             "  duet eval --compare ref.json gpu_fp16.json\n");
 }
@@ -131,8 +136,10 @@ int cmd_eval(int argc, char **argv)
         {"dtype", required_argument, 0, 'd'},     {"stem", no_argument, 0, 's'},
         {"json", required_argument, 0, 'j'},      {"check-accuracy", no_argument, 0, 'c'},
         {"rouge1-threshold", required_argument, 0, 't'}, {"compare", no_argument, 0, 'C'},
-        {"help", no_argument, 0, 'h'},            {0, 0, 0, 0}};
+        {"prompt", required_argument, 0, 'p'},    {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0}};
     const char *model_dir = NULL, *data = NULL, *backend = "ref", *dtype = NULL, *json_path = NULL;
+    const char *prompt_kind = "summarize";
     int n_items = 20, max_input = 923, max_output = 100, stem = 0, check = 0, do_compare = 0;
     float threshold = 15.0f;
     int c;
@@ -140,6 +147,13 @@ int cmd_eval(int argc, char **argv)
     while ((c = getopt_long(argc, argv, "m:n:h", opts, NULL)) != -1) {
         switch (c) {
         case 'm': model_dir = optarg; break;
+        case 'p':
+            if (strcmp(optarg, "summarize") && strcmp(optarg, "chat")) {
+                fprintf(stderr, "duet %s: --prompt: '%s' is not summarize or chat\n", CMD, optarg);
+                return 2;
+            }
+            prompt_kind = optarg;
+            break;
         case 'D': data = optarg; break;
         case 'n': if (cli_int(CMD, "-n", optarg, 1, 1 << 24, &n_items)) return 2; break;
         case 'I': if (cli_int(CMD, "--max-input", optarg, 2, 1 << 24, &max_input)) return 2; break;
@@ -166,10 +180,7 @@ int cmd_eval(int argc, char **argv)
         fprintf(stderr, "duet %s: unexpected argument '%s'\n", CMD, argv[optind]);
         return 2;
     }
-    if (!model_dir && !(model_dir = cli_default_model())) {
-        fprintf(stderr, "duet %s: no model: give -m DIR or set DUET_MODEL\n", CMD);
-        return 2;
-    }
+    if (!(model_dir = cli_model_or_default(CMD, model_dir))) return 2;
     if (!data && !(data = default_data())) {
         fprintf(stderr, "duet %s: no data: give --data FILE (cnn_dailymail JSON Lines) or set DUET_DATA\n", CMD);
         return 2;
@@ -184,13 +195,24 @@ int cmd_eval(int argc, char **argv)
     rouge_scores *scores = NULL;
     int *out = NULL;
     json_t *jitems = json_array();
-    if (!(m = duet_model_open(model_dir)) || !(tok = duet_tokenizer_load(model_dir))) goto done;
+    duet_chat_template tmpl = {0};
+    const int chat = !strcmp(prompt_kind, "chat");
+    int end_id = -1;
+    if (cli_open_model(CMD, model_dir, &m, &tok)) goto done;
+    if (chat) {
+        if (duet_model_chat_template(m, &tmpl)) goto done;
+        if (tmpl.end_token && (end_id = duet_tokenizer_token_id(tok, tmpl.end_token, strlen(tmpl.end_token))) < 0) {
+            duet_errorf("%s: the chat template ends turns with %s, which the vocabulary lacks", model_dir, tmpl.end_token);
+            goto done;
+        }
+    }
     if (summarize_check_lengths(max_input, max_output, m->cfg.max_pos, model_dir)) goto done;
     if (cnn_load(data, (size_t)n_items, &items, &n_loaded)) goto done;
     if (n_loaded < (size_t)n_items)
         fprintf(stderr, "duet %s: %s has %zu items; evaluating those\n", CMD, data, n_loaded);
     duet_backend_opts bo = {.max_seqs = 1, .max_ctx = m->cfg.max_pos, .dtype = dtype};
     if (!(be = duet_backend_create(backend, m, &bo))) goto done;
+    fprintf(stderr, "[%s] %s\n", be->name, be->summary);
     if (duet_sampler_init(&sampler, m->cfg.vocab_size, 0.0f, 0, 1.0f, 0)) goto done;
     scores = calloc(n_loaded, sizeof *scores);
     out = malloc(sizeof(int) * max_output);
@@ -198,7 +220,7 @@ int cmd_eval(int argc, char **argv)
         duet_errorf("out of memory");
         goto done;
     }
-    int eos = cli_eos_id(tok, m);
+    int eos = end_id >= 0 ? end_id : cli_eos_id(tok, m);
     double latency = 0, t_start = duet_now();
     long out_tokens = 0;
     for (size_t i = 0; i < n_loaded; i++) {
@@ -206,7 +228,8 @@ int cmd_eval(int argc, char **argv)
         size_t n_ids = 0;
         char *summary = NULL;
         size_t summary_len = 0;
-        if (summarize_prompt_ids(tok, items[i].article, items[i].article_len, max_input, &ids, &n_ids)) {
+        if (chat ? summarize_chat_prompt_ids(tok, &tmpl, items[i].article, items[i].article_len, max_input, &ids, &n_ids)
+                 : summarize_prompt_ids(tok, items[i].article, items[i].article_len, max_input, &ids, &n_ids)) {
             duet_error_prefix("%s line %zu: ", data, items[i].line);
             goto done;
         }
@@ -227,13 +250,14 @@ int cmd_eval(int argc, char **argv)
             free(summary);
             goto done;
         }
-        json_t *oid = json_array();
+        json_t *oid = json_array(), *iid = json_array();
+        for (size_t k = 0; k < n_ids; k++) json_array_append_new(iid, json_integer(ids[k]));
         for (int k = 0; k < st.n_generated; k++) json_array_append_new(oid, json_integer(out[k]));
         json_t *r = json_object();
         for (int t = 0; t < ROUGE_N_TYPES; t++) json_object_set_new(r, rouge_type_names[t], prf_json(&scores[i].s[t]));
-        json_array_append_new(jitems, json_pack("{s:s, s:i, s:o, s:s%, s:o}", "id", items[i].id, "input_tokens",
-                                                (int)n_ids, "output_ids", oid, "summary", summary, summary_len, "rouge",
-                                                r));
+        json_array_append_new(jitems, json_pack("{s:s, s:i, s:o, s:o, s:s%, s:o}", "id", items[i].id, "input_tokens",
+                                                (int)n_ids, "input_ids", iid, "output_ids", oid, "summary", summary,
+                                                summary_len, "rouge", r));
         free(ids);
         free(summary);
         progress((int)i + 1, (int)n_loaded, duet_now() - t_start);
@@ -249,8 +273,8 @@ int cmd_eval(int argc, char **argv)
            n_loaded);
     rouge_print_table(stdout, &agg);
     if (json_path) {
-        json_t *root = json_pack("{s:s, s:s, s:s, s:s, s:i, s:i, s:i, s:b, s:f, s:I, s:f, s:o, s:o}", "model", model_dir,
-                                 "data", data, "backend", be->name, "dtype", dt, "n_items", (int)n_loaded, "max_input",
+        json_t *root = json_pack("{s:s, s:s, s:s, s:s, s:s, s:i, s:i, s:i, s:b, s:f, s:I, s:f, s:o, s:o}", "model",
+                                 model_dir, "data", data, "prompt", prompt_kind, "backend", be->name, "dtype", dt, "n_items", (int)n_loaded, "max_input",
                                  max_input, "max_output", max_output, "stem", stem, "latency_s", latency,
                                  "output_tokens", (json_int_t)out_tokens, "tokens_per_s",
                                  latency > 0 ? out_tokens / latency : 0.0, "rouge", aggregate_json(&agg), "items",
@@ -277,6 +301,7 @@ int cmd_eval(int argc, char **argv)
 done:
     if (rc == 1 && duet_error()[0]) cli_fail(CMD);
     json_decref(jitems);
+    duet_chat_template_free(&tmpl);
     free(scores);
     free(out);
     cnn_free(items, n_loaded);

@@ -4,6 +4,7 @@
 #include "commands.h"
 
 #include "backend.h"
+#include "chat.h"
 #include "error.h"
 #include "generate.h"
 #include "model.h"
@@ -20,10 +21,15 @@ static const char *CMD = "generate";
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: duet generate [-m DIR] [-p TEXT] [-n N] [options]\n"
+            "usage: duet generate [-m PATH] [-p TEXT] [-n N] [options]\n"
             "Generates text from a prompt and streams it to stdout; throughput goes to stderr.\n\n"
-            "  -m, --model DIR     Hugging Face LLaMA folder (default: $DUET_MODEL or ../shared/data/stories260K)\n"
+            "  -m, --model PATH    GGUF file or Hugging Face LLaMA folder (default: $DUET_MODEL, else\n"
+            "                      " CLI_DEFAULT_MODEL ", fetched by `make model`)\n"
             "  -p, --prompt TEXT   prompt (default: empty, i.e. start from BOS)\n"
+            "      --chat          the prompt is a user turn: apply the model's chat template (ChatML or\n"
+            "                      Llama-2 [INST]) and stop at its end token; prints only the answer\n"
+            "      --system TEXT   --chat: the system prompt (default: the template's own; \"\" for none)\n"
+            "      --parse-special match special tokens (e.g. <|im_start|>) written in the prompt text\n"
             "  -n, --tokens N      new tokens to generate (default 256; stops early at EOS)\n"
             "      --temp T        temperature, 0 = greedy (default 1.0)\n"
             "      --top-k K       keep the K most likely tokens (default 0 = off)\n"
@@ -36,6 +42,7 @@ static void usage(FILE *f)
             "                      chunks of CUDA-graph steps with sampling on the GPU (same tokens, slower)\n"
             "  -h, --help          this text\n\n"
             "example:\n"
+            "  duet generate --chat -p \"What is the capital of France?\" --temp 0\n"
             "  duet generate -m ../shared/data/stories260K -n 199 --temp 0\n");
 }
 
@@ -63,9 +70,11 @@ int cmd_generate(int argc, char **argv)
         {"top-k", required_argument, 0, 'k'},  {"top-p", required_argument, 0, 'P'},
         {"seed", required_argument, 0, 's'},   {"ignore-eos", no_argument, 0, 'e'},
         {"backend", required_argument, 0, 'b'}, {"dtype", required_argument, 0, 'd'},
-        {"host-sampling", no_argument, 0, 'H'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
-    const char *model_dir = NULL, *prompt = "", *backend = "ref", *dtype = NULL;
-    int n_new = 256, top_k = 0, ignore_eos = 0, host_sampling = 0;
+        {"host-sampling", no_argument, 0, 'H'}, {"chat", no_argument, 0, 'c'},
+        {"system", required_argument, 0, 'S'}, {"parse-special", no_argument, 0, 'x'},
+        {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+    const char *model_dir = NULL, *prompt = "", *backend = "ref", *dtype = NULL, *system = NULL;
+    int n_new = 256, top_k = 0, ignore_eos = 0, host_sampling = 0, chat = 0, parse_special = 0;
     float temp = 1.0f, top_p = 1.0f;
     uint64_t seed = 0;
     int c;
@@ -81,6 +90,9 @@ int cmd_generate(int argc, char **argv)
         case 's': if (cli_u64(CMD, "--seed", optarg, &seed)) return 2; break;
         case 'e': ignore_eos = 1; break;
         case 'H': host_sampling = 1; break;
+        case 'c': chat = 1; break;
+        case 'S': system = optarg; break;
+        case 'x': parse_special = 1; break;
         case 'b': backend = optarg; break;
         case 'd': dtype = optarg; break;
         case 'h': usage(stdout); return 0;
@@ -91,20 +103,34 @@ int cmd_generate(int argc, char **argv)
         fprintf(stderr, "duet %s: unexpected argument '%s' (a prompt goes after -p)\n", CMD, argv[optind]);
         return 2;
     }
-    if (!model_dir && !(model_dir = cli_default_model())) {
-        fprintf(stderr, "duet %s: no model: give -m DIR or set DUET_MODEL\n", CMD);
+    if (system && !chat) {
+        fprintf(stderr, "duet %s: --system goes with --chat\n", CMD);
         return 2;
     }
+    if (!(model_dir = cli_model_or_default(CMD, model_dir))) return 2;
     int rc = 1;
     duet_model *m = NULL;
     duet_tokenizer *tok = NULL;
     duet_backend *be = NULL;
     duet_detok *detok = NULL;
     duet_sampler sampler = {0};
+    duet_chat_template tmpl = {0};
     int *ids = NULL, *out = NULL;
     size_t n_ids = 0;
-    if (!(m = duet_model_open(model_dir)) || !(tok = duet_tokenizer_load(model_dir))) goto done;
-    if (duet_tokenizer_encode(tok, prompt, strlen(prompt), 1, &ids, &n_ids)) goto done;
+    char *rendered = NULL;
+    int end_id = -1;
+    if (cli_open_model(CMD, model_dir, &m, &tok)) goto done;
+    if (chat) {
+        duet_chat_msg msg = {"user", prompt};
+        if (duet_model_chat_template(m, &tmpl) || !(rendered = duet_chat_render(&tmpl, &msg, 1, system, 1))) goto done;
+        if (tmpl.end_token && (end_id = duet_tokenizer_token_id(tok, tmpl.end_token, strlen(tmpl.end_token))) < 0) {
+            duet_errorf("%s: the chat template ends turns with %s, which the vocabulary lacks", model_dir, tmpl.end_token);
+            goto done;
+        }
+        if (duet_tokenizer_encode_opts(tok, rendered, strlen(rendered), tmpl.add_bos, 1, &ids, &n_ids)) goto done;
+    } else if (duet_tokenizer_encode_opts(tok, prompt, strlen(prompt), 1, parse_special, &ids, &n_ids)) {
+        goto done;
+    }
     if (n_ids == 0) { /* a tokenizer that adds no BOS and an empty prompt: start from the config's BOS */
         if (m->cfg.bos_id < 0) {
             duet_errorf("empty prompt and no BOS token to start from; give -p TEXT");
@@ -115,7 +141,7 @@ int cmd_generate(int argc, char **argv)
         ids[n_ids++] = m->cfg.bos_id;
     }
     if ((int64_t)n_ids > m->cfg.max_pos) {
-        duet_errorf("prompt is %zu tokens, longer than the model's %d positions (max_position_embeddings in %s/config.json)",
+        duet_errorf("prompt is %zu tokens, longer than the model's %d positions (the model's context length; %s)",
                     n_ids, m->cfg.max_pos, model_dir);
         goto done;
     }
@@ -127,14 +153,15 @@ int cmd_generate(int argc, char **argv)
     }
     duet_backend_opts bo = {.max_seqs = 1, .max_ctx = m->cfg.max_pos, .dtype = dtype};
     if (!(be = duet_backend_create(backend, m, &bo))) goto done;
+    fprintf(stderr, "[%s] %s\n", be->name, be->summary);
     if (duet_sampler_init(&sampler, m->cfg.vocab_size, temp, top_k, top_p, seed)) goto done;
     if (!(detok = duet_detok_new(tok)) || !(out = malloc(sizeof(int) * (n_new > 0 ? n_new : 1)))) goto done;
     stream_ctx sctx = {detok};
-    int eos = cli_eos_id(tok, m);
+    int eos = end_id >= 0 ? end_id : cli_eos_id(tok, m);
     duet_gen_opts go = {.max_new = n_new, .eos_id = ignore_eos ? -1 : eos, .seq = 0, .sampler = &sampler,
                         .on_token = on_token, .ctx = &sctx, .host_sampling = host_sampling};
     duet_gen_stats st;
-    fputs(prompt, stdout);
+    if (!chat) fputs(prompt, stdout);
     if (duet_generate(be, &bo, ids, (int)n_ids, &go, out, &st)) goto done;
     char *tail;
     size_t tail_len;
@@ -150,6 +177,8 @@ done:
     if (rc) cli_fail(CMD);
     free(ids);
     free(out);
+    free(rendered);
+    duet_chat_template_free(&tmpl);
     duet_detok_free(detok);
     duet_sampler_free(&sampler);
     duet_backend_free(be);

@@ -80,11 +80,13 @@ int cmd_golden(int argc, char **argv)
             return 2;
         }
     } else {
-        duet_tokenizer *tok = duet_tokenizer_load(dir);
-        if (!tok) return cli_fail(CMD);
+        duet_model *tm = NULL;
+        duet_tokenizer *tok = NULL;
+        if (cli_open_model(CMD, dir, &tm, &tok)) return cli_fail(CMD);
         size_t nn = 0;
         int rc = duet_tokenizer_encode(tok, prompt, strlen(prompt), 1, &ids, &nn);
         duet_tokenizer_free(tok);
+        duet_model_close(tm);
         if (rc) return cli_fail(CMD);
         n = (int)nn;
     }

@@ -37,6 +37,9 @@ struct duet_backend {
     duet_tap_fn tap;  /* NULL in the fast path */
     void *tap_ctx;
     void *impl;
+    /* One line saying how the backend holds the model (compute type, stored weight types and what was
+     * done to them on load), for the CLI's startup line; set by create. */
+    char summary[256];
     /* logits: [rows, V] row-major, one row per token selected by logits_for, in batch order. */
     int (*forward)(duet_backend *b, const duet_batch *batch, float *logits);
     /* Optional (NULL: the caller samples from forward's logits): n_steps decode steps of B sequences run

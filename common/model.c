@@ -1,16 +1,18 @@
-/* model.c: finds and shape-checks the LLaMA weights of an HF checkpoint (see model.h). */
+/* model.c: opens a model (see model.h): the HF-folder loader here, GGUF in model_gguf.c. */
 #include "model.h"
 #include "error.h"
+#include "gguf.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 static const st_tensor *need(duet_model *m, const char *name, int ndim, int64_t d0, int64_t d1)
 {
     const st_tensor *t = st_set_find(m->st, name);
     if (!t) {
-        duet_errorf("%s: missing tensor '%s'", m->dir, name);
+        duet_errorf("%s: missing tensor '%s'", m->path, name);
         return NULL;
     }
     int64_t shape[2] = {d0, d1};
@@ -22,11 +24,24 @@ static const st_tensor *need(duet_model *m, const char *name, int ndim, int64_t 
     return t;
 }
 
-duet_model *duet_model_open(const char *dir)
+duet_model *duet_model_open(const char *path)
 {
+    struct stat sb;
+    if (stat(path, &sb) != 0) {
+        duet_errorf("%s: no such model file or folder (run `make model` for the default model, or give -m)", path);
+        return NULL;
+    }
     duet_model *m = calloc(1, sizeof *m);
-    if (!m) return NULL;
-    m->dir = strdup(dir);
+    if (!m || !(m->path = strdup(path))) {
+        free(m);
+        duet_errorf("out of memory");
+        return NULL;
+    }
+    if (S_ISREG(sb.st_mode)) {
+        if (duet_model_open_gguf(m, path)) goto fail;
+        return m;
+    }
+    const char *dir = path;
     if (duet_config_load(&m->cfg, dir)) goto fail;
     m->st = st_set_open(dir);
     if (!m->st) goto fail;
@@ -64,11 +79,35 @@ fail:
     return NULL;
 }
 
+void duet_model_weight_types(const duet_model *m, char *buf, size_t n)
+{
+    int seen[ST_N_DTYPES] = {0};
+    size_t len = 0;
+    buf[0] = 0;
+    const int per_layer = 9;
+    for (int i = -3; i < m->cfg.n_layers * per_layer; i++) {
+        const st_tensor *t;
+        if (i < 0) t = i == -3 ? m->embed : i == -2 ? m->final_norm : m->lm_head;
+        else {
+            const duet_layer_weights *w = &m->layers[i / per_layer];
+            const st_tensor *all[9] = {w->attn_norm, w->wq, w->wk, w->wv, w->wo, w->ffn_norm, w->w_gate, w->w_up, w->w_down};
+            t = all[i % per_layer];
+        }
+        if (!t || (unsigned)t->dtype >= ST_N_DTYPES || seen[t->dtype]++) continue;
+        int k = snprintf(buf + len, n - len, "%s%s", len ? ", " : "", st_dtype_name(t->dtype));
+        if (k < 0 || (size_t)k >= n - len) break;
+        len += (size_t)k;
+    }
+}
+
 void duet_model_close(duet_model *m)
 {
     if (!m) return;
     st_set_close(m->st);
+    gguf_close(m->gguf);
+    free(m->owned);
+    free(m->owned_data);
     free(m->layers);
-    free(m->dir);
+    free(m->path);
     free(m);
 }

@@ -1,5 +1,8 @@
-/* model.h: a LLaMA checkpoint opened from a Hugging Face folder: config + the weight tensors, found by
- * their HF names and shape-checked against the config (pointers into the mmap'ed safetensors).
+/* model.h: a LLaMA checkpoint opened from a Hugging Face folder (config.json + safetensors) or a
+ * llama.cpp GGUF file: config + the weight tensors, found by name and shape-checked against the
+ * config. Tensors keep their stored type (F32/F16/BF16, or GGUF blocks such as Q4_1 and Q8_0; see
+ * dtype.h) and point into the mmap'ed file, except GGUF q/k projections, whose rows are un-permuted
+ * into a buffer the model owns (model_gguf.c says why).
  * Legend: D hidden, F ffn, L layers, H heads, Hk kv heads, d head_dim, V vocab. Every matrix is
  * row-major (out, in), as nn.Linear stores it. */
 #ifndef DUET_MODEL_H
@@ -20,19 +23,44 @@ typedef struct duet_layer_weights {
     const st_tensor *w_down;    /* (D, F)         mlp.down_proj */
 } duet_layer_weights;
 
+struct gguf_file;
+
 typedef struct duet_model {
-    char *dir;
+    char *path;                 /* the folder or .gguf file it was opened from */
     duet_config cfg;
-    st_set *st;
+    st_set *st;                 /* HF folder: its safetensors (NULL for GGUF) */
+    struct gguf_file *gguf;     /* GGUF file (NULL for an HF folder) */
+    st_tensor *owned;           /* GGUF: [2L] un-permuted q/k tensors, data in owned_data */
+    void *owned_data;
     const st_tensor *embed;      /* (V, D) model.embed_tokens */
     duet_layer_weights *layers;  /* [L] */
     const st_tensor *final_norm; /* (D) model.norm */
     const st_tensor *lm_head;    /* (V, D) lm_head, or = embed when tied */
 } duet_model;
 
-/* Opens <dir>/config.json and its safetensors; every tensor is checked for presence and shape.
- * NULL + duet_error() naming the file and tensor on failure. */
-duet_model *duet_model_open(const char *dir);
+/* Opens `path`: a .gguf file (any regular file is read as GGUF), else a folder with config.json and
+ * its safetensors; every tensor is checked for presence, shape and type. NULL + duet_error() naming the
+ * file and tensor on failure. */
+duet_model *duet_model_open(const char *path);
+
+/* The config of a GGUF file's `llama.*` metadata (model_gguf.c); other architectures, rope scaling
+ * and missing keys are errors naming them. */
+int duet_config_from_gguf(duet_config *cfg, const struct gguf_file *f);
+/* model_gguf.c: fills m (whose path is set) from the GGUF file at path. */
+int duet_model_open_gguf(duet_model *m, const char *path);
 void duet_model_close(duet_model *m);
+
+/* The distinct stored types of the model's weights, comma-separated in first-seen order ("Q8_0, F32,
+ * Q4_1"), into buf. */
+void duet_model_weight_types(const duet_model *m, char *buf, size_t n);
+
+/* The model's own tokenizer (model_tokenizer.c): a GGUF file's vocabulary, or the folder's
+ * tokenizer.json; an error when the tokenizer has more ids than the model's vocabulary. */
+struct duet_tokenizer;
+struct duet_chat_template;
+struct duet_tokenizer *duet_model_tokenizer(const duet_model *m);
+/* The model's chat template (GGUF tokenizer.chat_template, or tokenizer_config.json's chat_template),
+ * recognized by pattern (chat.h); an error naming it when it is absent or unknown. */
+int duet_model_chat_template(const duet_model *m, struct duet_chat_template *tmpl);
 
 #endif

@@ -248,7 +248,7 @@ duet_tapfile *duet_tapfile_run(const duet_model *m, const char *backend, const c
         return NULL;
     }
     if (n > m->cfg.max_pos) {
-        duet_errorf("%s: prompt of %d tokens exceeds max_position_embeddings %d", m->dir, n, m->cfg.max_pos);
+        duet_errorf("%s: prompt of %d tokens exceeds max_position_embeddings %d", m->path, n, m->cfg.max_pos);
         return NULL;
     }
     duet_backend_opts opts = {.max_seqs = 1, .max_ctx = n, .dtype = mode, .threads = threads};
@@ -275,9 +275,9 @@ duet_tapfile *duet_tapfile_run(const duet_model *m, const char *backend, const c
         goto fail;
     }
     char buf[4096], hex[65];
-    base_name(m->dir, buf, sizeof buf);
+    base_name(m->path, buf, sizeof buf);
     duet_tapfile_set_meta(f, "model_id", buf);
-    snprintf(buf, sizeof buf, "%s/model.safetensors", m->dir);
+    snprintf(buf, sizeof buf, "%s/model.safetensors", m->path);
     st_file *st = st_open(buf);
     if (st) { /* one-file checkpoints: the hash pins the exact weights; synth models say how to remake them */
         if (duet_sha256_file(buf, hex)) {

@@ -1,6 +1,7 @@
 /* summarize.c: the summarize.py prompt protocol (see summarize.h). */
 #include "summarize.h"
 #include "error.h"
+#include "chat.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -45,12 +46,69 @@ int summarize_prompt_ids(const duet_tokenizer *tok, const char *article, size_t 
     free(text);
     if (rc) return -1;
     if (*n > (size_t)max_input) {
-        /* keep ids[0] (BOS) and the last max_input-1 tokens */
+        /* keep ids[0] when it is the BOS the tokenizer added, and the last tokens */
+        size_t keep = duet_tokenizer_bos_id(tok) >= 0 && (*ids)[0] == duet_tokenizer_bos_id(tok) ? 1 : 0;
         size_t drop = *n - (size_t)max_input;
-        memmove(*ids + 1, *ids + 1 + drop, sizeof(int) * ((size_t)max_input - 1));
+        memmove(*ids + keep, *ids + keep + drop, sizeof(int) * ((size_t)max_input - keep));
         *n = (size_t)max_input;
     }
     return 0;
+}
+
+/* Appends ids[0, n) to *all (grown); 0 or -1. */
+static int append(int **all, size_t *n_all, const int *ids, size_t n)
+{
+    int *p = realloc(*all, sizeof(int) * (*n_all + n + 1));
+    if (!p) return duet_errorf("out of memory");
+    memcpy(p + *n_all, ids, sizeof(int) * n);
+    *all = p;
+    *n_all += n;
+    return 0;
+}
+
+int summarize_chat_prompt_ids(const duet_tokenizer *tok, const duet_chat_template *tmpl, const char *article,
+                              size_t len, int max_input, int **ids, size_t *n)
+{
+    /* The user turn is SUMMARIZE_CHAT_INSTRUCTION "\n\n" article; the template is rendered around a
+     * marker, and the text before and after it is tokenized apart from the article, so a long article
+     * can lose its tail tokens without cutting the template. */
+    static const char marker[] = "\x01duet-article\x01";
+    char *user = malloc(sizeof SUMMARIZE_CHAT_INSTRUCTION + 2 + sizeof marker);
+    if (!user) return duet_errorf("out of memory");
+    strcpy(user, SUMMARIZE_CHAT_INSTRUCTION "\n\n");
+    strcat(user, marker);
+    duet_chat_msg msg = {"user", user};
+    char *text = duet_chat_render(tmpl, &msg, 1, NULL, 1);
+    free(user);
+    if (!text) return -1;
+    char *at = strstr(text, marker);
+    int *pre = NULL, *art = NULL, *post = NULL;
+    size_t n_pre = 0, n_art = 0, n_post = 0;
+    int rc = -1;
+    *ids = NULL;
+    *n = 0;
+    if (duet_tokenizer_encode_opts(tok, text, (size_t)(at - text), tmpl->add_bos, 1, &pre, &n_pre) ||
+        duet_tokenizer_encode_opts(tok, article, len, 0, 0, &art, &n_art) ||
+        duet_tokenizer_encode_opts(tok, at + sizeof marker - 1, strlen(at + sizeof marker - 1), 0, 1, &post, &n_post))
+        goto out;
+    if (n_pre + n_post + 1 > (size_t)max_input) {
+        duet_errorf("--max-input %d: the chat template alone takes %zu tokens", max_input, n_pre + n_post);
+        goto out;
+    }
+    if (n_pre + n_art + n_post > (size_t)max_input) n_art = (size_t)max_input - n_pre - n_post; /* keep the lede */
+    if (append(ids, n, pre, n_pre) || append(ids, n, art, n_art) || append(ids, n, post, n_post)) goto out;
+    rc = 0;
+out:
+    if (rc) {
+        free(*ids);
+        *ids = NULL;
+        *n = 0;
+    }
+    free(text);
+    free(pre);
+    free(art);
+    free(post);
+    return rc;
 }
 
 int summarize_check_lengths(int max_input, int max_output, int max_pos, const char *model_dir)

@@ -15,6 +15,14 @@ char *summarize_prompt_text(const char *article, size_t len);
 int summarize_prompt_ids(const duet_tokenizer *tok, const char *article, size_t len, int max_input, int **ids,
                          size_t *n);
 
+/* The chat prompt (`duet eval --prompt chat`): one user turn, SUMMARIZE_CHAT_INSTRUCTION, a blank line and
+ * the article, in the model's chat template, then the assistant's opening. When longer than max_input
+ * tokens, the article's last tokens are dropped (the template stays whole). -1 + duet_error(). */
+#define SUMMARIZE_CHAT_INSTRUCTION "Summarize the following news article in a few sentences."
+struct duet_chat_template;
+int summarize_chat_prompt_ids(const duet_tokenizer *tok, const struct duet_chat_template *tmpl, const char *article,
+                              size_t len, int max_input, int **ids, size_t *n);
+
 /* 0 when max_input + max_output fit the model's max_pos positions; else -1 and a duet_error() that
  * tells the user which --max-input would fit. */
 int summarize_check_lengths(int max_input, int max_output, int max_pos, const char *model_dir);

@@ -813,6 +813,13 @@ duet_backend *gpu_backend_create(const duet_model *m, const duet_backend_opts *o
     free(host);
     free(tmp);
     if (ensure_capacity(s, 64)) goto fail_be;
+    {
+        char types[96];
+        duet_model_weight_types(m, types, sizeof types);
+        const char *dts = dt == GPU_BF16 ? "bf16" : "fp16";
+        snprintf(be->summary, sizeof be->summary, "gpu: %s; weights stored as %s, converted to %s on upload%s", dts,
+                 types, dts, strstr(types, "Q") ? " (block types dequantized: no weight-only kernels yet)" : "");
+    }
     return be;
 fail:
     free(host);

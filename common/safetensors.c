@@ -91,7 +91,10 @@ static int parse_entry(const char *path, const char *name, json_t *e, const char
     if (b < 0 || end < b || (uint64_t)end > data_size)
         return duet_errorf("%s: tensor '%s': data_offsets [%lld, %lld] out of range (data section is %zu bytes)",
                            path, name, (long long)b, (long long)end, data_size);
-    size_t want = (size_t)t->numel * st_dtype_size(t->dtype);
+    size_t want; /* numel * dtype size: a shape of 2^62 F32 elements would wrap to 0 bytes */
+    if (__builtin_mul_overflow((size_t)t->numel, st_dtype_size(t->dtype), &want))
+        return duet_errorf("%s: tensor '%s': %lld elements of dtype %s overflow the byte count", path, name,
+                           (long long)t->numel, st_dtype_name(t->dtype));
     if ((size_t)(end - b) != want)
         return duet_errorf("%s: tensor '%s': %lld bytes for dtype %s shape of %lld elements (expected %zu bytes)",
                            path, name, (long long)(end - b), st_dtype_name(t->dtype), (long long)t->numel, want);
@@ -446,9 +449,12 @@ int st_writer_add(st_writer *w, const char *name, st_dtype dtype, int ndim, cons
     t->numel = 1;
     for (int d = 0; d < ndim; d++) {
         t->shape[d] = shape[d];
-        t->numel *= shape[d];
+        if (shape[d] < 0 || __builtin_mul_overflow(t->numel, shape[d], &t->numel))
+            return duet_errorf("tensor '%s': shape[%d] = %lld is negative or overflows the element count", name, d,
+                               (long long)shape[d]);
     }
-    t->nbytes = (size_t)t->numel * st_dtype_size(dtype);
+    if (__builtin_mul_overflow((size_t)t->numel, st_dtype_size(dtype), &t->nbytes))
+        return duet_errorf("tensor '%s': %lld elements overflow the byte count", name, (long long)t->numel);
     void *copy = malloc(t->nbytes ? t->nbytes : 1);
     t->name = strdup(name);
     if (!copy || !t->name) {

@@ -117,6 +117,27 @@ START_TEST(test_bytecount_mismatch)
 }
 END_TEST
 
+/* A byte count that wraps: F32 [2^40, 2^22] is 2^62 elements, 2^64 bytes, which size_t holds as 0, so
+ * offsets [0, 0] used to pass and readers then used numel (2^62) elements of a 0-byte tensor. */
+START_TEST(test_bytecount_overflow)
+{
+    expect_open_error(write_st("wrap.safetensors",
+                               "{\"w\":{\"dtype\":\"F32\",\"shape\":[1099511627776,4194304],\"data_offsets\":[0,0]}}", 0),
+                      "'w'", "overflow");
+    expect_open_error(write_st("wrap16.safetensors",
+                               "{\"w\":{\"dtype\":\"BF16\",\"shape\":[1099511627776,8388608],\"data_offsets\":[0,0]}}", 0),
+                      "'w'", "overflow");
+    /* The writer refuses such a shape too, instead of copying a wrapped byte count. */
+    int64_t shape[2] = {(int64_t)1 << 40, (int64_t)1 << 22}, neg[1] = {-1};
+    float x = 0;
+    st_writer *w = st_writer_new();
+    ck_assert_int_eq(st_writer_add(w, "w", ST_F32, 2, shape, &x), -1);
+    ck_assert_msg(strstr(duet_error(), "'w'") && strstr(duet_error(), "overflow"), "%s", duet_error());
+    ck_assert_int_eq(st_writer_add(w, "n", ST_F32, 1, neg, &x), -1);
+    st_writer_free(w);
+}
+END_TEST
+
 START_TEST(test_overlap)
 {
     expect_open_error(write_st("overlap.safetensors",
@@ -357,6 +378,7 @@ static Suite *suite(void)
     tcase_add_test(tc, test_header_not_json);
     tcase_add_test(tc, test_offsets_out_of_range);
     tcase_add_test(tc, test_bytecount_mismatch);
+    tcase_add_test(tc, test_bytecount_overflow);
     tcase_add_test(tc, test_overlap);
     tcase_add_test(tc, test_unknown_dtype);
     tcase_add_test(tc, test_valid_minimal);

@@ -55,11 +55,35 @@ static int parse_dtype(const char *s, st_dtype *t)
     return -1;
 }
 
+/* Data order: by begin, then by end (an empty tensor sorts before a non-empty one at the same offset). */
 static int cmp_offset(const void *a, const void *b)
 {
     const st_tensor *x = a, *y = b;
     const char *px = x->data, *py = y->data;
-    return px < py ? -1 : px > py;
+    if (px != py) return px < py ? -1 : 1;
+    return x->nbytes < y->nbytes ? -1 : x->nbytes > y->nbytes;
+}
+
+/* The format requires the tensors (sorted by offset) to tile the data section exactly: each begins
+ * where the one before ends, the first at 0, the last ends at the end of the file ("the byte buffer needs
+ * to be entirely indexed, and cannot contain holes"). A header length off by a byte shifts every tensor
+ * and shows up here as a leading or trailing byte nobody owns. */
+static int check_coverage(const char *path, const st_tensor *t, int n, const char *base, size_t data_size)
+{
+    size_t at = 0;
+    for (int i = 0; i < n; i++) {
+        size_t b = (size_t)((const char *)t[i].data - base);
+        if (b < at)
+            return duet_errorf("%s: tensors '%s' and '%s' overlap in the data section", path, t[i - 1].name, t[i].name);
+        if (b > at)
+            return duet_errorf("%s: data section bytes [%zu, %zu) before tensor '%s' belong to no tensor (a hole; "
+                               "wrong header length?)", path, at, b, t[i].name);
+        at = b + t[i].nbytes;
+    }
+    if (at != data_size)
+        return duet_errorf("%s: the tensors cover %zu bytes of the %zu-byte data section; the rest belongs to no "
+                           "tensor (trailing bytes or a wrong header length)", path, at, data_size);
+    return 0;
 }
 
 /* Validates one header entry and fills t; `base`/`data_size` describe the data section. */
@@ -181,13 +205,7 @@ st_file *st_open(const char *path)
     }
     json_decref(hdr);
     qsort(f->tensors, f->n, sizeof *f->tensors, cmp_offset);
-    for (int i = 1; i < f->n; i++) {
-        const st_tensor *a = &f->tensors[i - 1], *b = &f->tensors[i];
-        if ((const char *)a->data + a->nbytes > (const char *)b->data && b->nbytes && a->nbytes) {
-            duet_errorf("%s: tensors '%s' and '%s' overlap in the data section", path, a->name, b->name);
-            goto fail;
-        }
-    }
+    if (check_coverage(path, f->tensors, f->n, base, data_size)) goto fail;
     return f;
 fail:
     st_close(f);

@@ -147,6 +147,53 @@ START_TEST(test_overlap)
 }
 END_TEST
 
+/* The tensors must tile the data section exactly (the format forbids holes). */
+START_TEST(test_coverage)
+{
+    /* A header length one byte short: the JSON still parses (its padding loses a space), and every
+     * tensor would be read one byte early; the data section then has a byte nobody owns. */
+    const char *hdr = "{\"w\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}  ";
+    size_t h = strlen(hdr);
+    unsigned char b[256];
+    for (int i = 0; i < 8; i++) b[i] = (unsigned char)((uint64_t)(h - 1) >> (8 * i));
+    memcpy(b + 8, hdr, h);
+    memset(b + 8 + h, 0x11, 8);
+    const char *p = tpath("short_hlen.safetensors");
+    write_bytes(p, b, 8 + h + 8);
+    expect_open_error(p, "cover 8 bytes of the 9-byte data section", NULL);
+    /* The right length opens. */
+    for (int i = 0; i < 8; i++) b[i] = (unsigned char)((uint64_t)h >> (8 * i));
+    write_bytes(p, b, 8 + h + 8);
+    st_file *f = st_open(p);
+    ck_assert_msg(f != NULL, "%s", duet_error());
+    st_close(f);
+    /* A hole between two tensors, and one before the first. */
+    expect_open_error(write_st("hole.safetensors",
+                               "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
+                               "\"b\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[8,12]}}", 12),
+                      "[4, 8)", "'b'");
+    expect_open_error(write_st("lead.safetensors", "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}", 8),
+                      "[0, 4)", "'a'");
+    /* Trailing bytes after the last tensor; an empty tensor does not fill them. */
+    expect_open_error(write_st("trail.safetensors",
+                               "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
+                               "\"e\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[4,4]}}", 6),
+                      "cover 4 bytes of the 6-byte", NULL);
+    /* An empty tensor at the start of another is not an overlap, in either header order. */
+    p = write_st("empty_first.safetensors",
+                 "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
+                 "\"e\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[0,0]}}", 4);
+    f = st_open(p);
+    ck_assert_msg(f != NULL, "%s", duet_error());
+    st_close(f);
+    /* No tensors and no data is a valid file; no tensors and data is not. */
+    f = st_open(write_st("none.safetensors", "{}", 0));
+    ck_assert_msg(f != NULL, "%s", duet_error());
+    st_close(f);
+    expect_open_error(write_st("none4.safetensors", "{}", 4), "cover 0 bytes of the 4-byte", NULL);
+}
+END_TEST
+
 START_TEST(test_unknown_dtype)
 {
     expect_open_error(write_st("dtype.safetensors", "{\"w\":{\"dtype\":\"F12\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4),
@@ -380,6 +427,7 @@ static Suite *suite(void)
     tcase_add_test(tc, test_bytecount_mismatch);
     tcase_add_test(tc, test_bytecount_overflow);
     tcase_add_test(tc, test_overlap);
+    tcase_add_test(tc, test_coverage);
     tcase_add_test(tc, test_unknown_dtype);
     tcase_add_test(tc, test_valid_minimal);
     tcase_add_test(tc, test_shard_missing);

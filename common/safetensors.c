@@ -324,6 +324,9 @@ void st_set_close(st_set *s)
     free(s);
 }
 
+int st_set_nfiles(const st_set *s) { return s->n; }
+const st_file *st_set_file(const st_set *s, int i) { return i >= 0 && i < s->n ? s->files[i] : NULL; }
+
 const st_tensor *st_set_find(const st_set *s, const char *name)
 {
     for (int i = 0; i < s->n; i++) {

@@ -307,6 +307,49 @@ START_TEST(test_model_wrong_shape)
 }
 END_TEST
 
+/* A config with fewer layers than the weights: the extra layer's tensors are refused by name. */
+START_TEST(test_model_extra_layer)
+{
+    write_text(tpath("config.json"),
+               "{\"architectures\":[\"LlamaForCausalLM\"],\"hidden_size\":8,\"intermediate_size\":16,"
+               "\"num_hidden_layers\":1,\"num_attention_heads\":2,\"num_key_value_heads\":1,\"vocab_size\":10,"
+               "\"max_position_embeddings\":32,\"rms_norm_eps\":1e-5,\"tie_word_embeddings\":true}");
+    struct { const char *suffix; int64_t d0, d1; } lt[] = {
+        {"input_layernorm", 8, 0}, {"self_attn.q_proj", 8, 8}, {"self_attn.k_proj", 4, 8},
+        {"self_attn.v_proj", 4, 8}, {"self_attn.o_proj", 8, 8}, {"post_attention_layernorm", 8, 0},
+        {"mlp.gate_proj", 16, 8}, {"mlp.up_proj", 16, 8}, {"mlp.down_proj", 8, 16},
+    };
+    static float zeros[256];
+    for (int layers = 1; layers <= 2; layers++) {
+        st_writer *w = st_writer_new();
+        int64_t e[2] = {10, 8}, nrm[1] = {8};
+        ck_assert_int_eq(st_writer_add(w, "model.embed_tokens.weight", ST_F32, 2, e, zeros), 0);
+        ck_assert_int_eq(st_writer_add(w, "model.norm.weight", ST_F32, 1, nrm, zeros), 0);
+        for (int l = 0; l < layers; l++)
+            for (size_t i = 0; i < sizeof lt / sizeof lt[0]; i++) {
+                char name[128];
+                int64_t shape[2] = {lt[i].d0, lt[i].d1};
+                snprintf(name, sizeof name, "model.layers.%d.%s.weight", l, lt[i].suffix);
+                ck_assert_int_eq(st_writer_add(w, name, ST_F32, lt[i].d1 ? 2 : 1, shape, zeros), 0);
+            }
+        ck_assert_int_eq(st_writer_save(w, tpath("model.safetensors")), 0);
+        st_writer_free(w);
+        duet_error_clear();
+        duet_model *m = duet_model_open(tmpdir);
+        if (layers == 1) {
+            ck_assert_msg(m != NULL, "%s", duet_error());
+            duet_model_close(m);
+        } else {
+            ck_assert_ptr_null(m);
+            const char *err = duet_error();
+            ck_assert_msg(strstr(err, "model.safetensors") && strstr(err, "'model.layers.1.") &&
+                              strstr(err, "num_hidden_layers 1"),
+                          "error should name the file, the tensor and the config's layer count: %s", err);
+        }
+    }
+}
+END_TEST
+
 /* ---- writer -> reader ---- */
 
 START_TEST(test_roundtrip)
@@ -433,6 +476,7 @@ static Suite *suite(void)
     tcase_add_test(tc, test_shard_missing);
     tcase_add_test(tc, test_shard_wrong_tensor);
     tcase_add_test(tc, test_model_wrong_shape);
+    tcase_add_test(tc, test_model_extra_layer);
     tcase_add_test(tc, test_roundtrip);
     suite_add_tcase(s, tc);
     TCase *conv = tcase_create("conversions");

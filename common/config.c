@@ -2,13 +2,25 @@
 #include "config.h"
 #include "error.h"
 
+#include <float.h>
 #include <jansson.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* Reads integer key `key`; required keys missing are an error naming the file and key. */
-static int get_int(json_t *root, const char *path, const char *key, int required, int dflt, int *out)
+/* Upper bounds of the integer fields: far above any released LLaMA, low enough that every product the
+ * backends form of them (H * d, V * D, L * ctx * Hk * d) stays well inside 64 bits. */
+#define CFG_MAX_DIM (1 << 20)    /* hidden_size, intermediate_size */
+#define CFG_MAX_COUNT (1 << 12)  /* layers, heads, kv heads, head_dim */
+#define CFG_MAX_VOCAB (1 << 24)
+#define CFG_MAX_POS (1 << 24)
+#define CFG_MAX_TOKEN_ID 0x7fffffff
+
+/* Reads integer key `key` into [min, max]; required keys missing are an error naming the file and key,
+ * and so is a value outside the range (no silent wrap when casting to int). */
+static int get_int(json_t *root, const char *path, const char *key, int required, int dflt, long long min,
+                   long long max, int *out)
 {
     json_t *v = json_object_get(root, key);
     if (!v || json_is_null(v)) {
@@ -19,12 +31,17 @@ static int get_int(json_t *root, const char *path, const char *key, int required
     if (!json_is_integer(v))
         return duet_errorf("%s: key '%s' must be an integer", path, key);
     json_int_t x = json_integer_value(v);
-    if (x < -1 || x > 1000000000)
-        return duet_errorf("%s: key '%s' = %lld is out of range", path, key, (long long)x);
+    if (x < min || x > max) {
+        if (min == 1)
+            return duet_errorf("%s: key '%s' = %lld is out of range: must be a positive integer <= %lld", path, key,
+                               (long long)x, max);
+        return duet_errorf("%s: key '%s' = %lld is out of range [%lld, %lld]", path, key, (long long)x, min, max);
+    }
     *out = (int)x;
     return 0;
 }
 
+/* Reads number key `key`; it must be finite as a float (1e39 would become inf). */
 static int get_float(json_t *root, const char *path, const char *key, int required, double dflt, float *out)
 {
     json_t *v = json_object_get(root, key);
@@ -34,20 +51,42 @@ static int get_float(json_t *root, const char *path, const char *key, int requir
         return 0;
     }
     if (!json_is_number(v)) return duet_errorf("%s: key '%s' must be a number", path, key);
-    *out = (float)json_number_value(v);
+    double x = json_number_value(v);
+    if (!(fabs(x) <= FLT_MAX))
+        return duet_errorf("%s: key '%s' = %g is out of the range of a float (|x| <= %g)", path, key, x, (double)FLT_MAX);
+    *out = (float)x;
     return 0;
 }
 
-/* bos/eos may be an integer or a list of integers (LLaMA-3 style); the first is used. */
+/* bos/eos may be an integer or a list of integers (LLaMA-3 style); the first is used, and every entry must
+ * be a token id in [0, 2^31 - 1] (validate then checks it against the vocabulary). */
 static int get_token_id(json_t *root, const char *path, const char *key, int *out)
 {
     json_t *v = json_object_get(root, key);
     *out = -1;
     if (!v || json_is_null(v)) return 0;
-    if (json_is_array(v) && json_array_size(v) > 0) v = json_array_get(v, 0);
-    if (!json_is_integer(v)) return duet_errorf("%s: key '%s' must be an integer token id", path, key);
-    *out = (int)json_integer_value(v);
+    size_t n = json_is_array(v) ? json_array_size(v) : 1;
+    if (json_is_array(v) && n == 0) return duet_errorf("%s: key '%s' is an empty list", path, key);
+    for (size_t i = n; i-- > 0;) {
+        json_t *e = json_is_array(v) ? json_array_get(v, i) : v;
+        if (!json_is_integer(e)) return duet_errorf("%s: key '%s' must be an integer token id", path, key);
+        json_int_t x = json_integer_value(e);
+        if (x < 0 || x > CFG_MAX_TOKEN_ID)
+            return duet_errorf("%s: key '%s' = %lld is not a token id (0 .. %d)", path, key, (long long)x,
+                               CFG_MAX_TOKEN_ID);
+        *out = (int)x;
+    }
     return 0;
+}
+
+/* head_dim: given, or hidden_size / num_attention_heads, which must then divide evenly. */
+static int read_head_dim(json_t *root, const char *path, duet_config *c)
+{
+    json_t *v = json_object_get(root, "head_dim");
+    if ((!v || json_is_null(v)) && c->dim % c->n_heads)
+        return duet_errorf("%s: hidden_size %d is not divisible by num_attention_heads %d (and no head_dim is given)",
+                           path, c->dim, c->n_heads);
+    return get_int(root, path, "head_dim", 0, c->dim / c->n_heads, 1, CFG_MAX_COUNT, &c->head_dim);
 }
 
 static int check_architecture(json_t *root, const char *path)
@@ -135,23 +174,19 @@ int duet_config_parse(duet_config *c, const char *text, const char *path)
         goto out;
     }
     if (check_architecture(root, path)) goto out;
-    if (get_int(root, path, "hidden_size", 1, 0, &c->dim) ||
-        get_int(root, path, "intermediate_size", 1, 0, &c->ffn_dim) ||
-        get_int(root, path, "num_hidden_layers", 1, 0, &c->n_layers) ||
-        get_int(root, path, "num_attention_heads", 1, 0, &c->n_heads) ||
-        get_int(root, path, "num_key_value_heads", 0, c->n_heads, &c->n_kv_heads) ||
-        get_int(root, path, "vocab_size", 1, 0, &c->vocab_size) ||
-        get_int(root, path, "max_position_embeddings", 1, 0, &c->max_pos) ||
+    if (get_int(root, path, "hidden_size", 1, 0, 1, CFG_MAX_DIM, &c->dim) ||
+        get_int(root, path, "intermediate_size", 1, 0, 1, CFG_MAX_DIM, &c->ffn_dim) ||
+        get_int(root, path, "num_hidden_layers", 1, 0, 1, CFG_MAX_COUNT, &c->n_layers) ||
+        get_int(root, path, "num_attention_heads", 1, 0, 1, CFG_MAX_COUNT, &c->n_heads) ||
+        get_int(root, path, "num_key_value_heads", 0, c->n_heads, 1, CFG_MAX_COUNT, &c->n_kv_heads) ||
+        get_int(root, path, "vocab_size", 1, 0, 1, CFG_MAX_VOCAB, &c->vocab_size) ||
+        get_int(root, path, "max_position_embeddings", 1, 0, 1, CFG_MAX_POS, &c->max_pos) ||
         get_float(root, path, "rms_norm_eps", 1, 0, &c->norm_eps) ||
         read_rope(root, path, &c->rope_theta) ||
         get_token_id(root, path, "bos_token_id", &c->bos_id) ||
-        get_token_id(root, path, "eos_token_id", &c->eos_id))
+        get_token_id(root, path, "eos_token_id", &c->eos_id) ||
+        read_head_dim(root, path, c))
         goto out;
-    if (c->n_heads <= 0) {
-        duet_errorf("%s: num_attention_heads must be positive", path);
-        goto out;
-    }
-    if (get_int(root, path, "head_dim", 0, c->dim / c->n_heads, &c->head_dim)) goto out;
     json_t *tie = json_object_get(root, "tie_word_embeddings");
     if (tie && !json_is_boolean(tie)) {
         duet_errorf("%s: 'tie_word_embeddings' must be true or false", path);

@@ -24,6 +24,27 @@ static const st_tensor *need(duet_model *m, const char *name, int ndim, int64_t 
     return t;
 }
 
+/* A tensor of a layer the config does not have (model.layers.N.* with N >= num_hidden_layers) means the
+ * config and the weights disagree: refuse it by name rather than run fewer layers than were trained. */
+static int check_no_extra_layers(const duet_model *m)
+{
+    static const char prefix[] = "model.layers.";
+    for (int f = 0; f < st_set_nfiles(m->st); f++) {
+        const st_file *sf = st_set_file(m->st, f);
+        for (int i = 0; i < st_count(sf); i++) {
+            const st_tensor *t = st_at(sf, i);
+            if (strncmp(t->name, prefix, sizeof prefix - 1)) continue;
+            const char *p = t->name + sizeof prefix - 1;
+            char *end;
+            long l = strtol(p, &end, 10);
+            if (end != p && *end == '.' && (l < 0 || l >= m->cfg.n_layers))
+                return duet_errorf("%s: tensor '%s' is of layer %ld, but config.json has num_hidden_layers %d", t->file,
+                                   t->name, l, m->cfg.n_layers);
+        }
+    }
+    return 0;
+}
+
 duet_model *duet_model_open(const char *path)
 {
     struct stat sb;
@@ -73,6 +94,7 @@ duet_model *duet_model_open(const char *path)
         NEED(w_down, "mlp.down_proj", 2, D, F);
 #undef NEED
     }
+    if (check_no_extra_layers(m)) goto fail;
     return m;
 fail:
     duet_model_close(m);

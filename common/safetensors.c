@@ -39,11 +39,35 @@ static int parse_dtype(const char *s, st_dtype *t)
     return 0;
 }
 
+/* Data order: by begin, then by end (an empty tensor sorts before a non-empty one at the same offset). */
 static int cmp_offset(const void *a, const void *b)
 {
     const st_tensor *x = a, *y = b;
     const char *px = x->data, *py = y->data;
-    return px < py ? -1 : px > py;
+    if (px != py) return px < py ? -1 : 1;
+    return x->nbytes < y->nbytes ? -1 : x->nbytes > y->nbytes;
+}
+
+/* The format requires the tensors (sorted by offset) to tile the data section exactly: each begins
+ * where the one before ends, the first at 0, the last ends at the end of the file ("the byte buffer needs
+ * to be entirely indexed, and cannot contain holes"). A header length off by a byte shifts every tensor
+ * and shows up here as a leading or trailing byte nobody owns. */
+static int check_coverage(const char *path, const st_tensor *t, int n, const char *base, size_t data_size)
+{
+    size_t at = 0;
+    for (int i = 0; i < n; i++) {
+        size_t b = (size_t)((const char *)t[i].data - base);
+        if (b < at)
+            return duet_errorf("%s: tensors '%s' and '%s' overlap in the data section", path, t[i - 1].name, t[i].name);
+        if (b > at)
+            return duet_errorf("%s: data section bytes [%zu, %zu) before tensor '%s' belong to no tensor (a hole; "
+                               "wrong header length?)", path, at, b, t[i].name);
+        at = b + t[i].nbytes;
+    }
+    if (at != data_size)
+        return duet_errorf("%s: the tensors cover %zu bytes of the %zu-byte data section; the rest belongs to no "
+                           "tensor (trailing bytes or a wrong header length)", path, at, data_size);
+    return 0;
 }
 
 /* Validates one header entry and fills t; `base`/`data_size` describe the data section. */
@@ -75,8 +99,10 @@ static int parse_entry(const char *path, const char *name, json_t *e, const char
     if (b < 0 || end < b || (uint64_t)end > data_size)
         return duet_errorf("%s: tensor '%s': data_offsets [%lld, %lld] out of range (data section is %zu bytes)",
                            path, name, (long long)b, (long long)end, data_size);
-    size_t want = st_dtype_bytes(t->dtype, t->numel);
-    if (!want && t->numel) return duet_errorf("%s: tensor '%s': %lld elements overflow size_t", path, name, (long long)t->numel);
+    size_t want = st_dtype_bytes(t->dtype, t->numel); /* 0 when numel * size overflows (2^62 F32 would wrap) */
+    if (!want && t->numel)
+        return duet_errorf("%s: tensor '%s': %lld elements of dtype %s overflow the byte count", path, name,
+                           (long long)t->numel, st_dtype_name(t->dtype));
     if ((size_t)(end - b) != want)
         return duet_errorf("%s: tensor '%s': %lld bytes for dtype %s shape of %lld elements (expected %zu bytes)",
                            path, name, (long long)(end - b), st_dtype_name(t->dtype), (long long)t->numel, want);
@@ -163,13 +189,7 @@ st_file *st_open(const char *path)
     }
     json_decref(hdr);
     qsort(f->tensors, f->n, sizeof *f->tensors, cmp_offset);
-    for (int i = 1; i < f->n; i++) {
-        const st_tensor *a = &f->tensors[i - 1], *b = &f->tensors[i];
-        if ((const char *)a->data + a->nbytes > (const char *)b->data && b->nbytes && a->nbytes) {
-            duet_errorf("%s: tensors '%s' and '%s' overlap in the data section", path, a->name, b->name);
-            goto fail;
-        }
-    }
+    if (check_coverage(path, f->tensors, f->n, base, data_size)) goto fail;
     return f;
 fail:
     st_close(f);
@@ -288,6 +308,9 @@ void st_set_close(st_set *s)
     free(s);
 }
 
+int st_set_nfiles(const st_set *s) { return s->n; }
+const st_file *st_set_file(const st_set *s, int i) { return i >= 0 && i < s->n ? s->files[i] : NULL; }
+
 const st_tensor *st_set_find(const st_set *s, const char *name)
 {
     for (int i = 0; i < s->n; i++) {
@@ -365,13 +388,13 @@ int st_writer_add(st_writer *w, const char *name, st_dtype dtype, int ndim, cons
     t->ndim = ndim;
     t->numel = 1;
     for (int d = 0; d < ndim; d++) {
-        if (shape[d] < 0 || (shape[d] && t->numel > INT64_MAX / shape[d]))
-            return duet_errorf("tensor '%s': shape[%d] = %lld is negative or overflows", name, d, (long long)shape[d]);
         t->shape[d] = shape[d];
-        t->numel *= shape[d];
+        if (shape[d] < 0 || __builtin_mul_overflow(t->numel, shape[d], &t->numel))
+            return duet_errorf("tensor '%s': shape[%d] = %lld is negative or overflows the element count", name, d,
+                               (long long)shape[d]);
     }
     t->nbytes = st_dtype_bytes(dtype, t->numel);
-    if (!t->nbytes && t->numel) return duet_errorf("tensor '%s': %lld elements overflow size_t", name, (long long)t->numel);
+    if (!t->nbytes && t->numel) return duet_errorf("tensor '%s': %lld elements overflow the byte count", name, (long long)t->numel);
     void *copy = malloc(t->nbytes ? t->nbytes : 1);
     t->name = strdup(name);
     if (!copy || !t->name) {

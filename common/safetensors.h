@@ -40,6 +40,9 @@ typedef struct st_set st_set;
 st_set *st_set_open(const char *dir);
 void st_set_close(st_set *s);
 const st_tensor *st_set_find(const st_set *s, const char *name);
+/* The set's files (to walk every tensor: st_count / st_at of each). */
+int st_set_nfiles(const st_set *s);
+const st_file *st_set_file(const st_set *s, int i);
 
 /* Bytes per element of a plain (one-element block) type; 0 for block types (use st_dtype_bytes). */
 size_t st_dtype_size(st_dtype t);

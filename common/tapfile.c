@@ -56,7 +56,11 @@ void duet_tapfile_sink(void *ctx, const char *name, const float *data, int64_t r
         f->taps = nt;
         f->cap = cap;
     }
-    size_t nb = (size_t)rows * (size_t)cols * sizeof(float);
+    size_t nb; /* rows * cols * 4, checked: a wrapped product would allocate less than is copied and read */
+    if (__builtin_mul_overflow((size_t)rows, (size_t)cols, &nb) || __builtin_mul_overflow(nb, sizeof(float), &nb)) {
+        sink_error(f, "rows * cols * 4 bytes overflows", name);
+        return;
+    }
     duet_tap *t = &f->taps[f->n];
     t->name = strdup(name);
     t->data = malloc(nb ? nb : 1);
@@ -162,7 +166,8 @@ fail:
 
 char *duet_ids_format(const int *ids, int n)
 {
-    size_t cap = (size_t)n * 12 + 1, k = 0;
+    if (n < 0) return NULL;
+    size_t cap = (size_t)n * 12 + 1, k = 0; /* "-2147483648," at most per id; n <= INT_MAX: no wrap */
     char *s = malloc(cap);
     if (!s) return NULL;
     s[0] = '\0';
@@ -253,8 +258,13 @@ duet_tapfile *duet_tapfile_run(const duet_model *m, const char *backend, const c
     }
     duet_backend_opts opts = {.max_seqs = 1, .max_ctx = n, .dtype = mode, .threads = threads};
     duet_tapfile *f = duet_tapfile_new();
+    size_t nlog; /* n * V logits, checked */
+    if (__builtin_mul_overflow((size_t)n, (size_t)m->cfg.vocab_size * sizeof(float), &nlog)) {
+        duet_errorf("%s: %d tokens of %d logits overflow the logits buffer", m->path, n, m->cfg.vocab_size);
+        return NULL;
+    }
     int *pos = malloc((size_t)n * sizeof *pos), *seq = calloc((size_t)n, sizeof *seq);
-    float *logits = malloc((size_t)n * (size_t)m->cfg.vocab_size * sizeof *logits);
+    float *logits = malloc(nlog);
     duet_backend *b = NULL;
     if (!f || !pos || !seq || !logits) {
         duet_errorf("out of memory");

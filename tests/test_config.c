@@ -124,6 +124,56 @@ START_TEST(test_bad_types)
 }
 END_TEST
 
+/* Every field is range-checked before the cast: nothing wraps, nothing becomes inf. */
+START_TEST(test_ranges)
+{
+    /* 4294967298 = 2^32 + 2 would read as 2 through an int cast */
+    expect_error("{" BASE ",\"eos_token_id\":4294967298}", "'eos_token_id' = 4294967298");
+    expect_error("{" BASE ",\"eos_token_id\":[2, 4294967298]}", "'eos_token_id' = 4294967298");
+    expect_error("{" BASE ",\"eos_token_id\":-1}", "'eos_token_id' = -1 is not a token id");
+    expect_error("{" BASE ",\"bos_token_id\":-5}", "'bos_token_id' = -5");
+    expect_error("{" BASE ",\"eos_token_id\":[]}", "empty list");
+    expect_error("{" BASE ",\"rope_theta\":1e39}", "'rope_theta' = 1e+39 is out of the range of a float");
+    expect_error("{" BASE ",\"rope_parameters\":{\"rope_type\":\"default\",\"rope_theta\":-1e300}}", "'rope_theta'");
+    expect_error("{" BASE ",\"rms_norm_eps\":1e-60}", "rms_norm_eps must be positive"); /* 0 as a float */
+    expect_error("{" BASE ",\"rms_norm_eps\":1e40}", "'rms_norm_eps'");
+    expect_error("{" BASE ",\"num_key_value_heads\":-1}", "'num_key_value_heads' = -1 is out of range");
+    expect_error("{" BASE ",\"head_dim\":0}", "'head_dim' = 0 is out of range");
+    expect_error("{" BASE ",\"head_dim\":-2}", "'head_dim' = -2");
+    expect_error("{\"architectures\":[\"LlamaForCausalLM\"],\"hidden_size\":4294967360}", "'hidden_size' = 4294967360");
+    expect_error("{" BASE ",\"vocab_size\":99999999999}", "'vocab_size' = 99999999999");
+    expect_error("{" BASE ",\"max_position_embeddings\":-512}", "'max_position_embeddings' = -512");
+    expect_error("{" BASE ",\"num_hidden_layers\":100000}", "'num_hidden_layers' = 100000");
+    /* the largest values still read exactly */
+    duet_config c;
+    ck_assert_msg(parse(&c, "{" BASE ",\"bos_token_id\":0,\"eos_token_id\":[511, 2147483647]}") == 0, "%s",
+                  duet_error());
+    ck_assert_int_eq(c.bos_id, 0);
+    ck_assert_int_eq(c.eos_id, 511);
+}
+END_TEST
+
+/* A derived head_dim (D / H) is only defined when H divides D: the error says so, not "head_dim". */
+START_TEST(test_head_dim_derived)
+{
+    expect_error("{\"architectures\":[\"LlamaForCausalLM\"],\"hidden_size\":60,\"intermediate_size\":172,"
+                 "\"num_hidden_layers\":5,\"num_attention_heads\":8,\"vocab_size\":512,"
+                 "\"max_position_embeddings\":512,\"rms_norm_eps\":1e-5}",
+                 "hidden_size 60 is not divisible by num_attention_heads 8");
+    expect_error("{\"architectures\":[\"LlamaForCausalLM\"],\"hidden_size\":4,\"intermediate_size\":172,"
+                 "\"num_hidden_layers\":5,\"num_attention_heads\":8,\"vocab_size\":512,"
+                 "\"max_position_embeddings\":512,\"rms_norm_eps\":1e-5}",
+                 "hidden_size 4 is not divisible by num_attention_heads 8");
+    /* with an explicit head_dim, H need not divide D */
+    duet_config c;
+    ck_assert_msg(parse(&c, "{\"architectures\":[\"LlamaForCausalLM\"],\"hidden_size\":60,\"intermediate_size\":172,"
+                            "\"num_hidden_layers\":5,\"num_attention_heads\":8,\"vocab_size\":512,"
+                            "\"max_position_embeddings\":512,\"rms_norm_eps\":1e-5,\"head_dim\":8}") == 0,
+                  "%s", duet_error());
+    ck_assert_int_eq(c.head_dim, 8);
+}
+END_TEST
+
 START_TEST(test_write_load)
 {
     char dir[] = "/tmp/duet_test_cfg_XXXXXX", path[256];
@@ -153,6 +203,8 @@ static Suite *suite(void)
     tcase_add_test(tc, test_architecture);
     tcase_add_test(tc, test_rope_scaling);
     tcase_add_test(tc, test_bad_types);
+    tcase_add_test(tc, test_ranges);
+    tcase_add_test(tc, test_head_dim_derived);
     tcase_add_test(tc, test_write_load);
     suite_add_tcase(s, tc);
     return s;

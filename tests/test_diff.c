@@ -199,6 +199,32 @@ START_TEST(test_usage)
 }
 END_TEST
 
+/* A crafted tap file whose byte count wraps (F32 [2^40, 2^22] = 2^64 bytes, offsets [0, 0]) is an I/O
+ * error naming the file and tensor, not a 1-byte tap that diff then reads 2^62 floats of. */
+START_TEST(test_crafted_wrapping_tap)
+{
+    const char *hdr = "{\"x\":{\"dtype\":\"F32\",\"shape\":[1099511627776,4194304],\"data_offsets\":[0,0]}}";
+    char path[600];
+    snprintf(path, sizeof path, "%s/wrap.safetensors", tmpdir);
+    FILE *fp = fopen(path, "wb");
+    ck_assert_ptr_nonnull(fp);
+    size_t h = strlen(hdr);
+    for (int i = 0; i < 8; i++) fputc((int)((h >> (8 * i)) & 0xff), fp);
+    fputs(hdr, fp);
+    fclose(fp);
+    ck_assert_int_eq(run("diff '%s' '%s' --tolerances '%s'", path, golden, tol), 2);
+    ck_assert_msg(strstr(out, "wrap.safetensors") && strstr(out, "'x'") && strstr(out, "overflow"), "%s", out);
+    ck_assert_int_eq(run("diff '%s' '%s' --tolerances '%s'", golden, path, tol), 2);
+    ck_assert_msg(strstr(out, "wrap.safetensors") && strstr(out, "overflow"), "%s", out);
+    /* The sink checks the product itself (backends call it directly). */
+    duet_tapfile *f = duet_tapfile_new();
+    float x = 0;
+    duet_tapfile_sink(f, "x", &x, (int64_t)1 << 40, (int64_t)1 << 22);
+    ck_assert_msg(f->error && strstr(f->error, "overflow") && f->n == 0, "%s", f->error ? f->error : "(no error)");
+    duet_tapfile_free(f);
+}
+END_TEST
+
 START_TEST(test_synth_cli_deterministic)
 {
     ck_assert_int_eq(run("synth -o '%s/a' --seed 5 --outliers 2 --outlier-scale 8 --dtype bf16", tmpdir), 0);
@@ -288,6 +314,7 @@ static Suite *suite(void)
     tcase_add_test(tc, test_rerun_model);
     tcase_add_test(tc, test_usage);
     tcase_add_test(tc, test_synth_cli_deterministic);
+    tcase_add_test(tc, test_crafted_wrapping_tap);
     suite_add_tcase(s, tc);
     TCase *lib = tcase_create("metrics");
     tcase_add_test(lib, test_metrics);

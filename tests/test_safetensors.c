@@ -117,12 +117,80 @@ START_TEST(test_bytecount_mismatch)
 }
 END_TEST
 
+/* A byte count that wraps: F32 [2^40, 2^22] is 2^62 elements, 2^64 bytes, which size_t holds as 0, so
+ * offsets [0, 0] used to pass and readers then used numel (2^62) elements of a 0-byte tensor. */
+START_TEST(test_bytecount_overflow)
+{
+    expect_open_error(write_st("wrap.safetensors",
+                               "{\"w\":{\"dtype\":\"F32\",\"shape\":[1099511627776,4194304],\"data_offsets\":[0,0]}}", 0),
+                      "'w'", "overflow");
+    expect_open_error(write_st("wrap16.safetensors",
+                               "{\"w\":{\"dtype\":\"BF16\",\"shape\":[1099511627776,8388608],\"data_offsets\":[0,0]}}", 0),
+                      "'w'", "overflow");
+    /* The writer refuses such a shape too, instead of copying a wrapped byte count. */
+    int64_t shape[2] = {(int64_t)1 << 40, (int64_t)1 << 22}, neg[1] = {-1};
+    float x = 0;
+    st_writer *w = st_writer_new();
+    ck_assert_int_eq(st_writer_add(w, "w", ST_F32, 2, shape, &x), -1);
+    ck_assert_msg(strstr(duet_error(), "'w'") && strstr(duet_error(), "overflow"), "%s", duet_error());
+    ck_assert_int_eq(st_writer_add(w, "n", ST_F32, 1, neg, &x), -1);
+    st_writer_free(w);
+}
+END_TEST
+
 START_TEST(test_overlap)
 {
     expect_open_error(write_st("overlap.safetensors",
                                "{\"a\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]},"
                                "\"b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[8,16]}}", 16),
                       "overlap", "'a'");
+}
+END_TEST
+
+/* The tensors must tile the data section exactly (the format forbids holes). */
+START_TEST(test_coverage)
+{
+    /* A header length one byte short: the JSON still parses (its padding loses a space), and every
+     * tensor would be read one byte early; the data section then has a byte nobody owns. */
+    const char *hdr = "{\"w\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}  ";
+    size_t h = strlen(hdr);
+    unsigned char b[256];
+    for (int i = 0; i < 8; i++) b[i] = (unsigned char)((uint64_t)(h - 1) >> (8 * i));
+    memcpy(b + 8, hdr, h);
+    memset(b + 8 + h, 0x11, 8);
+    const char *p = tpath("short_hlen.safetensors");
+    write_bytes(p, b, 8 + h + 8);
+    expect_open_error(p, "cover 8 bytes of the 9-byte data section", NULL);
+    /* The right length opens. */
+    for (int i = 0; i < 8; i++) b[i] = (unsigned char)((uint64_t)h >> (8 * i));
+    write_bytes(p, b, 8 + h + 8);
+    st_file *f = st_open(p);
+    ck_assert_msg(f != NULL, "%s", duet_error());
+    st_close(f);
+    /* A hole between two tensors, and one before the first. */
+    expect_open_error(write_st("hole.safetensors",
+                               "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
+                               "\"b\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[8,12]}}", 12),
+                      "[4, 8)", "'b'");
+    expect_open_error(write_st("lead.safetensors", "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}", 8),
+                      "[0, 4)", "'a'");
+    /* Trailing bytes after the last tensor; an empty tensor does not fill them. */
+    expect_open_error(write_st("trail.safetensors",
+                               "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
+                               "\"e\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[4,4]}}", 6),
+                      "cover 4 bytes of the 6-byte", NULL);
+    /* An empty tensor at the start of another is not an overlap, in either header order. */
+    p = write_st("empty_first.safetensors",
+                 "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
+                 "\"e\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[0,0]}}", 4);
+    f = st_open(p);
+    ck_assert_msg(f != NULL, "%s", duet_error());
+    st_close(f);
+    /* No tensors and no data is a valid file; no tensors and data is not. */
+    f = st_open(write_st("none.safetensors", "{}", 0));
+    ck_assert_msg(f != NULL, "%s", duet_error());
+    st_close(f);
+    expect_open_error(write_st("none4.safetensors", "{}", 4), "cover 0 bytes of the 4-byte", NULL);
 }
 END_TEST
 
@@ -237,6 +305,49 @@ START_TEST(test_model_wrong_shape)
             ck_assert_msg(m != NULL, "%s", duet_error());
             ck_assert_ptr_eq(m->lm_head, m->embed); /* tied */
             duet_model_close(m);
+        }
+    }
+}
+END_TEST
+
+/* A config with fewer layers than the weights: the extra layer's tensors are refused by name. */
+START_TEST(test_model_extra_layer)
+{
+    write_text(tpath("config.json"),
+               "{\"architectures\":[\"LlamaForCausalLM\"],\"hidden_size\":8,\"intermediate_size\":16,"
+               "\"num_hidden_layers\":1,\"num_attention_heads\":2,\"num_key_value_heads\":1,\"vocab_size\":10,"
+               "\"max_position_embeddings\":32,\"rms_norm_eps\":1e-5,\"tie_word_embeddings\":true}");
+    struct { const char *suffix; int64_t d0, d1; } lt[] = {
+        {"input_layernorm", 8, 0}, {"self_attn.q_proj", 8, 8}, {"self_attn.k_proj", 4, 8},
+        {"self_attn.v_proj", 4, 8}, {"self_attn.o_proj", 8, 8}, {"post_attention_layernorm", 8, 0},
+        {"mlp.gate_proj", 16, 8}, {"mlp.up_proj", 16, 8}, {"mlp.down_proj", 8, 16},
+    };
+    static float zeros[256];
+    for (int layers = 1; layers <= 2; layers++) {
+        st_writer *w = st_writer_new();
+        int64_t e[2] = {10, 8}, nrm[1] = {8};
+        ck_assert_int_eq(st_writer_add(w, "model.embed_tokens.weight", ST_F32, 2, e, zeros), 0);
+        ck_assert_int_eq(st_writer_add(w, "model.norm.weight", ST_F32, 1, nrm, zeros), 0);
+        for (int l = 0; l < layers; l++)
+            for (size_t i = 0; i < sizeof lt / sizeof lt[0]; i++) {
+                char name[128];
+                int64_t shape[2] = {lt[i].d0, lt[i].d1};
+                snprintf(name, sizeof name, "model.layers.%d.%s.weight", l, lt[i].suffix);
+                ck_assert_int_eq(st_writer_add(w, name, ST_F32, lt[i].d1 ? 2 : 1, shape, zeros), 0);
+            }
+        ck_assert_int_eq(st_writer_save(w, tpath("model.safetensors")), 0);
+        st_writer_free(w);
+        duet_error_clear();
+        duet_model *m = duet_model_open(tmpdir);
+        if (layers == 1) {
+            ck_assert_msg(m != NULL, "%s", duet_error());
+            duet_model_close(m);
+        } else {
+            ck_assert_ptr_null(m);
+            const char *err = duet_error();
+            ck_assert_msg(strstr(err, "model.safetensors") && strstr(err, "'model.layers.1.") &&
+                              strstr(err, "num_hidden_layers 1"),
+                          "error should name the file, the tensor and the config's layer count: %s", err);
         }
     }
 }
@@ -360,12 +471,15 @@ static Suite *suite(void)
     tcase_add_test(tc, test_header_not_json);
     tcase_add_test(tc, test_offsets_out_of_range);
     tcase_add_test(tc, test_bytecount_mismatch);
+    tcase_add_test(tc, test_bytecount_overflow);
     tcase_add_test(tc, test_overlap);
+    tcase_add_test(tc, test_coverage);
     tcase_add_test(tc, test_unknown_dtype);
     tcase_add_test(tc, test_valid_minimal);
     tcase_add_test(tc, test_shard_missing);
     tcase_add_test(tc, test_shard_wrong_tensor);
     tcase_add_test(tc, test_model_wrong_shape);
+    tcase_add_test(tc, test_model_extra_layer);
     tcase_add_test(tc, test_roundtrip);
     suite_add_tcase(s, tc);
     TCase *conv = tcase_create("conversions");

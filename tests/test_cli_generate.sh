@@ -11,7 +11,10 @@ check "generate --help exits 0 and shows an example" grep -q "example" "$tmp/hel
 check "unknown flag exits 2" test "$rc" -eq 2
 check "unknown flag is named" grep -q "no-such-flag" "$tmp/out"
 "$duet" generate -m "$tmp/nowhere" -n 1 >"$tmp/out" 2>&1; rc=$?
-check "missing model folder exits 1 naming config.json" sh -c "test $rc -eq 1 && grep -q 'nowhere/config.json' '$tmp/out'"
+check "missing model exits 1 naming it and \`make model\`" sh -c "test $rc -eq 1 && grep -q 'nowhere: no such model' '$tmp/out' && grep -q 'make model' '$tmp/out'"
+mkdir "$tmp/empty"
+"$duet" generate -m "$tmp/empty" -n 1 >"$tmp/out" 2>&1; rc=$?
+check "a folder without config.json exits 1 naming config.json" sh -c "test $rc -eq 1 && grep -q 'empty/config.json' '$tmp/out'"
 
 if [ ! -f "$model/model.safetensors" ]; then
     echo "SKIP: stories260K not found under $data"

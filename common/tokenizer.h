@@ -51,7 +51,7 @@ duet_tokenizer *duet_tokenizer_load_gguf(const char *path);
 int duet_tokenizer_encode_opts(const duet_tokenizer *t, const char *text, size_t len,
                                int add_special, int parse_special, int **ids, size_t *n_ids);
 /* As _opts with parse_special on for tokenizer.json tokenizers (as HF encodes by default) and off
- * for GGUF ones (as llama.cpp tokenizes a prompt by default). */
+ * for GGUF ones (text is text unless the caller asks for _opts with parse_special). */
 int duet_tokenizer_encode(const duet_tokenizer *t, const char *text, size_t len, int add_special,
                           int **ids, size_t *n_ids);
 

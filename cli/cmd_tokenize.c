@@ -15,17 +15,22 @@
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: duet tokenize -m MODEL_DIR|tokenizer.json (-p TEXT | -f FILE) [options]\n"
+            "usage: duet tokenize -m MODEL_DIR|tokenizer.json|MODEL.gguf (-p TEXT | -f FILE) [options]\n"
             "\n"
             "Prints the token ids of TEXT as a JSON array on one line (BOS/EOS added as\n"
-            "tokenizer_config.json says, or as tokenizer.json's post_processor says without it).\n"
+            "tokenizer_config.json says, or as tokenizer.json's post_processor says without it,\n"
+            "or as the GGUF's tokenizer.ggml.add_bos_token / add_eos_token say).\n"
             "\n"
             "options:\n"
             "  -m, --model PATH   model folder holding tokenizer.json (and tokenizer_config.json),\n"
-            "                     or a tokenizer.json file\n"
+            "                     a tokenizer.json file, or a GGUF model file (its tokenizer.ggml.*\n"
+            "                     metadata: byte-level BPE, tokenizer.ggml.model gpt2)\n"
             "  -p, --prompt TEXT  the text (with --decode: ids, \"[1, 2, 3]\" or \"1 2 3\")\n"
             "  -f, --file FILE    read the text (or the ids) from FILE, '-' for stdin\n"
             "      --no-special   do not add BOS/EOS\n"
+            "      --parse-special  special tokens written in the text (<|im_start|>, <s>) become\n"
+            "                     their ids; the default for tokenizer.json (as HF does), while for\n"
+            "                     a GGUF the text is plain text unless this is given\n"
             "  -d, --decode       decode ids to text (printed as is, then a newline)\n"
             "      --skip-special with --decode: drop special tokens (<s>, </s>, <unk>), as\n"
             "                     HF decode(skip_special_tokens=True); default keeps them\n"
@@ -35,12 +40,14 @@ static void usage(FILE *f)
             "examples:\n"
             "  duet tokenize -m ../shared/data/stories260K -p \"Once upon a time\"\n"
             "  duet tokenize -m ../shared/data/llama2-tokenizer/tokenizer.json -p \"Hello\" --no-special\n"
-            "  duet tokenize -m ../shared/data/stories260K --decode -p \"[1, 403, 407, 261, 378]\"\n");
+            "  duet tokenize -m ../shared/data/stories260K --decode -p \"[1, 403, 407, 261, 378]\"\n"
+            "  duet tokenize -m models/SmolLM2-135M-Instruct.Q4_1.gguf --parse-special \\\n"
+            "      -p \"<|im_start|>user\nHi<|im_end|>\"\n");
 }
 
 int cmd_tokenize(int argc, char **argv)
 {
-    enum { OPT_NO_SPECIAL = 256, OPT_SKIP_SPECIAL };
+    enum { OPT_NO_SPECIAL = 256, OPT_SKIP_SPECIAL, OPT_PARSE_SPECIAL };
     static const struct option opts[] = {
         {"model", required_argument, 0, 'm'},
         {"prompt", required_argument, 0, 'p'},
@@ -49,11 +56,12 @@ int cmd_tokenize(int argc, char **argv)
         {"tokens", no_argument, 0, 't'},
         {"no-special", no_argument, 0, OPT_NO_SPECIAL},
         {"skip-special", no_argument, 0, OPT_SKIP_SPECIAL},
+        {"parse-special", no_argument, 0, OPT_PARSE_SPECIAL},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
     const char *model = NULL, *prompt = NULL, *file = NULL;
-    int decode = 0, tokens = 0, special = 1, skip_special = 0, c;
+    int decode = 0, tokens = 0, special = 1, skip_special = 0, parse_special = 0, c;
     optind = 1;
     opterr = 0;
     while ((c = getopt_long(argc, argv, ":m:p:f:dth", opts, NULL)) != -1) {
@@ -65,6 +73,7 @@ int cmd_tokenize(int argc, char **argv)
         case 't': tokens = 1; break;
         case OPT_NO_SPECIAL: special = 0; break;
         case OPT_SKIP_SPECIAL: skip_special = 1; break;
+        case OPT_PARSE_SPECIAL: parse_special = 1; break;
         case 'h': usage(stdout); return 0;
         case ':':
             fprintf(stderr, "duet tokenize: option '%s' needs a value (see --help)\n",
@@ -116,7 +125,8 @@ int cmd_tokenize(int argc, char **argv)
         putchar('\n');
         free(text);
     } else {
-        if (duet_tokenizer_encode(t, prompt, len, special, &ids, &n)) {
+        if (parse_special ? duet_tokenizer_encode_opts(t, prompt, len, special, 1, &ids, &n)
+                          : duet_tokenizer_encode(t, prompt, len, special, &ids, &n)) {
             fprintf(stderr, "duet tokenize: %s\n", duet_error());
             goto out;
         }

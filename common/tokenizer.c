@@ -1,7 +1,7 @@
 /* tokenizer.c: loading tokenizer.json / tokenizer_config.json into the tables of tokenizer.h.
  * Each accepted field mirrors the Rust `tokenizers` structure of the same name; every type we do
  * not implement is refused with the file, the JSON path and the type. Encoding lives in
- * tokenizer_encode.c, decoding in tokenizer_decode.c. Out of memory aborts. */
+ * tokenizer_encode.c, decoding in tokenizer_decode.c. Out of memory is an error like any other. */
 #include "tokenizer_impl.h"
 
 #include "error.h"
@@ -14,45 +14,67 @@
 
 /* ---- small utilities shared by the tokenizer files ------------------------------------------ */
 
-void *tk_xmalloc(size_t n)
+void *tk_malloc(size_t n)
 {
     void *p = malloc(n ? n : 1);
-    if (!p) {
-        fprintf(stderr, "duet: out of memory (%zu bytes)\n", n);
-        abort();
-    }
+    if (!p) duet_errorf("tokenizer: out of memory (%zu bytes)", n);
     return p;
 }
 
-void *tk_xrealloc(void *p, size_t n)
+/* count * size bytes, NULL + error on overflow or out of memory. */
+void *tk_malloc_n(size_t count, size_t size)
 {
-    p = realloc(p, n ? n : 1);
-    if (!p) {
-        fprintf(stderr, "duet: out of memory (%zu bytes)\n", n);
-        abort();
+    if (size && count > SIZE_MAX / size) {
+        duet_errorf("tokenizer: allocation of %zu x %zu bytes overflows", count, size);
+        return NULL;
     }
-    return p;
+    return tk_malloc(count * size);
+}
+
+/* As realloc(p, count * size); on failure p stays valid (and owned by the caller). */
+void *tk_realloc_n(void *p, size_t count, size_t size)
+{
+    if (size && count > SIZE_MAX / size) {
+        duet_errorf("tokenizer: allocation of %zu x %zu bytes overflows", count, size);
+        return NULL;
+    }
+    size_t bytes = count * size;
+    void *q = realloc(p, bytes ? bytes : 1);
+    if (!q) duet_errorf("tokenizer: out of memory (%zu bytes)", bytes);
+    return q;
 }
 
 char *tk_memdup(const char *s, size_t n)
 {
-    char *p = tk_xmalloc(n + 1);
+    char *p = n < SIZE_MAX ? tk_malloc(n + 1) : NULL;
+    if (!p) return NULL;
     memcpy(p, s, n);
     p[n] = '\0';
     return p;
 }
 
-void tk_buf_put(tk_buf *b, const char *s, size_t n)
+int tk_buf_put(tk_buf *b, const char *s, size_t n)
 {
+    if (b->failed) return -1;
+    if (n > SIZE_MAX / 4 - b->n) {
+        b->failed = 1;
+        return duet_errorf("tokenizer: string of %zu + %zu bytes is too long", b->n, n);
+    }
     if (b->n + n + 1 > b->cap) {
         size_t cap = b->cap ? b->cap : 64;
         while (cap < b->n + n + 1) cap *= 2;
-        b->p = tk_xrealloc(b->p, cap);
+        char *p = tk_realloc_n(b->p, cap, 1);
+        if (!p) {
+            b->failed = 1;
+            return -1;
+        }
+        b->p = p;
         b->cap = cap;
     }
     if (n) memcpy(b->p + b->n, s, n);
     b->n += n;
     b->p[b->n] = '\0';
+    return 0;
 }
 
 /* FNV-1a over the bytes. */
@@ -75,14 +97,16 @@ static uint64_t hash_u64(uint64_t x)
 
 /* ---- string -> id map (open addressing, keys owned) ----------------------------------------- */
 
-static void strmap_init(tk_strmap *m, size_t expect)
+int tk_strmap_init(tk_strmap *m, size_t expect)
 {
     size_t cap = 16;
     while (cap < expect * 2) cap *= 2;
+    m->e = tk_malloc_n(cap, sizeof *m->e);
+    if (!m->e) return -1;
     m->cap = cap;
     m->n = 0;
-    m->e = tk_xmalloc(cap * sizeof *m->e);
     for (size_t i = 0; i < cap; i++) m->e[i].key = NULL;
+    return 0;
 }
 
 static void strmap_free(tk_strmap *m)
@@ -90,6 +114,7 @@ static void strmap_free(tk_strmap *m)
     for (size_t i = 0; i < m->cap; i++) free(m->e[i].key);
     free(m->e);
     m->e = NULL;
+    m->cap = 0;
 }
 
 int tk_strmap_get(const tk_strmap *m, const char *s, size_t n)
@@ -103,12 +128,16 @@ int tk_strmap_get(const tk_strmap *m, const char *s, size_t n)
     }
 }
 
-/* Inserts or overwrites; returns the previous value or -1. */
-static int strmap_put(tk_strmap *m, const char *s, size_t n, int value)
+/* Inserts or overwrites; 0, or -1 + error when out of memory (the map is unchanged then). */
+int tk_strmap_put(tk_strmap *m, const char *s, size_t n, int value)
 {
+    if (!m->cap && tk_strmap_init(m, 8)) return -1;
     if ((m->n + 1) * 2 > m->cap) {
         tk_strmap old = *m;
-        strmap_init(m, m->cap);
+        if (tk_strmap_init(m, m->cap)) {
+            *m = old;
+            return -1;
+        }
         for (size_t i = 0; i < old.cap; i++)
             if (old.e[i].key) {
                 struct tk_strmap_entry *oe = &old.e[i];
@@ -125,33 +154,35 @@ static int strmap_put(tk_strmap *m, const char *s, size_t n, int value)
     for (size_t i = h & (m->cap - 1);; i = (i + 1) & (m->cap - 1)) {
         struct tk_strmap_entry *e = &m->e[i];
         if (!e->key) {
-            e->key = tk_memdup(s, n);
+            if (!(e->key = tk_memdup(s, n))) return -1;
             e->len = n;
             e->hash = h;
             e->value = value;
             m->n++;
-            return -1;
+            return 0;
         }
         if (e->hash == h && e->len == n && !memcmp(e->key, s, n)) {
-            int old = e->value;
             e->value = value;
-            return old;
+            return 0;
         }
     }
 }
 
 /* ---- merge map: (left id, right id) -> (rank, merged id) ------------------------------------ */
 
-static void mergemap_init(tk_mergemap *m, size_t expect)
+int tk_mergemap_init(tk_mergemap *m, size_t expect)
 {
     size_t cap = 16;
     while (cap < expect * 2) cap *= 2;
+    m->e = tk_malloc_n(cap, sizeof *m->e);
+    if (!m->e) return -1;
     m->cap = cap;
-    m->e = tk_xmalloc(cap * sizeof *m->e);
     for (size_t i = 0; i < cap; i++) m->e[i].key = UINT64_MAX;
+    return 0;
 }
 
-static void mergemap_put(tk_mergemap *m, int a, int b, int rank, int new_id)
+/* The map is sized for all merges up front (tk_mergemap_init), so this never grows it. */
+void tk_mergemap_put(tk_mergemap *m, int a, int b, int rank, int new_id)
 {
     uint64_t key = ((uint64_t)(uint32_t)a << 32) | (uint32_t)b;
     for (size_t i = hash_u64(key) & (m->cap - 1);; i = (i + 1) & (m->cap - 1)) {
@@ -281,12 +312,12 @@ static int one_char(const char *file, const char *field, json_t *v, char out[8])
     return 0;
 }
 
-static int compile_regex(const char *file, const char *field, const char *pat, size_t n,
-                         pcre2_code **out)
+int tk_compile_regex(const char *where, const char *pat, size_t n, pcre2_code **out)
 {
     int errcode;
     PCRE2_SIZE erroff;
     pcre2_compile_context *cc = pcre2_compile_context_create(NULL);
+    if (!cc) return duet_errorf("%s: out of memory compiling a regex", where);
     pcre2_set_newline(cc, PCRE2_NEWLINE_LF); /* Oniguruma (Ruby syntax): only \n ends a line */
     /* Oniguruma's Ruby syntax, as `tokenizers` uses it: ^ and $ match at every line, UTF-8,
      * Unicode-aware \s \w \d. */
@@ -296,8 +327,8 @@ static int compile_regex(const char *file, const char *field, const char *pat, s
     if (!*out) {
         PCRE2_UCHAR msg[256];
         pcre2_get_error_message(errcode, msg, sizeof msg);
-        return duet_errorf("file %s: field '%s': regex \"%.*s\" does not compile at offset %zu: %s",
-                           file, field, (int)n, pat, (size_t)erroff, (char *)msg);
+        return duet_errorf("%s: regex \"%.*s\" does not compile at offset %zu: %s", where, (int)n,
+                           pat, (size_t)erroff, (char *)msg);
     }
     return 0;
 }
@@ -312,14 +343,16 @@ static int load_pattern(const char *file, const char *field, json_t *pat, tk_rep
                            file, field);
     if ((s = jstr(json_object_get(pat, "String"), &n))) {
         if (n == 0) return duet_errorf("file %s: field '%s': empty String pattern", file, field);
-        r->pattern = tk_memdup(s, n);
+        if (!(r->pattern = tk_memdup(s, n))) return -1;
         r->pattern_len = n;
         return 0;
     }
     if ((s = jstr(json_object_get(pat, "Regex"), &n))) {
-        r->pattern = tk_memdup(s, n);
+        char where[256];
+        snprintf(where, sizeof where, "file %s: field '%s'", file, field);
+        if (!(r->pattern = tk_memdup(s, n))) return -1;
         r->pattern_len = n;
-        return compile_regex(file, field, s, n, &r->re);
+        return tk_compile_regex(where, s, n, &r->re);
     }
     return duet_errorf("file %s: field '%s': expected {\"String\": ...} or {\"Regex\": ...}", file,
                        field);
@@ -333,7 +366,7 @@ static int load_replace(const char *file, const char *field, json_t *o, tk_repla
     if (load_pattern(file, f, json_object_get(o, "pattern"), r)) return -1;
     const char *c = jstr(json_object_get(o, "content"), &n);
     if (!c) return duet_errorf("file %s: field '%s.content': expected a string", file, field);
-    r->content = tk_memdup(c, n);
+    if (!(r->content = tk_memdup(c, n))) return -1;
     r->content_len = n;
     return 0;
 }
@@ -344,10 +377,17 @@ static const char *type_of(json_t *o)
     return t ? t : "(no type)";
 }
 
-static void add_norm(duet_tokenizer *t, tk_norm *n)
+/* Appends n; on failure frees what n owns. */
+static int add_norm(duet_tokenizer *t, tk_norm *n)
 {
-    t->norms = tk_xrealloc(t->norms, (t->n_norms + 1) * sizeof *t->norms);
+    tk_norm *p = tk_realloc_n(t->norms, (size_t)t->n_norms + 1, sizeof *t->norms);
+    if (!p) {
+        tk_replace_free(&n->r);
+        return -1;
+    }
+    t->norms = p;
     t->norms[t->n_norms++] = *n;
+    return 0;
 }
 
 static int load_normalizer(duet_tokenizer *t, const char *file, const char *field, json_t *o)
@@ -373,7 +413,7 @@ static int load_normalizer(duet_tokenizer *t, const char *file, const char *fiel
         const char *s = jstr(json_object_get(o, "prepend"), &len);
         if (!s) return duet_errorf("file %s: field '%s.prepend': expected a string", file, field);
         n.type = TK_NORM_PREPEND;
-        n.r.content = tk_memdup(s, len);
+        if (!(n.r.content = tk_memdup(s, len))) return -1;
         n.r.content_len = len;
     } else if (!strcmp(type, "Replace")) {
         n.type = TK_NORM_REPLACE;
@@ -390,20 +430,11 @@ static int load_normalizer(duet_tokenizer *t, const char *file, const char *fiel
                            "(supported: Sequence, Prepend, Replace, Strip, null)",
                            file, field, type);
     }
-    add_norm(t, &n);
-    return 0;
+    return add_norm(t, &n);
 }
 
-static int load_pretokenizer(duet_tokenizer *t, const char *file, json_t *o)
+static int load_metaspace(duet_tokenizer *t, const char *file, json_t *o)
 {
-    if (json_is_null(o) || !o) return 0;
-    if (!json_is_object(o))
-        return duet_errorf("file %s: field 'pre_tokenizer': expected an object or null", file);
-    const char *type = type_of(o);
-    if (strcmp(type, "Metaspace"))
-        return duet_errorf("file %s: field 'pre_tokenizer.type': unsupported pre-tokenizer type "
-                           "\"%s\" (supported: Metaspace, null)",
-                           file, type);
     t->metaspace = 1;
     if (one_char(file, "pre_tokenizer.replacement", json_object_get(o, "replacement"),
                  t->ms_replacement))
@@ -428,10 +459,141 @@ static int load_pretokenizer(duet_tokenizer *t, const char *file, json_t *o)
     return 0;
 }
 
-static void add_dec(duet_tokenizer *t, tk_dec *d)
+/* A boolean field with a default when absent. */
+static int get_bool(const char *file, const char *field, json_t *o, const char *key, int dflt,
+                    int *out)
 {
-    t->decs = tk_xrealloc(t->decs, (t->n_decs + 1) * sizeof *t->decs);
+    json_t *v = json_object_get(o, key);
+    if (!v || json_is_null(v)) {
+        *out = dflt;
+        return 0;
+    }
+    if (!json_is_boolean(v))
+        return duet_errorf("file %s: field '%s.%s': expected true or false", file, field, key);
+    *out = json_is_true(v);
+    return 0;
+}
+
+static int load_split(const char *file, const char *field, json_t *o, tk_pre *p)
+{
+    static const char *const names[] = {"Removed", "Isolated", "MergedWithPrevious",
+                                        "MergedWithNext", "Contiguous"};
+    static const int values[] = {TK_SPLIT_REMOVED, TK_SPLIT_ISOLATED, TK_SPLIT_MERGED_PREV,
+                                 TK_SPLIT_MERGED_NEXT, TK_SPLIT_CONTIGUOUS};
+    char f[200];
+    snprintf(f, sizeof f, "%s.pattern", field);
+    if (load_pattern(file, f, json_object_get(o, "pattern"), &p->r)) return -1;
+    const char *b = json_string_value(json_object_get(o, "behavior"));
+    p->behavior = -1;
+    for (size_t i = 0; b && i < sizeof names / sizeof names[0]; i++)
+        if (!strcmp(b, names[i])) p->behavior = values[i];
+    if (p->behavior < 0)
+        return duet_errorf("file %s: field '%s.behavior': unknown value \"%s\" (Removed, Isolated, "
+                           "MergedWithPrevious, MergedWithNext, Contiguous)",
+                           file, field, b ? b : "(not a string)");
+    return get_bool(file, field, o, "invert", 0, &p->invert);
+}
+
+/* One pre-tokenizer step of a Sequence (or the whole pre_tokenizer). */
+static int load_pre_step(duet_tokenizer *t, const char *file, const char *field, json_t *o,
+                         int top)
+{
+    char f[200];
+    if (!json_is_object(o))
+        return duet_errorf("file %s: field '%s': expected an object or null", file, field);
+    const char *type = type_of(o);
+    tk_pre p;
+    memset(&p, 0, sizeof p);
+    int rc = 0;
+    if (!strcmp(type, "Sequence")) {
+        json_t *list = json_object_get(o, "pretokenizers");
+        if (!json_is_array(list))
+            return duet_errorf("file %s: field '%s.pretokenizers': expected an array", file, field);
+        for (size_t i = 0; i < json_array_size(list); i++) {
+            snprintf(f, sizeof f, "%s.pretokenizers[%zu]", field, i);
+            if (load_pre_step(t, file, f, json_array_get(list, i), 0)) return -1;
+        }
+        return 0;
+    } else if (!strcmp(type, "Metaspace")) {
+        if (!top)
+            return duet_errorf("file %s: field '%s.type': Metaspace inside a Sequence is not "
+                               "supported",
+                               file, field);
+        return load_metaspace(t, file, o);
+    } else if (!strcmp(type, "Split")) {
+        p.type = TK_PRE_SPLIT;
+        rc = load_split(file, field, o, &p);
+    } else if (!strcmp(type, "Digits")) {
+        /* tokenizers splits on char::is_numeric (\p{N}): each digit alone, or runs of them */
+        int individual = 0;
+        p.type = TK_PRE_SPLIT;
+        p.behavior = TK_SPLIT_ISOLATED;
+        rc = get_bool(file, field, o, "individual_digits", 0, &individual);
+        snprintf(f, sizeof f, "file %s: field '%s'", file, field);
+        const char *pat = individual ? "\\p{N}" : "\\p{N}+";
+        if (!rc && !(p.r.pattern = tk_memdup(pat, strlen(pat)))) rc = -1;
+        if (!rc) p.r.pattern_len = strlen(pat);
+        if (!rc) rc = tk_compile_regex(f, pat, strlen(pat), &p.r.re);
+    } else if (!strcmp(type, "ByteLevel")) {
+        int use_regex = 1;
+        p.type = TK_PRE_BYTE_LEVEL;
+        rc = get_bool(file, field, o, "add_prefix_space", 1, &p.add_prefix_space);
+        if (!rc) rc = get_bool(file, field, o, "use_regex", 1, &use_regex);
+        snprintf(f, sizeof f, "file %s: field '%s'", file, field);
+        if (!rc && use_regex) {
+            if (!(p.r.pattern = tk_memdup(TK_GPT2_REGEX, strlen(TK_GPT2_REGEX)))) rc = -1;
+            if (!rc) p.r.pattern_len = strlen(TK_GPT2_REGEX);
+            if (!rc) rc = tk_compile_regex(f, TK_GPT2_REGEX, strlen(TK_GPT2_REGEX), &p.r.re);
+        }
+        t->byte_level = 1;
+    } else {
+        return duet_errorf("file %s: field '%s.type': unsupported pre-tokenizer type \"%s\" "
+                           "(supported: Metaspace, ByteLevel, Split, Digits, Sequence, null)",
+                           file, field, type);
+    }
+    if (rc) {
+        tk_replace_free(&p.r);
+        return -1;
+    }
+    if (t->n_pres && t->pres[t->n_pres - 1].type == TK_PRE_BYTE_LEVEL) {
+        tk_replace_free(&p.r);
+        return duet_errorf("file %s: field '%s': a pre-tokenizer after ByteLevel is not supported "
+                           "(ByteLevel must be the last step)",
+                           file, field);
+    }
+    return tk_add_pre(t, &p);
+}
+
+static int load_pretokenizer(duet_tokenizer *t, const char *file, json_t *o)
+{
+    if (json_is_null(o) || !o) return 0;
+    return load_pre_step(t, file, "pre_tokenizer", o, 1);
+}
+
+/* Appends d; on failure frees what d owns. */
+int tk_add_dec(duet_tokenizer *t, const tk_dec *d)
+{
+    tk_dec *p = tk_realloc_n(t->decs, (size_t)t->n_decs + 1, sizeof *t->decs);
+    if (!p) {
+        tk_replace_free((tk_replace *)&d->r);
+        return -1;
+    }
+    t->decs = p;
     t->decs[t->n_decs++] = *d;
+    return 0;
+}
+
+/* Appends p; on failure frees what p owns. */
+int tk_add_pre(duet_tokenizer *t, const tk_pre *p)
+{
+    tk_pre *q = tk_realloc_n(t->pres, (size_t)t->n_pres + 1, sizeof *t->pres);
+    if (!q) {
+        tk_replace_free((tk_replace *)&p->r);
+        return -1;
+    }
+    t->pres = q;
+    t->pres[t->n_pres++] = *p;
+    return 0;
 }
 
 static int load_decoder(duet_tokenizer *t, const char *file, const char *field, json_t *o)
@@ -472,6 +634,8 @@ static int load_decoder(duet_tokenizer *t, const char *file, const char *field, 
                                field);
         d.start = (size_t)json_integer_value(a);
         d.stop = (size_t)json_integer_value(b);
+    } else if (!strcmp(type, "ByteLevel")) {
+        d.type = TK_DEC_BYTE_LEVEL; /* add_prefix_space, trim_offsets: offsets only */
     } else if (!strcmp(type, "Metaspace")) {
         d.type = TK_DEC_METASPACE;
         snprintf(f, sizeof f, "%s.replacement", field);
@@ -482,37 +646,65 @@ static int load_decoder(duet_tokenizer *t, const char *file, const char *field, 
         else d.start = !aps || json_is_true(aps);
     } else {
         return duet_errorf("file %s: field '%s.type': unsupported decoder type \"%s\" (supported: "
-                           "Sequence, Replace, ByteFallback, Fuse, Strip, Metaspace, null)",
+                           "Sequence, Replace, ByteFallback, Fuse, Strip, Metaspace, ByteLevel, "
+                           "null)",
                            file, field, type);
     }
-    add_dec(t, &d);
-    return 0;
+    return tk_add_dec(t, &d);
 }
 
 /* Puts id -> token into the id table, growing it. */
-static int set_token(duet_tokenizer *t, const char *file, const char *field, int id, const char *s,
-                     size_t n, int overwrite)
+int tk_set_token(duet_tokenizer *t, const char *where, int id, const char *s, size_t n,
+                 int overwrite)
 {
     if (id < 0 || id >= TK_MAX_ID)
-        return duet_errorf("file %s: field '%s': id %d out of range [0, %d)", file, field, id,
-                           TK_MAX_ID);
+        return duet_errorf("%s: id %d out of range [0, %d)", where, id, TK_MAX_ID);
     if (id >= t->n_tokens) {
         int cap = t->n_tokens ? t->n_tokens : 256;
         while (cap <= id) cap *= 2;
-        t->tokens = tk_xrealloc(t->tokens, (size_t)cap * sizeof *t->tokens);
-        memset(t->tokens + t->n_tokens, 0, (size_t)(cap - t->n_tokens) * sizeof *t->tokens);
+        tk_token *p = tk_realloc_n(t->tokens, (size_t)cap, sizeof *t->tokens);
+        if (!p) return -1;
+        memset(p + t->n_tokens, 0, (size_t)(cap - t->n_tokens) * sizeof *p);
+        t->tokens = p;
         t->n_tokens = cap;
     }
-    if (t->tokens[id].s) {
-        if (!overwrite)
-            return duet_errorf("file %s: field '%s': id %d given to both \"%s\" and \"%.*s\"", file,
-                               field, id, t->tokens[id].s, (int)n, s);
-        free(t->tokens[id].s);
-    }
-    t->tokens[id].s = tk_memdup(s, n);
+    if (t->tokens[id].s && !overwrite)
+        return duet_errorf("%s: id %d given to both \"%s\" and \"%.*s\"", where, id,
+                           t->tokens[id].s, (int)n, s);
+    char *copy = tk_memdup(s, n);
+    if (!copy) return -1;
+    free(t->tokens[id].s);
+    t->tokens[id].s = copy;
     t->tokens[id].len = n;
     if (id + 1 > t->vocab_size) t->vocab_size = id + 1;
     return 0;
+}
+
+int tk_add_token(duet_tokenizer *t, const char *where, const tk_added *a)
+{
+    if (t->n_added % 64 == 0) {
+        tk_added *p = tk_realloc_n(t->added, (size_t)t->n_added + 64, sizeof *t->added);
+        if (!p) return -1;
+        t->added = p;
+    }
+    tk_added *d = &t->added[t->n_added];
+    *d = *a;
+    if (!(d->s = tk_memdup(a->s, a->len))) return -1;
+    t->n_added++;
+    if (tk_set_token(t, where, a->id, a->s, a->len, 1)) return -1;
+    t->tokens[a->id].special = a->special;
+    if (tk_strmap_put(&t->added_map, a->s, a->len, a->id)) return -1;
+    t->first_byte[(uint8_t)a->s[0]] = 1;
+    return 0;
+}
+
+void tk_find_byte_ids(duet_tokenizer *t)
+{
+    for (int b = 0; b < 256; b++) {
+        char name[8];
+        snprintf(name, sizeof name, "<0x%02X>", b);
+        t->byte_ids[b] = tk_strmap_get(&t->vocab, name, 6);
+    }
 }
 
 static int load_model(duet_tokenizer *t, const char *file, json_t *m)
@@ -542,7 +734,9 @@ static int load_model(duet_tokenizer *t, const char *file, json_t *m)
 
     if (!json_is_object(vocab))
         return duet_errorf("file %s: field 'model.vocab': missing or not an object", file);
-    strmap_init(&t->vocab, json_object_size(vocab));
+    if (tk_strmap_init(&t->vocab, json_object_size(vocab))) return -1;
+    char where[256];
+    snprintf(where, sizeof where, "file %s: field 'model.vocab'", file);
     const char *key;
     json_t *val;
     json_object_foreach(vocab, key, val)
@@ -558,8 +752,9 @@ static int load_model(duet_tokenizer *t, const char *file, json_t *m)
                                "range [0, %d)",
                                file, key, (long long)id, TK_MAX_ID);
         size_t klen = strlen(key); /* jansson object keys are NUL-terminated */
-        strmap_put(&t->vocab, key, klen, (int)id);
-        if (set_token(t, file, "model.vocab", (int)id, key, klen, 0)) return -1;
+        if (tk_strmap_put(&t->vocab, key, klen, (int)id) ||
+            tk_set_token(t, where, (int)id, key, klen, 0))
+            return -1;
     }
 
     json_t *unk = json_object_get(m, "unk_token");
@@ -570,16 +765,12 @@ static int load_model(duet_tokenizer *t, const char *file, json_t *m)
             return duet_errorf("file %s: field 'model.unk_token': \"%s\" is not in model.vocab",
                                file, json_string_value(unk));
     }
-    for (int b = 0; b < 256; b++) {
-        char name[8];
-        snprintf(name, sizeof name, "<0x%02X>", b);
-        t->byte_ids[b] = tk_strmap_get(&t->vocab, name, 6);
-    }
+    tk_find_byte_ids(t);
 
     if (!json_is_array(merges))
         return duet_errorf("file %s: field 'model.merges': missing or not an array", file);
     size_t nm = json_array_size(merges);
-    mergemap_init(&t->merges, nm);
+    if (tk_mergemap_init(&t->merges, nm)) return -1;
     tk_buf joined = {0};
     for (size_t i = 0; i < nm; i++) {
         json_t *e = json_array_get(merges, i);
@@ -604,7 +795,10 @@ static int load_model(duet_tokenizer *t, const char *file, json_t *m)
         int ia = tk_strmap_get(&t->vocab, a, na), ib = tk_strmap_get(&t->vocab, b, nb);
         joined.n = 0;
         tk_buf_put(&joined, a, na);
-        tk_buf_put(&joined, b, nb);
+        if (tk_buf_put(&joined, b, nb)) {
+            free(joined.p);
+            return -1;
+        }
         int inew = tk_strmap_get(&t->vocab, joined.p, joined.n);
         if (ia < 0 || ib < 0 || inew < 0) {
             duet_errorf("file %s: field 'model.merges[%zu]': token \"%.*s\" is not in model.vocab",
@@ -613,7 +807,7 @@ static int load_model(duet_tokenizer *t, const char *file, json_t *m)
             free(joined.p);
             return -1;
         }
-        mergemap_put(&t->merges, ia, ib, (int)i, inew);
+        tk_mergemap_put(&t->merges, ia, ib, (int)i, inew);
     }
     free(joined.p);
     return 0;
@@ -625,8 +819,7 @@ static int load_added(duet_tokenizer *t, const char *file, json_t *list)
     if (!json_is_array(list))
         return duet_errorf("file %s: field 'added_tokens': expected an array", file);
     size_t n = json_array_size(list);
-    t->added = tk_xmalloc((n ? n : 1) * sizeof *t->added);
-    strmap_init(&t->added_map, n);
+    if (tk_strmap_init(&t->added_map, n)) return -1;
     for (size_t i = 0; i < n; i++) {
         json_t *o = json_array_get(list, i);
         size_t len;
@@ -642,21 +835,18 @@ static int load_added(duet_tokenizer *t, const char *file, json_t *list)
             return duet_errorf("file %s: field 'added_tokens[%zu].single_word': true is not "
                                "supported",
                                file, i);
-        tk_added *a = &t->added[t->n_added++];
-        a->s = tk_memdup(s, len);
-        a->len = len;
-        a->id = (int)json_integer_value(id);
-        a->special = json_is_true(json_object_get(o, "special"));
-        a->lstrip = json_is_true(json_object_get(o, "lstrip"));
-        a->rstrip = json_is_true(json_object_get(o, "rstrip"));
+        tk_added a = {.s = (char *)s, .len = len, .id = (int)json_integer_value(id)};
+        if (json_integer_value(id) < 0 || json_integer_value(id) >= TK_MAX_ID)
+            return duet_errorf("file %s: field 'added_tokens[%zu].id': %lld out of range [0, %d)",
+                               file, i, (long long)json_integer_value(id), TK_MAX_ID);
+        a.special = json_is_true(json_object_get(o, "special"));
+        a.lstrip = json_is_true(json_object_get(o, "lstrip"));
+        a.rstrip = json_is_true(json_object_get(o, "rstrip"));
         json_t *nz = json_object_get(o, "normalized");
-        a->normalized = nz ? json_is_true(nz) : !a->special;
-        char field[64];
-        snprintf(field, sizeof field, "added_tokens[%zu].id", i);
-        if (set_token(t, file, field, a->id, s, len, 1)) return -1;
-        t->tokens[a->id].special = a->special;
-        strmap_put(&t->added_map, s, len, a->id);
-        t->first_byte[(uint8_t)s[0]] = 1;
+        a.normalized = nz ? json_is_true(nz) : !a.special;
+        char where[256];
+        snprintf(where, sizeof where, "file %s: field 'added_tokens[%zu].id'", file, i);
+        if (tk_add_token(t, where, &a)) return -1;
     }
     return 0;
 }
@@ -721,20 +911,11 @@ out:
 
 /* Without tokenizer_config.json: the special tokens of post_processor (TemplateProcessing
  * "single"), as tokenizers' encode(add_special_tokens=True) adds them. */
-static int load_post_processor(duet_tokenizer *t, const char *file, json_t *pp)
+static int load_template(duet_tokenizer *t, const char *file, const char *field, json_t *pp)
 {
-    t->bos_id = duet_tokenizer_token_id(t, "<s>", 3);
-    t->eos_id = duet_tokenizer_token_id(t, "</s>", 4);
-    if (!pp || json_is_null(pp)) return 0;
-    const char *type = type_of(pp);
-    if (strcmp(type, "TemplateProcessing"))
-        return duet_errorf("file %s: field 'post_processor.type': unsupported post-processor "
-                           "type \"%s\" (supported: TemplateProcessing, null; or give a "
-                           "tokenizer_config.json)",
-                           file, type);
     json_t *single = json_object_get(pp, "single"), *specials = json_object_get(pp, "special_tokens");
     if (!json_is_array(single))
-        return duet_errorf("file %s: field 'post_processor.single': expected an array", file);
+        return duet_errorf("file %s: field '%s.single': expected an array", file, field);
     int seen_seq = 0;
     for (size_t i = 0; i < json_array_size(single); i++) {
         json_t *e = json_array_get(single, i), *st;
@@ -746,41 +927,86 @@ static int load_post_processor(duet_tokenizer *t, const char *file, json_t *pp)
         const char *name = json_string_value(json_object_get(st, "id"));
         json_t *ids = json_object_get(json_object_get(specials, name ? name : ""), "ids");
         if (!name || !json_is_array(ids))
-            return duet_errorf("file %s: field 'post_processor.single[%zu]': special token not "
-                               "found in post_processor.special_tokens",
-                               file, i);
+            return duet_errorf("file %s: field '%s.single[%zu]': special token not "
+                               "found in %s.special_tokens",
+                               file, field, i, field);
         for (size_t k = 0; k < json_array_size(ids); k++) {
             json_t *id = json_array_get(ids, k);
             if (!json_is_integer(id) || json_integer_value(id) < 0 ||
                 json_integer_value(id) >= t->vocab_size)
-                return duet_errorf("file %s: field 'post_processor.special_tokens.%s.ids': bad id",
-                                   file, name);
+                return duet_errorf("file %s: field '%s.special_tokens.%s.ids': bad id",
+                                   file, field, name);
             int *arr = seen_seq ? t->suffix : t->prefix;
             int *n = seen_seq ? &t->n_suffix : &t->n_prefix;
             if (*n >= TK_MAX_AFFIX)
-                return duet_errorf("file %s: field 'post_processor.single': too many special tokens",
-                                   file);
+                return duet_errorf("file %s: field '%s.single': too many special tokens",
+                                   file, field);
             arr[(*n)++] = (int)json_integer_value(id);
         }
     }
+    return 0;
+}
+
+/* TemplateProcessing, ByteLevel (offsets only: nothing to do for ids), or a Sequence of them. */
+static int load_post_step(duet_tokenizer *t, const char *file, const char *field, json_t *pp)
+{
+    const char *type = type_of(pp);
+    if (!strcmp(type, "TemplateProcessing")) return load_template(t, file, field, pp);
+    if (!strcmp(type, "ByteLevel")) return 0;
+    if (!strcmp(type, "Sequence")) {
+        json_t *list = json_object_get(pp, "processors");
+        char f[200];
+        if (!json_is_array(list))
+            return duet_errorf("file %s: field '%s.processors': expected an array", file, field);
+        for (size_t i = 0; i < json_array_size(list); i++) {
+            snprintf(f, sizeof f, "%s.processors[%zu]", field, i);
+            if (load_post_step(t, file, f, json_array_get(list, i))) return -1;
+        }
+        return 0;
+    }
+    return duet_errorf("file %s: field '%s.type': unsupported post-processor type \"%s\" "
+                       "(supported: TemplateProcessing, ByteLevel, Sequence, null; or give a "
+                       "tokenizer_config.json)",
+                       file, field, type);
+}
+
+static int load_post_processor(duet_tokenizer *t, const char *file, json_t *pp)
+{
+    t->bos_id = duet_tokenizer_token_id(t, "<s>", 3);
+    t->eos_id = duet_tokenizer_token_id(t, "</s>", 4);
+    if (!pp || json_is_null(pp)) return 0;
+    if (load_post_step(t, file, "post_processor", pp)) return -1;
     if (t->n_prefix) t->bos_id = t->prefix[0];
     if (t->n_suffix) t->eos_id = t->suffix[t->n_suffix - 1];
     return 0;
+}
+
+duet_tokenizer *tk_new(void)
+{
+    duet_tokenizer *t = tk_malloc(sizeof *t);
+    if (!t) return NULL;
+    memset(t, 0, sizeof *t);
+    t->bos_id = t->eos_id = t->unk_id = -1;
+    for (int b = 0; b < 256; b++) t->byte_ids[b] = -1;
+    return t;
 }
 
 duet_tokenizer *duet_tokenizer_load_files(const char *tokenizer_json, const char *config_json)
 {
     json_t *j = load_json(tokenizer_json);
     if (!j) return NULL;
-    duet_tokenizer *t = tk_xmalloc(sizeof *t);
-    memset(t, 0, sizeof *t);
-    t->bos_id = t->eos_id = -1;
+    duet_tokenizer *t = tk_new();
+    if (!t) {
+        json_decref(j);
+        return NULL;
+    }
     const char *f = tokenizer_json;
     json_t *model = json_object_get(j, "model");
     if (!model) {
         duet_errorf("file %s: field 'model': missing (is this a Hugging Face tokenizer.json?)", f);
         goto fail;
     }
+    t->parse_special = 1; /* tokenizers matches added tokens in the text by default */
     if (load_model(t, f, model)) goto fail;
     if (load_added(t, f, json_object_get(j, "added_tokens"))) goto fail;
     if (load_normalizer(t, f, "normalizer", json_object_get(j, "normalizer"))) goto fail;
@@ -801,28 +1027,39 @@ fail:
     return NULL;
 }
 
+/* Does the file start with GGUF's magic? */
+static int is_gguf(const char *path)
+{
+    char magic[4];
+    FILE *f = fopen(path, "rb");
+    if (!f) return 0;
+    size_t got = fread(magic, 1, 4, f);
+    fclose(f);
+    return got == 4 && !memcmp(magic, "GGUF", 4);
+}
+
 duet_tokenizer *duet_tokenizer_load(const char *path)
 {
     struct stat st;
-    char *tj, *cfg;
+    char *tj = NULL, *cfg = NULL;
     size_t n = strlen(path);
     if (stat(path, &st) == 0 && S_ISREG(st.st_mode)) {
-        tj = tk_memdup(path, n);
+        if (is_gguf(path)) return duet_tokenizer_load_gguf(path);
         const char *slash = strrchr(path, '/');
         size_t dn = slash ? (size_t)(slash - path) : 1;
-        cfg = tk_xmalloc(dn + 32);
-        snprintf(cfg, dn + 32, "%.*s/tokenizer_config.json", (int)dn, slash ? path : ".");
+        if ((tj = tk_memdup(path, n)) && (cfg = tk_malloc_n(dn + 32, 1)))
+            snprintf(cfg, dn + 32, "%.*s/tokenizer_config.json", (int)dn, slash ? path : ".");
     } else if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
-        tj = tk_xmalloc(n + 32);
-        cfg = tk_xmalloc(n + 32);
-        snprintf(tj, n + 32, "%s/tokenizer.json", path);
-        snprintf(cfg, n + 32, "%s/tokenizer_config.json", path);
+        if ((tj = tk_malloc_n(n + 32, 1)) && (cfg = tk_malloc_n(n + 32, 1))) {
+            snprintf(tj, n + 32, "%s/tokenizer.json", path);
+            snprintf(cfg, n + 32, "%s/tokenizer_config.json", path);
+        }
     } else {
         duet_errorf("file %s: cannot open: No such file or directory", path);
         return NULL;
     }
-    int have_cfg = stat(cfg, &st) == 0;
-    duet_tokenizer *t = duet_tokenizer_load_files(tj, have_cfg ? cfg : NULL);
+    duet_tokenizer *t = NULL;
+    if (tj && cfg) t = duet_tokenizer_load_files(tj, stat(cfg, &st) == 0 ? cfg : NULL);
     free(tj);
     free(cfg);
     return t;
@@ -849,6 +1086,8 @@ void duet_tokenizer_free(duet_tokenizer *t)
     free(t->norms);
     for (int i = 0; i < t->n_decs; i++) tk_replace_free(&t->decs[i].r);
     free(t->decs);
+    for (int i = 0; i < t->n_pres; i++) tk_replace_free(&t->pres[i].r);
+    free(t->pres);
     free(t);
 }
 

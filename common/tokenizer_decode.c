@@ -69,7 +69,7 @@ static void metaspace_token(const tk_dec *d, const char *s, size_t n, int first,
     tk_buf_put(out, s + copied, n - copied);
 }
 
-/* A per-token step (Replace, Strip, Metaspace) on one string. */
+/* A per-token step (Replace, Strip, Metaspace) on one string; a failed append shows in out. */
 static void apply_token_step(const tk_dec *d, const char *s, size_t n, int index, tk_buf *out)
 {
     switch (d->type) {
@@ -88,82 +88,107 @@ static int check_id(const duet_tokenizer *t, int id)
     return 0;
 }
 
+/* A list of strings (the decoder's working list); `failed` once an append ran out of memory. */
+typedef struct {
+    tk_buf *s;
+    size_t n;
+    int failed;
+} strlist;
+
+/* Appends a new string (room for it was allocated up front: never more strings than tokens). */
+static tk_buf *list_add(strlist *l, const char *s, size_t n)
+{
+    tk_buf *b = &l->s[l->n++];
+    *b = (tk_buf){0};
+    if (tk_buf_put(b, s, n)) l->failed = 1;
+    return b;
+}
+
+static void list_free(strlist *l)
+{
+    for (size_t i = 0; i < l->n; i++) free(l->s[i].p);
+    free(l->s);
+    l->s = NULL;
+    l->n = 0;
+}
+
+/* One decoder step over the whole list: in -> out (out has room for in.n strings). */
+static void decode_step(const tk_dec *d, const strlist *in, strlist *out)
+{
+    if (d->type == TK_DEC_BYTE_FALLBACK) {
+        tk_buf run = {0};
+        for (size_t i = 0; i <= in->n; i++) {
+            int b = i < in->n ? byte_of(in->s[i].p, in->s[i].n) : -1;
+            if (b >= 0) {
+                char c = (char)b;
+                if (tk_buf_put(&run, &c, 1)) out->failed = 1;
+                continue;
+            }
+            if (run.n) { /* a run becomes one string, or one U+FFFD per byte */
+                if (tk_utf8_check(run.p, run.n) == run.n) list_add(out, run.p, run.n);
+                else
+                    for (size_t r = 0; r < run.n; r++) list_add(out, REPLACEMENT_CHAR, 3);
+                run.n = 0;
+            }
+            if (i < in->n) list_add(out, in->s[i].p, in->s[i].n);
+        }
+        free(run.p);
+    } else if (d->type == TK_DEC_FUSE || d->type == TK_DEC_BYTE_LEVEL) {
+        /* Fuse: one string; ByteLevel: every token back to its bytes, then the whole read as
+         * lossy UTF-8, one string */
+        tk_buf *all = list_add(out, "", 0), bytes = {0};
+        for (size_t i = 0; i < in->n; i++)
+            if (d->type == TK_DEC_FUSE) tk_buf_put(all, in->s[i].p, in->s[i].n);
+            else tk_chars_to_bytes(in->s[i].p, in->s[i].n, &bytes);
+        if (d->type == TK_DEC_BYTE_LEVEL && !bytes.failed) tk_utf8_lossy(bytes.p, bytes.n, all);
+        if (all->failed || bytes.failed) out->failed = 1;
+        free(bytes.p);
+    } else {
+        for (size_t i = 0; i < in->n; i++) {
+            tk_buf *b = list_add(out, "", 0);
+            apply_token_step(d, in->s[i].p, in->s[i].n, (int)i, b);
+            if (b->failed) out->failed = 1;
+        }
+    }
+}
+
 int duet_tokenizer_decode(const duet_tokenizer *t, const int *ids, size_t n, int skip_special,
                           char **text, size_t *len)
 {
     *text = NULL;
     *len = 0;
-    tk_buf *list = tk_xmalloc((n ? n : 1) * sizeof *list), *next;
-    size_t nl = 0;
+    strlist list = {tk_malloc_n(n ? n : 1, sizeof(tk_buf)), 0, 0};
+    if (!list.s) return -1;
     for (size_t i = 0; i < n; i++) {
         if (check_id(t, ids[i])) {
-            for (size_t k = 0; k < nl; k++) free(list[k].p);
-            free(list);
+            list_free(&list);
             return -1;
         }
         const tk_token *tok = &t->tokens[ids[i]];
-        if (skip_special && tok->special) continue;
-        list[nl] = (tk_buf){0};
-        tk_buf_put(&list[nl++], tok->s, tok->len);
+        if (!(skip_special && tok->special)) list_add(&list, tok->s, tok->len);
     }
-    for (int k = 0; k < t->n_decs; k++) {
-        const tk_dec *d = &t->decs[k];
-        next = tk_xmalloc((nl ? nl : 1) * sizeof *next);
-        size_t nn = 0;
-        if (d->type == TK_DEC_BYTE_FALLBACK) {
-            tk_buf run = {0};
-            for (size_t i = 0; i <= nl; i++) {
-                int b = i < nl ? byte_of(list[i].p, list[i].n) : -1;
-                if (b >= 0) {
-                    char c = (char)b;
-                    tk_buf_put(&run, &c, 1);
-                    continue;
-                }
-                if (run.n) { /* a run becomes one string, or one U+FFFD per byte: never more
-                              * strings than tokens */
-                    if (tk_utf8_check(run.p, run.n) == run.n) {
-                        next[nn] = (tk_buf){0};
-                        tk_buf_put(&next[nn++], run.p, run.n);
-                    } else {
-                        for (size_t r = 0; r < run.n; r++) {
-                            next[nn] = (tk_buf){0};
-                            tk_buf_put(&next[nn++], REPLACEMENT_CHAR, 3);
-                        }
-                    }
-                    run.n = 0;
-                }
-                if (i < nl) {
-                    next[nn] = (tk_buf){0};
-                    tk_buf_put(&next[nn++], list[i].p, list[i].n);
-                }
-            }
-            free(run.p);
-        } else if (d->type == TK_DEC_FUSE) {
-            next[0] = (tk_buf){0};
-            tk_buf_put(&next[0], "", 0);
-            for (size_t i = 0; i < nl; i++) tk_buf_put(&next[0], list[i].p, list[i].n);
-            nn = 1;
-        } else {
-            for (size_t i = 0; i < nl; i++) {
-                next[nn] = (tk_buf){0};
-                tk_buf_put(&next[nn], "", 0);
-                apply_token_step(d, list[i].p, list[i].n, (int)i, &next[nn]);
-                nn++;
-            }
+    for (int k = 0; k < t->n_decs && !list.failed; k++) {
+        strlist next = {tk_malloc_n(list.n ? list.n : 1, sizeof(tk_buf)), 0, 0};
+        if (!next.s) {
+            list_free(&list);
+            return -1;
         }
-        for (size_t i = 0; i < nl; i++) free(list[i].p);
-        free(list);
+        decode_step(&t->decs[k], &list, &next);
+        list_free(&list);
         list = next;
-        nl = nn;
     }
     tk_buf out = {0};
     tk_buf_put(&out, "", 0);
-    for (size_t i = 0; i < nl; i++) {
+    for (size_t i = 0; i < list.n; i++) {
         if (i && !t->has_decoder) tk_buf_put(&out, " ", 1);
-        tk_buf_put(&out, list[i].p, list[i].n);
-        free(list[i].p);
+        tk_buf_put(&out, list.s[i].p, list.s[i].n);
     }
-    free(list);
+    int failed = list.failed || out.failed;
+    list_free(&list);
+    if (failed) {
+        free(out.p);
+        return -1;
+    }
     *text = out.p;
     *len = out.n;
     return 0;
@@ -175,37 +200,45 @@ struct duet_detok {
     const duet_tokenizer *t;
     int n_token_steps;   /* decs[0 .. n_token_steps) are per-token steps */
     int byte_fallback;   /* a ByteFallback step follows them */
+    int byte_level;      /* a ByteLevel step ends the chain */
     const tk_dec *strip; /* Strip after Fuse (stop == 0), or NULL */
     size_t strip_left;   /* leading strip characters still to consider */
     int strip_done;      /* a character that is not the strip character has been emitted */
     int index;           /* tokens pushed so far (not counting skipped special tokens) */
-    tk_buf pending;      /* the byte-fallback run not yet closed */
+    tk_buf pending;      /* the byte-fallback run not yet closed; ByteLevel: bytes not yet final */
     tk_buf out, tmp, tmp2;
 };
 
 duet_detok *duet_detok_new(const duet_tokenizer *t)
 {
-    duet_detok *d = tk_xmalloc(sizeof *d);
+    duet_detok *d = tk_malloc(sizeof *d);
+    if (!d) return NULL;
     memset(d, 0, sizeof *d);
     d->t = t;
     int k = 0;
-    /* Streamable shape: per-token steps, then [ByteFallback], then [Fuse [Strip(stop 0)]]. */
-    while (k < t->n_decs && t->decs[k].type != TK_DEC_BYTE_FALLBACK && t->decs[k].type != TK_DEC_FUSE)
+    /* Streamable shapes: per-token steps, then [ByteFallback], then [Fuse [Strip(stop 0)]]; or
+     * per-token steps, then ByteLevel. */
+    while (k < t->n_decs && t->decs[k].type != TK_DEC_BYTE_FALLBACK &&
+           t->decs[k].type != TK_DEC_FUSE && t->decs[k].type != TK_DEC_BYTE_LEVEL)
         k++;
     d->n_token_steps = k;
-    if (k < t->n_decs && t->decs[k].type == TK_DEC_BYTE_FALLBACK) d->byte_fallback = 1, k++;
-    if (k < t->n_decs && t->decs[k].type == TK_DEC_FUSE) {
-        k++;
-        if (k < t->n_decs && t->decs[k].type == TK_DEC_STRIP && t->decs[k].stop == 0) {
-            d->strip = &t->decs[k++];
-            d->strip_left = d->strip->start;
+    if (k < t->n_decs && t->decs[k].type == TK_DEC_BYTE_LEVEL) {
+        d->byte_level = 1, k++;
+    } else {
+        if (k < t->n_decs && t->decs[k].type == TK_DEC_BYTE_FALLBACK) d->byte_fallback = 1, k++;
+        if (k < t->n_decs && t->decs[k].type == TK_DEC_FUSE) {
+            k++;
+            if (k < t->n_decs && t->decs[k].type == TK_DEC_STRIP && t->decs[k].stop == 0) {
+                d->strip = &t->decs[k++];
+                d->strip_left = d->strip->start;
+            }
         }
     }
     if (k != t->n_decs) {
-        free(d);
         duet_errorf("tokenizer: streaming decode does not support this decoder chain (step %d of "
                     "type %d); use duet_tokenizer_decode",
                     k, t->decs[k].type);
+        free(d);
         return NULL;
     }
     return d;
@@ -248,16 +281,43 @@ static void flush_pending(duet_detok *d)
     emit(d, d->tmp2.p, d->tmp2.n);
 }
 
+/* ByteLevel: emits the pending bytes up to an incomplete UTF-8 sequence at the end (all of them
+ * when `all`), read as lossy UTF-8. Cutting there gives the same text as reading everything at
+ * once: the cut is at a lead byte, and no ill-formed sequence reaches across a lead byte. */
+static void flush_bytes(duet_detok *d, int all)
+{
+    size_t keep = all ? 0 : tk_utf8_incomplete_tail(d->pending.p, d->pending.n);
+    size_t ready = d->pending.n - keep;
+    tk_utf8_lossy(d->pending.p, ready, &d->out);
+    memmove(d->pending.p, d->pending.p + ready, keep);
+    d->pending.n = keep;
+}
+
+/* The call's result: 0 with the text, or -1 when an append ran out of memory. */
+static int finish_call(duet_detok *d, char **out, size_t *len)
+{
+    int failed = d->out.failed || d->pending.failed || d->tmp.failed || d->tmp2.failed;
+    d->out.failed = d->pending.failed = d->tmp.failed = d->tmp2.failed = 0;
+    *out = d->out.p;
+    *len = failed ? 0 : d->out.n;
+    return failed ? duet_errorf("tokenizer: streaming decode ran out of memory") : 0;
+}
+
+static void reset_out(duet_detok *d, char **out, size_t *len)
+{
+    d->out.n = 0;
+    tk_buf_put(&d->out, "", 0);
+    *out = d->out.p ? d->out.p : (char *)"";
+    *len = 0;
+}
+
 int duet_detok_push(duet_detok *d, int id, char **out, size_t *len)
 {
     const duet_tokenizer *t = d->t;
-    d->out.n = 0;
-    tk_buf_put(&d->out, "", 0);
-    *out = d->out.p;
-    *len = 0;
+    reset_out(d, out, len);
     if (check_id(t, id)) return -1;
     const tk_token *tok = &t->tokens[id];
-    if (tok->special) return 0; /* skip_special = 1 */
+    if (tok->special) return finish_call(d, out, len); /* skip_special = 1 */
     d->tmp.n = 0;
     tk_buf_put(&d->tmp, tok->s, tok->len);
     for (int k = 0; k < d->n_token_steps; k++) {
@@ -270,6 +330,11 @@ int duet_detok_push(duet_detok *d, int id, char **out, size_t *len)
     }
     int first = d->index == 0;
     d->index++;
+    if (d->byte_level) {
+        tk_chars_to_bytes(d->tmp.p, d->tmp.n, &d->pending);
+        flush_bytes(d, 0);
+        return finish_call(d, out, len);
+    }
     int b = d->byte_fallback ? byte_of(d->tmp.p, d->tmp.n) : -1;
     if (b >= 0) {
         char c = (char)b;
@@ -279,17 +344,13 @@ int duet_detok_push(duet_detok *d, int id, char **out, size_t *len)
         if (!t->has_decoder && !first) emit(d, " ", 1);
         emit(d, d->tmp.p, d->tmp.n);
     }
-    *out = d->out.p;
-    *len = d->out.n;
-    return 0;
+    return finish_call(d, out, len);
 }
 
 int duet_detok_finish(duet_detok *d, char **out, size_t *len)
 {
-    d->out.n = 0;
-    tk_buf_put(&d->out, "", 0);
-    flush_pending(d);
-    *out = d->out.p;
-    *len = d->out.n;
-    return 0;
+    reset_out(d, out, len);
+    if (d->byte_level) flush_bytes(d, 1);
+    else flush_pending(d);
+    return finish_call(d, out, len);
 }

@@ -1,12 +1,14 @@
 /* tokenizer_encode.c: text -> ids, step for step as `tokenizers` does it: split the raw text on
- * added tokens, normalize each remaining piece, split again on normalized added tokens,
- * pre-tokenize (Metaspace), then BPE each word with a priority queue of merges ordered by
+ * added tokens (special ones only when parse_special), normalize each remaining piece, split again
+ * on normalized added tokens, pre-tokenize (Metaspace, or the Split / Digits / ByteLevel steps of
+ * tokenizer_bytelevel.c, with the pieces then spelled in GPT-2's byte alphabet), then BPE each word with a priority queue of merges ordered by
  * (rank, position), the same order and the same stale-entry rule as tokenizers' Word::merge_all.
  * Cost: O(n log n) per word; a 1000-token article is one word without a pre-tokenizer. */
 #include "tokenizer_impl.h"
 
 #include "error.h"
 
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -15,16 +17,20 @@ typedef struct {
     size_t n, cap;
 } ivec;
 
-static void ivec_push(ivec *v, int x)
+static int ivec_push(ivec *v, int x)
 {
     if (v->n == v->cap) {
-        v->cap = v->cap ? v->cap * 2 : 64;
-        v->p = tk_xrealloc(v->p, v->cap * sizeof *v->p);
+        size_t cap = v->cap ? v->cap * 2 : 64;
+        int *p = tk_realloc_n(v->p, cap, sizeof *p);
+        if (!p) return -1;
+        v->p = p;
+        v->cap = cap;
     }
     v->p[v->n++] = x;
+    return 0;
 }
 
-void tk_replace_apply(const tk_replace *r, const char *in, size_t n, tk_buf *out)
+int tk_replace_apply(const tk_replace *r, const char *in, size_t n, tk_buf *out)
 {
     size_t copied = 0;
     if (!r->re) {
@@ -39,6 +45,7 @@ void tk_replace_apply(const tk_replace *r, const char *in, size_t n, tk_buf *out
         }
     } else {
         pcre2_match_data *md = pcre2_match_data_create_from_pattern(r->re, NULL);
+        if (!md) return duet_errorf("tokenizer: out of memory (regex match data)");
         size_t pos = 0;
         while (pos <= n) {
             /* the text was checked to be UTF-8 once; checking per call would be O(n^2) */
@@ -61,6 +68,7 @@ void tk_replace_apply(const tk_replace *r, const char *in, size_t n, tk_buf *out
         pcre2_match_data_free(md);
     }
     tk_buf_put(out, in + copied, n - copied);
+    return out->failed ? -1 : 0;
 }
 
 /* Byte length of the whitespace run that ends s[0..n) / starts it. */
@@ -89,7 +97,7 @@ static size_t ws_prefix(const char *s, size_t n)
     return i;
 }
 
-static void normalize(const duet_tokenizer *t, const char *s, size_t n, tk_buf *out)
+static int normalize(const duet_tokenizer *t, const char *s, size_t n, tk_buf *out)
 {
     tk_buf a = {0}, b = {0};
     tk_buf_put(&a, s, n);
@@ -114,9 +122,11 @@ static void normalize(const duet_tokenizer *t, const char *s, size_t n, tk_buf *
         a = b;
         b = tmp;
     }
-    tk_buf_put(out, a.p, a.n);
+    int failed = a.failed || b.failed;
+    if (!failed) tk_buf_put(out, a.p, a.n);
     free(a.p);
     free(b.p);
+    return failed || out->failed ? -1 : 0;
 }
 
 /* ---- BPE ------------------------------------------------------------------------------------ */
@@ -180,12 +190,11 @@ static int bpe_word(const duet_tokenizer *t, const char *s, size_t n, ivec *out)
     if (n == 0) return 0;
     if (t->ignore_merges) {
         int id = tk_strmap_get(&t->vocab, s, n);
-        if (id >= 0) {
-            ivec_push(out, id);
-            return 0;
-        }
+        if (id >= 0) return ivec_push(out, id);
     }
-    sym *w = tk_xmalloc(n * sizeof *w); /* at most one symbol per byte */
+    if (n > INT_MAX) return duet_errorf("tokenizer: a word of %zu bytes is too long", n);
+    sym *w = tk_malloc_n(n, sizeof *w); /* at most one symbol per byte */
+    if (!w) return -1;
     int nw = 0;
     int unk_pending = 0;
     size_t unk_len = 0;
@@ -222,8 +231,12 @@ static int bpe_word(const duet_tokenizer *t, const char *s, size_t n, ivec *out)
     }
     if (unk_pending) sym_add(w, &nw, t->unk_id, unk_len);
 
-    mrg *heap = tk_xmalloc((size_t)(nw > 0 ? nw : 1) * 2 * sizeof *heap);
     size_t hn = 0, hcap = (size_t)(nw > 0 ? nw : 1) * 2;
+    mrg *heap = tk_malloc_n(hcap, sizeof *heap);
+    if (!heap) {
+        free(w);
+        return -1;
+    }
     for (int i = 0; i + 1 < nw; i++) {
         mrg m;
         if (tk_mergemap_get(&t->merges, w[i].id, w[i + 1].id, &m.rank, &m.new_id)) {
@@ -247,8 +260,14 @@ static int bpe_word(const duet_tokenizer *t, const char *s, size_t n, ivec *out)
         right->len = 0;
         if (right->next >= 0) w[right->next].prev = top.pos;
         if (hn + 2 > hcap) {
+            mrg *h = tk_realloc_n(heap, hcap * 2, sizeof *heap);
+            if (!h) {
+                free(heap);
+                free(w);
+                return -1;
+            }
+            heap = h;
             hcap *= 2;
-            heap = tk_xrealloc(heap, hcap * sizeof *heap);
         }
         mrg m;
         if (cur->prev >= 0 &&
@@ -262,23 +281,58 @@ static int bpe_word(const duet_tokenizer *t, const char *s, size_t n, ivec *out)
             heap_push(heap, &hn, m);
         }
     }
-    for (int i = 0; i < nw; i++)
-        if (w[i].len) ivec_push(out, w[i].id);
+    int rc = 0;
+    for (int i = 0; i < nw && !rc; i++)
+        if (w[i].len) rc = ivec_push(out, w[i].id);
     free(heap);
     free(w);
-    return 0;
+    return rc;
+}
+
+/* The Split / Digits / ByteLevel pre-tokenizer steps, then BPE of every piece (spelled in GPT-2's
+ * byte alphabet first when the pre-tokenizer is ByteLevel). */
+static int split_and_bpe(const duet_tokenizer *t, const char *s, size_t n, ivec *out)
+{
+    tk_pieces a = {0}, b = {0};
+    tk_buf word = {0};
+    int rc = tk_pieces_add(&a, s, n, "", 0);
+    for (int k = 0; !rc && k < t->n_pres; k++) {
+        b.n = b.text.n = 0;
+        rc = tk_pre_apply(&t->pres[k], &a, &b);
+        tk_pieces tmp = a;
+        a = b;
+        b = tmp;
+    }
+    for (size_t i = 0; !rc && i < a.n; i++) {
+        const char *p = a.text.p + a.off[i];
+        if (!t->byte_level) {
+            rc = bpe_word(t, p, a.len[i], out);
+            continue;
+        }
+        word.n = 0;
+        rc = tk_bytes_to_chars(p, a.len[i], &word);
+        if (!rc) rc = bpe_word(t, word.p, word.n, out);
+    }
+    tk_pieces_free(&a);
+    tk_pieces_free(&b);
+    free(word.p);
+    return rc;
 }
 
 /* Metaspace pre-tokenizer (when configured) then BPE. `first`: the piece starts the input. */
 static int pretokenize_and_bpe(const duet_tokenizer *t, const char *s, size_t n, int first,
                                ivec *out)
 {
+    if (t->n_pres) return split_and_bpe(t, s, n, out);
     if (!t->metaspace) return bpe_word(t, s, n, out);
     const char *rep = t->ms_replacement;
     size_t rl = strlen(rep);
     tk_buf b = {0};
     tk_replace sp = {.pattern = " ", .pattern_len = 1, .content = (char *)rep, .content_len = rl};
-    tk_replace_apply(&sp, s, n, &b);
+    if (tk_replace_apply(&sp, s, n, &b)) {
+        free(b.p);
+        return -1;
+    }
     if (b.n && (b.n < rl || memcmp(b.p, rep, rl)) &&
         (t->ms_prepend == TK_PREPEND_ALWAYS || (t->ms_prepend == TK_PREPEND_FIRST && first))) {
         tk_buf c = {0};
@@ -286,6 +340,10 @@ static int pretokenize_and_bpe(const duet_tokenizer *t, const char *s, size_t n,
         tk_buf_put(&c, b.p, b.n);
         free(b.p);
         b = c;
+        if (b.failed) {
+            free(b.p);
+            return -1;
+        }
     }
     int rc = 0;
     if (!t->ms_split) {
@@ -303,16 +361,18 @@ static int pretokenize_and_bpe(const duet_tokenizer *t, const char *s, size_t n,
     return rc;
 }
 
-/* Next added token (with the given `normalized` flag) in s[from..n): leftmost, then longest. */
+/* Next added token (with the given `normalized` flag; special ones only when parse_special) in
+ * s[from..n): leftmost, then longest. */
 static int find_added(const duet_tokenizer *t, const char *s, size_t n, size_t from, int normalized,
-                      size_t *ms, size_t *me, const tk_added **which)
+                      int parse_special, size_t *ms, size_t *me, const tk_added **which)
 {
     for (size_t i = from; i < n; i++) {
         if (!t->first_byte[(uint8_t)s[i]]) continue;
         const tk_added *best = NULL;
         for (int k = 0; k < t->n_added; k++) {
             const tk_added *a = &t->added[k];
-            if (a->normalized != normalized || a->len > n - i || (best && a->len <= best->len))
+            if (a->normalized != normalized || (a->special && !parse_special) || a->len > n - i ||
+                (best && a->len <= best->len))
                 continue;
             if (!memcmp(s + i, a->s, a->len)) best = a;
         }
@@ -326,28 +386,35 @@ static int find_added(const duet_tokenizer *t, const char *s, size_t n, size_t f
     return 0;
 }
 
-static int encode_pieces(const duet_tokenizer *t, const char *s, size_t n, int normalized_pass,
-                         int first, ivec *out);
+/* What one encode call carries through the splitting. */
+typedef struct {
+    const duet_tokenizer *t;
+    int parse_special;
+    ivec *out;
+} encoder;
+
+static int encode_pieces(const encoder *e, const char *s, size_t n, int normalized_pass, int first);
 
 /* A piece of raw text between added tokens: normalize, split on normalized added tokens, BPE. */
-static int encode_raw_piece(const duet_tokenizer *t, const char *s, size_t n, int first, ivec *out)
+static int encode_raw_piece(const encoder *e, const char *s, size_t n, int first)
 {
     tk_buf nb = {0};
-    tk_buf_put(&nb, "", 0);
-    normalize(t, s, n, &nb);
-    int rc = encode_pieces(t, nb.p, nb.n, 1, first, out);
+    int rc = tk_buf_put(&nb, "", 0);
+    if (!rc) rc = normalize(e->t, s, n, &nb);
+    if (!rc) rc = encode_pieces(e, nb.p, nb.n, 1, first);
     free(nb.p);
     return rc;
 }
 
 /* Splits s on added tokens of one kind (non-normalized on the raw text, normalized after
  * normalization), as AddedVocabulary::find_matches, and encodes the pieces between them. */
-static int encode_pieces(const duet_tokenizer *t, const char *s, size_t n, int normalized_pass,
-                         int first, ivec *out)
+static int encode_pieces(const encoder *e, const char *s, size_t n, int normalized_pass, int first)
 {
+    const duet_tokenizer *t = e->t;
     size_t start_offset = 0, from = 0, ms, me;
     const tk_added *a;
-    while (from < n && find_added(t, s, n, from, normalized_pass, &ms, &me, &a)) {
+    while (from < n &&
+           find_added(t, s, n, from, normalized_pass, e->parse_special, &ms, &me, &a)) {
         size_t start = ms, stop = me;
         if (a->lstrip) {
             /* the spaces before the token, not reaching back past the previous match */
@@ -357,12 +424,12 @@ static int encode_pieces(const duet_tokenizer *t, const char *s, size_t n, int n
         if (start_offset < start) {
             int rc = normalized_pass
                          ? pretokenize_and_bpe(t, s + start_offset, start - start_offset,
-                                               first && start_offset == 0, out)
-                         : encode_raw_piece(t, s + start_offset, start - start_offset,
-                                            start_offset == 0, out);
+                                               first && start_offset == 0, e->out)
+                         : encode_raw_piece(e, s + start_offset, start - start_offset,
+                                            start_offset == 0);
             if (rc) return rc;
         }
-        ivec_push(out, a->id);
+        if (ivec_push(e->out, a->id)) return -1;
         start_offset = stop;
         from = me;
     }
@@ -370,14 +437,14 @@ static int encode_pieces(const duet_tokenizer *t, const char *s, size_t n, int n
         const char *p = s + (start_offset < n ? start_offset : n);
         size_t len = start_offset < n ? n - start_offset : 0;
         int f = start_offset == 0;
-        return normalized_pass ? pretokenize_and_bpe(t, p, len, first && f, out)
-                               : encode_raw_piece(t, p, len, f, out);
+        return normalized_pass ? pretokenize_and_bpe(t, p, len, first && f, e->out)
+                               : encode_raw_piece(e, p, len, f);
     }
     return 0;
 }
 
-int duet_tokenizer_encode(const duet_tokenizer *t, const char *text, size_t len, int add_special,
-                          int **ids, size_t *n_ids)
+int duet_tokenizer_encode_opts(const duet_tokenizer *t, const char *text, size_t len,
+                               int add_special, int parse_special, int **ids, size_t *n_ids)
 {
     *ids = NULL;
     *n_ids = 0;
@@ -386,16 +453,23 @@ int duet_tokenizer_encode(const duet_tokenizer *t, const char *text, size_t len,
         return duet_errorf("tokenizer: text is not valid UTF-8 (byte 0x%02X at offset %zu)",
                            (uint8_t)text[bad], bad);
     ivec v = {0};
-    if (add_special)
-        for (int i = 0; i < t->n_prefix; i++) ivec_push(&v, t->prefix[i]);
-    if (encode_pieces(t, text, len, 0, 1, &v)) {
+    encoder e = {.t = t, .parse_special = parse_special, .out = &v};
+    int rc = 0;
+    for (int i = 0; add_special && !rc && i < t->n_prefix; i++) rc = ivec_push(&v, t->prefix[i]);
+    if (!rc) rc = encode_pieces(&e, text, len, 0, 1);
+    for (int i = 0; add_special && !rc && i < t->n_suffix; i++) rc = ivec_push(&v, t->suffix[i]);
+    if (!rc && !v.p && !(v.p = tk_malloc(sizeof(int)))) rc = -1;
+    if (rc) {
         free(v.p);
         return -1;
     }
-    if (add_special)
-        for (int i = 0; i < t->n_suffix; i++) ivec_push(&v, t->suffix[i]);
-    if (!v.p) v.p = tk_xmalloc(sizeof(int));
     *ids = v.p;
     *n_ids = v.n;
     return 0;
+}
+
+int duet_tokenizer_encode(const duet_tokenizer *t, const char *text, size_t len, int add_special,
+                          int **ids, size_t *n_ids)
+{
+    return duet_tokenizer_encode_opts(t, text, len, add_special, t->parse_special, ids, n_ids);
 }

@@ -371,7 +371,7 @@ START_TEST(unknown_normalizer)
 END_TEST
 START_TEST(unknown_pretokenizer)
 {
-    expect_load_error("unknown_pretokenizer.json", "'pre_tokenizer.type'", "\"ByteLevel\"");
+    expect_load_error("unknown_pretokenizer.json", "'pre_tokenizer.type'", "\"BertPreTokenizer\"");
 }
 END_TEST
 START_TEST(unknown_decoder)

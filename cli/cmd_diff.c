@@ -8,6 +8,7 @@
 #include "tapfile.h"
 #include "tolerances.h"
 
+#include <fnmatch.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,14 +31,24 @@ static void usage(FILE *f)
             "                          fp16 for gpu; the first form reads FILE's metadata)\n"
             "      --threads N         CPU threads for the ref (default 1)\n"
             "      --tolerances FILE   the bounds (default $DUET_TOLERANCES, else 'tolerances' beside GOLDEN,\n"
-            "                          else golden/tolerances)\n"
+            "                          else the source tree's golden/tolerances, else the installed one)\n"
             "  -h, --help              this text\n\n"
             "examples:\n"
             "  duet diff golden/mha.p7.fp32.safetensors /tmp/mine.safetensors\n"
             "  duet diff -m /tmp/mha golden/mha.p7.fp32.safetensors --backend ref\n");
 }
 
-/* $DUET_TOLERANCES, else <dir of golden>/tolerances when it exists, else golden/tolerances. */
+#ifndef DUET_SOURCE_DIR
+#define DUET_SOURCE_DIR "."
+#endif
+#ifndef DUET_PKGDATADIR
+#define DUET_PKGDATADIR "/usr/local/share/duet"
+#endif
+
+/* $DUET_TOLERANCES, else the first readable of: <dir of golden>/tolerances, the source tree's
+ * golden/tolerances (DUET_SOURCE_DIR, baked in at build time), the installed $(pkgdatadir)/tolerances.
+ * None relative to the working directory: `duet diff` finds its table from anywhere. When none is
+ * readable, the source tree's path (the load error then names it). */
 static void default_tolerances(const char *golden, char *out, size_t n)
 {
     const char *env = getenv("DUET_TOLERANCES");
@@ -47,8 +58,28 @@ static void default_tolerances(const char *golden, char *out, size_t n)
     }
     const char *slash = strrchr(golden, '/');
     if (slash) snprintf(out, n, "%.*s/tolerances", (int)(slash - golden), golden);
-    else snprintf(out, n, "tolerances");
-    if (access(out, R_OK) != 0) snprintf(out, n, "golden/tolerances");
+    else snprintf(out, n, "tolerances"); /* the golden's own folder is the working directory */
+    if (access(out, R_OK) == 0) return;
+    snprintf(out, n, "%s", DUET_SOURCE_DIR "/golden/tolerances");
+    if (access(out, R_OK) == 0) return;
+    snprintf(out, n, "%s", DUET_PKGDATADIR "/tolerances");
+    if (access(out, R_OK) != 0) snprintf(out, n, "%s", DUET_SOURCE_DIR "/golden/tolerances");
+}
+
+/* Whether any rule of the table is for `mode` (its mode glob matches): a mode none covers would fail every
+ * tap with "no rule", which reads as 33 failures rather than as the typo it is. */
+static int mode_covered(const duet_tolerances *tol, const char *mode)
+{
+    for (int i = 0; i < tol->n; i++)
+        if (!fnmatch(tol->rules[i].mode, mode, 0)) return 1;
+    return 0;
+}
+
+static int mode_fail(const duet_tolerances *tol, const char *mode, const char *from)
+{
+    fprintf(stderr, "duet %s: %s '%s': no rule of %s is for this mode (expected fp32, fp16 or bf16); see duet %s "
+            "--help\n", CMD, from, mode, tol->path, CMD);
+    return 2;
 }
 
 static int io_fail(void)
@@ -93,6 +124,11 @@ int cmd_diff(int argc, char **argv)
     }
     duet_tolerances *tol = duet_tolerances_load(tol_path);
     if (!tol) return io_fail();
+    if (mode && !mode_covered(tol, mode)) {
+        int r = mode_fail(tol, mode, "--mode");
+        duet_tolerances_free(tol);
+        return r;
+    }
     duet_tapfile *gold = duet_tapfile_load(golden_path), *cand = NULL;
     duet_model *m = NULL;
     int *ids = NULL, n = 0, rc = 2;
@@ -106,7 +142,13 @@ int cmd_diff(int argc, char **argv)
             io_fail();
             goto out;
         }
-        if (!mode) mode = duet_tapfile_meta(cand, "mode") ? duet_tapfile_meta(cand, "mode") : "fp32";
+        if (!mode) {
+            mode = duet_tapfile_meta(cand, "mode") ? duet_tapfile_meta(cand, "mode") : "fp32";
+            if (!mode_covered(tol, mode)) {
+                rc = mode_fail(tol, mode, "the metadata's mode");
+                goto out;
+            }
+        }
     } else {
         if (!mode) mode = strcmp(backend, "ref") ? "fp16" : "fp32";
         const char *ids_text = duet_tapfile_meta(gold, "token_ids");

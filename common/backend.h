@@ -46,7 +46,8 @@ struct duet_backend {
      * on the device without the logits crossing to the host. Step 0 feeds tok[b] at position pos[b] of
      * slot seq[b] (earlier positions cached); each later step feeds the token drawn at the step before
      * with samplers[b]'s settings, whose step counter advances as duet_sample advances it, so the draws
-     * are duet_sample's. out_ids[i * B + b]: the token drawn at step i. Taps are not called. */
+     * are duet_sample's. out_ids[i * B + b]: the token drawn at step i. Taps are not called. NaN in any
+     * step's logits: -1 + duet_error() naming the slot. */
     int (*decode)(duet_backend *b, int B, const int *seq, const int *pos, const int *tok, int n_steps,
                   struct duet_sampler *const *samplers, int *out_ids);
     void (*free)(duet_backend *b);

@@ -2,6 +2,7 @@
 #include "generate.h"
 #include "error.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <time.h>
 
@@ -10,6 +11,19 @@ double duet_now(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* A NaN in the logits means the forward pass broke down (NaN or overflowing weights, activations out of
+ * range): the sampler would still return an id (duet_sample's NaN-row rule), so generation would go on
+ * with garbage. Refuse it instead. `pos`: the position whose logits these are. */
+static int check_logits(const float *logits, int V, int pos)
+{
+    for (int i = 0; i < V; i++)
+        if (isnan(logits[i]))
+            return duet_errorf("the logits of position %d hold NaN (token id %d, among others): the forward pass "
+                               "broke down (NaN weights or activations out of range); no token can be drawn",
+                               pos, i);
+    return 0;
 }
 
 int duet_generate(duet_backend *b, const duet_backend_opts *bo, const int *prompt, int n_prompt,
@@ -46,6 +60,7 @@ int duet_generate(duet_backend *b, const duet_backend_opts *bo, const int *promp
     st->prefill_s = duet_now() - t0;
     t0 = duet_now();
     int p = n_prompt;
+    if (check_logits(logits, c->vocab_size, n_prompt - 1)) goto out;
     int next = duet_sample(o->sampler, logits);
     const int on_device = b->decode && !b->tap && !o->host_sampling;
     for (;;) {
@@ -68,7 +83,7 @@ int duet_generate(duet_backend *b, const duet_backend_opts *bo, const int *promp
             continue;
         }
         duet_batch step = {1, &next, &one_pos, &one_seq, NULL};
-        if (b->forward(b, &step, logits)) goto out;
+        if (b->forward(b, &step, logits) || check_logits(logits, c->vocab_size, one_pos)) goto out;
         next = duet_sample(o->sampler, logits);
     }
     st->decode_s = duet_now() - t0;

@@ -33,7 +33,8 @@ typedef struct duet_gen_stats {
 double duet_now(void);
 
 /* out: room for opts->max_new ids. Checks prompt + max_new against the backend's context first.
- * Returns 0 or -1 + duet_error(). */
+ * Returns 0 or -1 + duet_error(); NaN in any step's logits is an error naming the position (the sampler
+ * alone would still pick an id from such a row). */
 int duet_generate(duet_backend *b, const duet_backend_opts *bo, const int *prompt, int n_prompt,
                   const duet_gen_opts *opts, int *out, duet_gen_stats *stats);
 

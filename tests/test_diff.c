@@ -188,6 +188,21 @@ START_TEST(test_usage)
     ck_assert_int_eq(run("synth -o '%s/s' --heads 8 --kv-heads 3", tmpdir), 1);
     ck_assert_msg(strstr(out, "multiple"), "%s", out);
     ck_assert_int_eq(run("synth -o '%s/s' --dtype f8", tmpdir), 2);
+    /* a mode no tolerance rule covers is a usage error naming it, not a FAIL row per tap */
+    ck_assert_int_eq(run("diff '%s' '%s' --tolerances '%s' --mode unknown", golden, golden, tol), 2);
+    ck_assert_msg(strstr(out, "--mode 'unknown'") && !strstr(out, "FAIL"), "%s", out);
+    duet_tapfile *g = duet_tapfile_load(golden);
+    ck_assert_ptr_nonnull(g);
+    duet_tapfile_set_meta(g, "mode", "int4");
+    char odd[512];
+    snprintf(odd, sizeof odd, "%s/int4.safetensors", tmpdir);
+    ck_assert_int_eq(duet_tapfile_save(g, odd), 0);
+    duet_tapfile_free(g);
+    ck_assert_int_eq(run("diff '%s' '%s' --tolerances '%s'", golden, odd, tol), 2);
+    ck_assert_msg(strstr(out, "mode 'int4'") && !strstr(out, "FAIL"), "%s", out);
+    /* golden --mode names --mode, not the gpu's --dtype */
+    ck_assert_int_eq(run("golden -m '%s' --ids 1,2 --mode int4 -o '%s/x.safetensors'", tmpdir, tmpdir), 2);
+    ck_assert_msg(strstr(out, "--mode 'int4'") && !strstr(out, "--dtype"), "%s", out);
     /* bad tolerance table: the error names file:line */
     char bad[512];
     snprintf(bad, sizeof bad, "%s/bad.tol", tmpdir);
@@ -222,6 +237,26 @@ START_TEST(test_crafted_wrapping_tap)
     duet_tapfile_sink(f, "x", &x, (int64_t)1 << 40, (int64_t)1 << 22);
     ck_assert_msg(f->error && strstr(f->error, "overflow") && f->n == 0, "%s", f->error ? f->error : "(no error)");
     duet_tapfile_free(f);
+}
+END_TEST
+
+/* The default tolerance table is found from any working directory (it was golden/tolerances relative to
+ * the cwd): a golden copied to a folder without a table, diffed from /, uses the source tree's. */
+START_TEST(test_default_tolerances_any_cwd)
+{
+    char copy[600], cmd[2048];
+    snprintf(copy, sizeof copy, "%s/g.safetensors", tmpdir);
+    snprintf(cmd, sizeof cmd, "cp '%s' '%s'", golden, copy);
+    ck_assert_int_eq(system(cmd), 0);
+    unsetenv("DUET_TOLERANCES");
+    snprintf(cmd, sizeof cmd, "cd / && '%s' diff '%s' '%s' 2>&1", duet, copy, copy);
+    FILE *p = popen(cmd, "r");
+    ck_assert_ptr_nonnull(p);
+    size_t n = fread(out, 1, sizeof out - 1, p);
+    out[n] = '\0';
+    int st = pclose(p);
+    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "exit %d: %s", WEXITSTATUS(st), out);
+    ck_assert_msg(strstr(out, "within tolerance") && strstr(out, "golden/tolerances"), "%s", out);
 }
 END_TEST
 
@@ -315,6 +350,7 @@ static Suite *suite(void)
     tcase_add_test(tc, test_usage);
     tcase_add_test(tc, test_synth_cli_deterministic);
     tcase_add_test(tc, test_crafted_wrapping_tap);
+    tcase_add_test(tc, test_default_tolerances_any_cwd);
     suite_add_tcase(s, tc);
     TCase *lib = tcase_create("metrics");
     tcase_add_test(lib, test_metrics);

@@ -1,11 +1,16 @@
 /* test_sampler.c: greedy, temperature, top-k and top-p on known distributions; seeded draws are
- * reproducible; parameters out of range are refused with the flag's name. */
+ * reproducible; parameters out of range are refused with the flag's name; NaN logits stop generation. */
 #include "test_util.h"
 
+#include "backend.h"
 #include "error.h"
+#include "generate.h"
+#include "model.h"
 #include "sampler.h"
+#include "synth.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define V 6
@@ -93,6 +98,59 @@ START_TEST(test_bad_parameters)
 }
 END_TEST
 
+/* Generation of 8 tokens from ids {1, 2} on the ref at temperature `temp`; returns duet_generate's status. */
+static int gen8(const char *dir, float temp, int *out)
+{
+    duet_model *m = duet_model_open(dir);
+    ck_assert_msg(m != NULL, "%s", duet_error());
+    duet_backend_opts bo = {.max_seqs = 1, .max_ctx = 16};
+    duet_backend *b = duet_backend_create("ref", m, &bo);
+    ck_assert_msg(b != NULL, "%s", duet_error());
+    duet_sampler s;
+    ck_assert_int_eq(duet_sampler_init(&s, m->cfg.vocab_size, temp, 0, 1.0f, 3), 0);
+    int prompt[2] = {1, 2};
+    duet_gen_opts o = {.max_new = 8, .eos_id = -1, .sampler = &s};
+    duet_gen_stats st;
+    duet_error_clear();
+    int rc = duet_generate(b, &bo, prompt, 2, &o, out, &st);
+    duet_sampler_free(&s);
+    duet_backend_free(b);
+    duet_model_close(m);
+    return rc;
+}
+
+/* NaN logits end generation with an error naming NaN and the position, at the prefill and at a decode
+ * step, greedy and sampled (the sampler alone returns an id for a NaN row, and generation went on). */
+START_TEST(test_nan_logits)
+{
+    char dir[128];
+    ck_assert_int_eq(test_tmpdir(dir, sizeof dir, "nan"), 0);
+    duet_synth_opts so;
+    duet_synth_defaults(&so);
+    ck_assert_msg(duet_synth_write(&so, dir) == 0, "%s", duet_error());
+    int clean[2][8], out[8];
+    /* the first generated token's embedding row (greedy and sampled): the prefill is clean, the step
+     * that feeds that token is not */
+    for (int k = 0; k < 2; k++) {
+        ck_assert_msg(gen8(dir, k ? 1.0f : 0.0f, clean[k]) == 0, "%s", duet_error());
+        ck_assert_msg(clean[k][0] != 1 && clean[k][0] != 2, "first token %d is in the prompt", clean[k][0]);
+    }
+    for (int k = 0; k < 2; k++)
+        ck_assert_msg(test_poison_weight(dir, "model.embed_tokens.weight", (int64_t)clean[k][0] * so.cfg.dim) == 0,
+                      "%s", duet_error());
+    for (int k = 0; k < 2; k++) {
+        ck_assert_int_eq(gen8(dir, k ? 1.0f : 0.0f, out), -1);
+        ck_assert_msg(strstr(duet_error(), "NaN") && strstr(duet_error(), "position 2"), "%s", duet_error());
+    }
+    ck_assert_msg(test_poison_weight(dir, "model.norm.weight", 0) == 0, "%s", duet_error());
+    for (int k = 0; k < 2; k++) {
+        ck_assert_int_eq(gen8(dir, k ? 1.0f : 0.0f, out), -1);
+        ck_assert_msg(strstr(duet_error(), "NaN") && strstr(duet_error(), "position 1"), "%s", duet_error());
+    }
+    ck_assert_int_eq(test_rmtree(dir), 0);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("sampler");
@@ -101,6 +159,7 @@ int main(void)
     tcase_add_test(tc, test_distributions);
     tcase_add_test(tc, test_reproducible);
     tcase_add_test(tc, test_bad_parameters);
+    tcase_add_test(tc, test_nan_logits);
     suite_add_tcase(s, tc);
     return test_run_suite(s);
 }

@@ -1,6 +1,11 @@
 /* test_util.c: see test_util.h. */
 #include "test_util.h"
 
+#include "error.h"
+#include "safetensors.h"
+
+#include <math.h>
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -103,4 +108,34 @@ int test_run_suite(Suite *s)
     int failed = srunner_ntests_failed(sr);
     srunner_free(sr);
     return failed == 0 ? 0 : 1;
+}
+
+int test_poison_weight(const char *dir, const char *name, int64_t index)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    st_file *f = st_open(path);
+    if (!f) return -1;
+    st_writer *w = st_writer_new();
+    int rc = w ? 0 : duet_errorf("out of memory"), found = 0;
+    for (int i = 0; !rc && i < st_count(f); i++) {
+        const st_tensor *t = st_at(f, i);
+        void *copy = malloc(t->nbytes ? t->nbytes : 1);
+        if (!copy) rc = duet_errorf("out of memory");
+        else {
+            memcpy(copy, t->data, t->nbytes);
+            if (!strcmp(t->name, name) && t->dtype == ST_F32 && index >= 0 && index < t->numel) {
+                float nan = NAN;
+                memcpy((float *)copy + index, &nan, sizeof nan);
+                found = 1;
+            }
+            rc = st_writer_add(w, t->name, t->dtype, t->ndim, t->shape, copy);
+            free(copy);
+        }
+    }
+    st_close(f);
+    if (!rc && !found) rc = duet_errorf("%s: no F32 tensor '%s' with an element %lld to poison", path, name, (long long)index);
+    if (!rc) rc = st_writer_save(w, path);
+    st_writer_free(w);
+    return rc;
 }

@@ -5,6 +5,7 @@
 
 #include <check.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #define TEST_EXIT_SKIP 77 /* Automake: skipped (no GPU, no data) */
 #define TEST_EXIT_HARD 99 /* Automake: hard error (corrupt golden, broken setup) */
@@ -37,6 +38,11 @@ int test_tmpdir(char *buf, size_t size, const char *tag);
 
 /* Removes a folder and everything under it (what test_tmpdir made); 0 or -1. */
 int test_rmtree(const char *dir);
+
+/* Rewrites <dir>/model.safetensors (F32) with element `index` of tensor `name` set to NaN: a model whose
+ * forward pass breaks down (NaN in model.norm.weight: every logit NaN; in row X of the embedding: from the
+ * step that feeds token X on). 0 or -1 + duet_error(). */
+int test_poison_weight(const char *dir, const char *name, int64_t index);
 
 /* Runs the suite, prints Check's totals, returns 0 when every test passed, 1 otherwise. */
 int test_run_suite(Suite *s);

@@ -3,7 +3,8 @@
  * the smallest number of bytes that many entries could occupy before anything is allocated for them,
  * so an absurd count fails at once with a message instead of a huge malloc. Then the alignment,
  * the tensors' types, dims, offsets and sizes are validated, and keys and tensor names are checked
- * for duplicates (sorted, n log n). */
+ * for duplicates (sorted, n log n). The writer serialises each value when it is set, and lays the file
+ * out as gguf-py's GGUFWriter does (each tensor's data padded to 32 bytes, the last one too). */
 #include "gguf.h"
 #include "error.h"
 
@@ -605,3 +606,288 @@ const st_tensor *gguf_find_tensor(const gguf_file *f, const char *name)
     return NULL;
 }
 
+/* ---- writer ------------------------------------------------------------------------------------- */
+
+typedef struct wkv {
+    char *key;
+    size_t key_len;
+    unsigned char *val; /* value type (u32) and the value, serialised */
+    size_t len;
+} wkv;
+
+typedef struct wtensor {
+    char *name;
+    st_dtype type;
+    int ndim;
+    int64_t shape[GGUF_MAX_DIMS]; /* row-major */
+    void *data;
+    size_t nbytes;
+} wtensor;
+
+struct gguf_writer {
+    wkv *kv;
+    int n_kv, cap_kv;
+    wtensor *t;
+    int n_t, cap_t;
+};
+
+/* A growable byte buffer for one value. */
+typedef struct wbuf {
+    unsigned char *p;
+    size_t len, cap;
+    int oom;
+} wbuf;
+
+static void put(wbuf *b, const void *src, size_t n)
+{
+    if (b->oom) return;
+    if (b->len + n > b->cap) {
+        size_t cap = b->cap ? b->cap : 64;
+        while (cap < b->len + n) cap *= 2;
+        unsigned char *np = realloc(b->p, cap);
+        if (!np) {
+            b->oom = 1;
+            return;
+        }
+        b->p = np;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->len, src, n);
+    b->len += n;
+}
+
+static void put_le(wbuf *b, uint64_t v, int bytes)
+{
+    unsigned char x[8];
+    for (int i = 0; i < bytes; i++) x[i] = (unsigned char)(v >> (8 * i));
+    put(b, x, (size_t)bytes);
+}
+
+gguf_writer *gguf_writer_new(void) { return calloc(1, sizeof(gguf_writer)); }
+
+/* Takes the serialised value in b (freed on error). */
+static int add_kv(gguf_writer *w, const char *key, wbuf *b)
+{
+    size_t klen = strlen(key);
+    int rc = 0;
+    if (!klen) rc = duet_errorf("gguf writer: empty key");
+    for (int i = 0; !rc && i < w->n_kv; i++)
+        if (w->kv[i].key_len == klen && !memcmp(w->kv[i].key, key, klen)) rc = duet_errorf("gguf writer: key '%s' set twice", key);
+    if (!rc && b->oom) rc = duet_errorf("gguf writer: key '%s': out of memory", key);
+    if (!rc && w->n_kv == w->cap_kv) {
+        int cap = w->cap_kv ? 2 * w->cap_kv : 32;
+        wkv *nk = realloc(w->kv, (size_t)cap * sizeof *nk);
+        if (!nk) rc = duet_errorf("gguf writer: out of memory");
+        else {
+            w->kv = nk;
+            w->cap_kv = cap;
+        }
+    }
+    char *k = rc ? NULL : strdup(key);
+    if (!rc && !k) rc = duet_errorf("gguf writer: out of memory");
+    if (rc) {
+        free(b->p);
+        return rc;
+    }
+    w->kv[w->n_kv++] = (wkv){k, klen, b->p, b->len};
+    return 0;
+}
+
+static void put_scalar(wbuf *b, gguf_vtype t, const void *v)
+{
+    size_t sz = vtype_size(t);
+    uint64_t x = 0;
+    switch (sz) {
+    case 1: x = *(const uint8_t *)v; break;
+    case 2: x = *(const uint16_t *)v; break;
+    case 4: x = *(const uint32_t *)v; break;
+    case 8: x = *(const uint64_t *)v; break;
+    }
+    put_le(b, x, (int)sz);
+}
+
+int gguf_writer_set(gguf_writer *w, const char *key, gguf_vtype type, const void *v)
+{
+    if (!vtype_size(type)) return duet_errorf("gguf writer: key '%s': type %s is not a fixed-size scalar", key, vtype_name(type));
+    if (type == GGUF_BOOL && *(const uint8_t *)v > 1) return duet_errorf("gguf writer: key '%s': BOOL must be 0 or 1", key);
+    wbuf b = {0};
+    put_le(&b, type, 4);
+    put_scalar(&b, type, v);
+    return add_kv(w, key, &b);
+}
+
+int gguf_writer_set_arr(gguf_writer *w, const char *key, gguf_vtype type, const void *v, uint64_t n)
+{
+    size_t sz = vtype_size(type);
+    if (!sz) return duet_errorf("gguf writer: key '%s': array type %s is not a fixed-size scalar", key, vtype_name(type));
+    if (n > SIZE_MAX / 8) return duet_errorf("gguf writer: key '%s': array length %llu", key, (unsigned long long)n);
+    wbuf b = {0};
+    put_le(&b, GGUF_ARRAY, 4);
+    put_le(&b, type, 4);
+    put_le(&b, n, 8);
+    for (uint64_t i = 0; i < n; i++) {
+        const unsigned char *e = (const unsigned char *)v + i * sz;
+        if (type == GGUF_BOOL && *e > 1) {
+            free(b.p);
+            return duet_errorf("gguf writer: key '%s': BOOL element %llu must be 0 or 1", key, (unsigned long long)i);
+        }
+        put_scalar(&b, type, e);
+    }
+    return add_kv(w, key, &b);
+}
+
+int gguf_writer_set_u32(gguf_writer *w, const char *key, uint32_t v) { return gguf_writer_set(w, key, GGUF_U32, &v); }
+int gguf_writer_set_i32(gguf_writer *w, const char *key, int32_t v) { return gguf_writer_set(w, key, GGUF_I32, &v); }
+int gguf_writer_set_f32(gguf_writer *w, const char *key, float v) { return gguf_writer_set(w, key, GGUF_F32, &v); }
+
+int gguf_writer_set_bool(gguf_writer *w, const char *key, int v)
+{
+    uint8_t b = v != 0;
+    return gguf_writer_set(w, key, GGUF_BOOL, &b);
+}
+
+int gguf_writer_set_str(gguf_writer *w, const char *key, const char *s, size_t len)
+{
+    wbuf b = {0};
+    put_le(&b, GGUF_STRING, 4);
+    put_le(&b, len, 8);
+    put(&b, s, len);
+    return add_kv(w, key, &b);
+}
+
+int gguf_writer_set_str_arr(gguf_writer *w, const char *key, const char *const *s, const size_t *len, uint64_t n)
+{
+    wbuf b = {0};
+    put_le(&b, GGUF_ARRAY, 4);
+    put_le(&b, GGUF_STRING, 4);
+    put_le(&b, n, 8);
+    for (uint64_t i = 0; i < n; i++) {
+        size_t l = len ? len[i] : strlen(s[i]);
+        put_le(&b, l, 8);
+        put(&b, s[i], l);
+    }
+    return add_kv(w, key, &b);
+}
+
+int gguf_writer_set_i32_arr(gguf_writer *w, const char *key, const int32_t *v, uint64_t n)
+{
+    return gguf_writer_set_arr(w, key, GGUF_I32, v, n);
+}
+
+int gguf_writer_set_f32_arr(gguf_writer *w, const char *key, const float *v, uint64_t n)
+{
+    return gguf_writer_set_arr(w, key, GGUF_F32, v, n);
+}
+
+int gguf_writer_add_tensor(gguf_writer *w, const char *name, st_dtype type, int ndim, const int64_t *shape,
+                           const void *data)
+{
+    const st_dtype_traits *tr = st_dtype_info(type);
+    if (!name || !*name) return duet_errorf("gguf writer: tensor with an empty name");
+    if (!tr || tr->ggml_type < 0)
+        return duet_errorf("gguf writer: tensor '%s': dtype %s has no GGML type", name, st_dtype_name(type));
+    if (ndim < 0 || ndim > GGUF_MAX_DIMS)
+        return duet_errorf("gguf writer: tensor '%s': %d dims, at most %d", name, ndim, GGUF_MAX_DIMS);
+    int64_t numel = 1;
+    for (int d = 0; d < ndim; d++) {
+        if (shape[d] <= 0 || numel > INT64_MAX / shape[d])
+            return duet_errorf("gguf writer: tensor '%s': shape[%d] = %lld is not positive or overflows", name, d,
+                               (long long)shape[d]);
+        numel *= shape[d];
+    }
+    if ((ndim ? shape[ndim - 1] : 1) % tr->block)
+        return duet_errorf("gguf writer: tensor '%s': innermost dim %lld is not a multiple of the %s block size %d",
+                           name, (long long)(ndim ? shape[ndim - 1] : 1), tr->name, tr->block);
+    size_t nbytes = st_dtype_bytes(type, numel);
+    if (!nbytes) return duet_errorf("gguf writer: tensor '%s': %lld elements overflow", name, (long long)numel);
+    for (int i = 0; i < w->n_t; i++)
+        if (!strcmp(w->t[i].name, name)) return duet_errorf("gguf writer: tensor '%s' added twice", name);
+    if (w->n_t == w->cap_t) {
+        int cap = w->cap_t ? 2 * w->cap_t : 64;
+        wtensor *nt = realloc(w->t, (size_t)cap * sizeof *nt);
+        if (!nt) return duet_errorf("gguf writer: out of memory");
+        w->t = nt;
+        w->cap_t = cap;
+    }
+    wtensor *t = &w->t[w->n_t];
+    memset(t, 0, sizeof *t);
+    t->name = strdup(name);
+    t->data = malloc(nbytes);
+    if (!t->name || !t->data) {
+        free(t->name);
+        free(t->data);
+        return duet_errorf("gguf writer: tensor '%s': out of memory for %zu bytes", name, nbytes);
+    }
+    memcpy(t->data, data, nbytes);
+    t->type = type;
+    t->ndim = ndim;
+    for (int d = 0; d < ndim; d++) t->shape[d] = shape[d];
+    t->nbytes = nbytes;
+    w->n_t++;
+    return 0;
+}
+
+static size_t align_up(size_t x) { return (x + GGUF_DEFAULT_ALIGNMENT - 1) / GGUF_DEFAULT_ALIGNMENT * GGUF_DEFAULT_ALIGNMENT; }
+
+int gguf_writer_save(gguf_writer *w, const char *path)
+{
+    /* the header, kv pairs and tensor infos in one buffer; then each tensor's data, 32-aligned */
+    wbuf b = {0};
+    put(&b, "GGUF", 4);
+    put_le(&b, 3, 4);
+    put_le(&b, (uint64_t)w->n_t, 8);
+    put_le(&b, (uint64_t)w->n_kv, 8);
+    for (int i = 0; i < w->n_kv; i++) {
+        put_le(&b, w->kv[i].key_len, 8);
+        put(&b, w->kv[i].key, w->kv[i].key_len);
+        put(&b, w->kv[i].val, w->kv[i].len);
+    }
+    size_t off = 0;
+    for (int i = 0; i < w->n_t; i++) {
+        const wtensor *t = &w->t[i];
+        size_t nl = strlen(t->name);
+        put_le(&b, nl, 8);
+        put(&b, t->name, nl);
+        put_le(&b, (uint64_t)t->ndim, 4);
+        for (int d = t->ndim - 1; d >= 0; d--) put_le(&b, (uint64_t)t->shape[d], 8); /* ne[]: innermost first */
+        put_le(&b, (uint64_t)st_dtype_info(t->type)->ggml_type, 4);
+        put_le(&b, off, 8);
+        off = align_up(off + t->nbytes);
+    }
+    static const unsigned char zeros[GGUF_DEFAULT_ALIGNMENT];
+    put(&b, zeros, align_up(b.len) - b.len);
+    if (b.oom) {
+        free(b.p);
+        return duet_errorf("%s: out of memory", path);
+    }
+    FILE *fp = fopen(path, "wb");
+    if (!fp) {
+        free(b.p);
+        return duet_errorf("%s: cannot create: %s", path, strerror(errno));
+    }
+    int ok = fwrite(b.p, 1, b.len, fp) == b.len;
+    free(b.p);
+    for (int i = 0; ok && i < w->n_t; i++) {
+        const wtensor *t = &w->t[i];
+        size_t pad = align_up(t->nbytes) - t->nbytes;
+        ok = fwrite(t->data, 1, t->nbytes, fp) == t->nbytes && fwrite(zeros, 1, pad, fp) == pad; /* as gguf-py, after the last too */
+    }
+    if (fclose(fp) != 0 || !ok) return duet_errorf("%s: write failed: %s", path, strerror(errno));
+    return 0;
+}
+
+void gguf_writer_free(gguf_writer *w)
+{
+    if (!w) return;
+    for (int i = 0; i < w->n_kv; i++) {
+        free(w->kv[i].key);
+        free(w->kv[i].val);
+    }
+    for (int i = 0; i < w->n_t; i++) {
+        free(w->t[i].name);
+        free(w->t[i].data);
+    }
+    free(w->kv);
+    free(w->t);
+    free(w);
+}

@@ -77,6 +77,10 @@ int gguf_writer_set_str(gguf_writer *w, const char *key, const char *s, size_t l
 int gguf_writer_set_str_arr(gguf_writer *w, const char *key, const char *const *s, const size_t *len, uint64_t n);
 int gguf_writer_set_i32_arr(gguf_writer *w, const char *key, const int32_t *v, uint64_t n);
 int gguf_writer_set_f32_arr(gguf_writer *w, const char *key, const float *v, uint64_t n);
+/* Any fixed-size scalar type (not STRING or ARRAY): v points to a value of that C type (uint8_t for
+ * BOOL, 0 or 1); and arrays of them (n elements). A key set twice is an error. */
+int gguf_writer_set(gguf_writer *w, const char *key, gguf_vtype type, const void *v);
+int gguf_writer_set_arr(gguf_writer *w, const char *key, gguf_vtype type, const void *v, uint64_t n);
 /* shape in row-major order (as st_tensor; 0 to 4 dims, each > 0); the innermost dim must be a multiple
  * of the type's block; the type must have a GGML id (not U8, BOOL, F8_E4M3). */
 int gguf_writer_add_tensor(gguf_writer *w, const char *name, st_dtype type, int ndim, const int64_t *shape,

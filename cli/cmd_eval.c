@@ -231,7 +231,8 @@ int cmd_eval(int argc, char **argv)
         for (int k = 0; k < st.n_generated; k++) json_array_append_new(oid, json_integer(out[k]));
         json_t *r = json_object();
         for (int t = 0; t < ROUGE_N_TYPES; t++) json_object_set_new(r, rouge_type_names[t], prf_json(&scores[i].s[t]));
-        json_array_append_new(jitems, json_pack("{s:s, s:i, s:o, s:s%, s:o}", "id", items[i].id, "input_tokens",
+        json_array_append_new(jitems, json_pack("{s:s%, s:i, s:o, s:s%, s:o}", "id", items[i].id, items[i].id_len,
+                                                "input_tokens",
                                                 (int)n_ids, "output_ids", oid, "summary", summary, summary_len, "rouge",
                                                 r));
         free(ids);

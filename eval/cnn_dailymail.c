@@ -51,6 +51,7 @@ int cnn_load(const char *path, size_t max_items, cnn_item **items, size_t *n)
         it->id = dup_bytes(id, id_len);
         it->article = dup_bytes(art, art_len);
         it->highlights = dup_bytes(hl, hl_len);
+        it->id_len = id_len;
         it->article_len = art_len;
         it->highlights_len = hl_len;
         it->line = line;

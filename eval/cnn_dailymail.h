@@ -11,7 +11,8 @@ typedef struct {
     char *id;
     char *article;
     char *highlights;
-    size_t article_len, highlights_len; /* bytes (strings are also NUL-terminated) */
+    size_t id_len, article_len, highlights_len; /* bytes (strings are also NUL-terminated, and may hold
+                                                 * NUL bytes of their own: use the lengths) */
     size_t line;                        /* 1-based line in the file */
 } cnn_item;
 

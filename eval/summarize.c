@@ -9,7 +9,7 @@
  * non-ASCII spaces at the ends do not occur in cnn_dailymail, and are kept). */
 static int py_space(unsigned char c) { return c == ' ' || (c >= '\t' && c <= '\r') || (c >= 0x1c && c <= 0x1f); }
 
-char *summarize_prompt_text(const char *article, size_t len)
+char *summarize_prompt_text(const char *article, size_t len, size_t *out_len)
 {
     static const char suffix[] = " TL;DR: ";
     size_t n = len + sizeof suffix - 1;
@@ -33,15 +33,17 @@ char *summarize_prompt_text(const char *article, size_t len)
         }
     }
     s[w] = '\0';
+    *out_len = w; /* not strlen(s): an article may hold NUL bytes, and the prompt keeps what follows them */
     return s;
 }
 
 int summarize_prompt_ids(const duet_tokenizer *tok, const char *article, size_t len, int max_input, int **ids, size_t *n)
 {
     if (max_input < 2) return duet_errorf("--max-input %d: must be at least 2 (BOS + one token)", max_input);
-    char *text = summarize_prompt_text(article, len);
+    size_t text_len;
+    char *text = summarize_prompt_text(article, len, &text_len);
     if (!text) return duet_errorf("out of memory");
-    int rc = duet_tokenizer_encode(tok, text, strlen(text), 1, ids, n);
+    int rc = duet_tokenizer_encode(tok, text, text_len, 1, ids, n);
     free(text);
     if (rc) return -1;
     if (*n > (size_t)max_input) {

@@ -8,8 +8,9 @@
 
 #include <stddef.h>
 
-/* The prompt text for an article (malloc'ed), or NULL when out of memory. */
-char *summarize_prompt_text(const char *article, size_t len);
+/* The prompt text for an article of `len` bytes (malloc'ed, NUL-terminated; *out_len its length, which
+ * counts any NUL bytes the article holds), or NULL when out of memory. */
+char *summarize_prompt_text(const char *article, size_t len, size_t *out_len);
 
 /* The prompt's token ids (malloc'ed) after truncation to max_input (>= 2). -1 + duet_error(). */
 int summarize_prompt_ids(const duet_tokenizer *tok, const char *article, size_t len, int max_input, int **ids,

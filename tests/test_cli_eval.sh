@@ -22,6 +22,17 @@ check "malformed JSON line: exit 1, file and line named" sh -c "test $rc -eq 1 &
 "$duet" eval -m "$model" --max-input 412 --data "$fx/cnn_no_highlights.jsonl" >/dev/null 2>"$tmp/e"
 check "item without highlights: named" grep -q "highlights" "$tmp/e"
 
+# A NUL byte inside an article does not cut the prompt: the text after it is tokenized too.
+cat >"$tmp/nul.jsonl" <<'JSONL'
+{"id": "nul", "article": "Tom had a red ball.\u0000 Then he ran home to his mom and they ate a big cake.", "highlights": "Tom ran home."}
+{"id": "cut", "article": "Tom had a red ball.", "highlights": "Tom ran home."}
+JSONL
+"$duet" eval -m "$model" --data "$tmp/nul.jsonl" -n 2 --max-input 400 --max-output 2 --json "$tmp/nul.json" >/dev/null 2>"$tmp/e"
+check "an article with a NUL runs" test $? -eq 0
+n_nul=$(grep -o '"input_tokens": [0-9]*' "$tmp/nul.json" | sed -n 1p | grep -o '[0-9]*$')
+n_cut=$(grep -o '"input_tokens": [0-9]*' "$tmp/nul.json" | sed -n 2p | grep -o '[0-9]*$')
+check "...and its prompt keeps the text after the NUL ($n_nul tokens, $n_cut up to it)" test "${n_nul:-0}" -gt $(( ${n_cut:-0} + 10 ))
+
 "$duet" eval -m "$model" -n 3 --max-input 412 --json "$tmp/a.json" >"$tmp/out" 2>"$tmp/err"; rc=$?
 check "3 items run end to end" test $rc -eq 0
 check "prints summarize.py's lines" sh -c "grep -q 'total latency' '$tmp/out' && grep -q 'tokens per second' '$tmp/out' && grep -q '^rougeLsum' '$tmp/out'"

@@ -20,12 +20,19 @@
 
 START_TEST(test_prompt_text)
 {
-    char *s = summarize_prompt_text("  He didn't say. They do n't  ", 30);
+    size_t n;
+    char *s = summarize_prompt_text("  He didn't say. They do n't  ", 30, &n);
     /* strip() happens after appending " TL;DR: ", so the trailing spaces of the article stay inside */
     ck_assert_str_eq(s, "He didn't say. They don't   TL;DR:");
+    ck_assert_uint_eq(n, strlen(s));
     free(s);
-    s = summarize_prompt_text("a n't n't", 9);
+    s = summarize_prompt_text("a n't n't", 9, &n);
     ck_assert_str_eq(s, "an'tn't TL;DR:");
+    free(s);
+    /* A NUL inside the article is a byte like any other: the text after it stays in the prompt. */
+    s = summarize_prompt_text("Tom\0 ran home.", 14, &n);
+    ck_assert_uint_eq(n, 21);
+    ck_assert_int_eq(memcmp(s, "Tom\0 ran home. TL;DR:", 22), 0);
     free(s);
 }
 END_TEST
@@ -40,6 +47,32 @@ START_TEST(test_lengths_message)
 END_TEST
 
 static int skip_model;
+
+/* The prompt ids of an article holding a NUL byte cover the text after it (strlen stopped there). */
+START_TEST(test_prompt_ids_nul)
+{
+    if (skip_model) return;
+    char *dir = test_data_path("stories260K");
+    duet_tokenizer *tok = duet_tokenizer_load(dir);
+    ck_assert_msg(tok != NULL, "%s", duet_error());
+    static const char art[] = "Tom had a red ball.\0 Then he ran home to his mom.";
+    int *ids, *head, *full;
+    size_t n, n_head, n_full;
+    ck_assert_msg(summarize_prompt_ids(tok, art, sizeof art - 1, 400, &ids, &n) == 0, "%s", duet_error());
+    ck_assert_msg(summarize_prompt_ids(tok, art, strlen(art), 400, &head, &n_head) == 0, "%s", duet_error());
+    /* the same bytes straight through the tokenizer: what the prompt must be */
+    static const char text[] = "Tom had a red ball.\0 Then he ran home to his mom. TL;DR:";
+    ck_assert_int_eq(duet_tokenizer_encode(tok, text, sizeof text - 1, 1, &full, &n_full), 0);
+    ck_assert_msg(n > n_head + 5, "%zu ids with the text after the NUL, %zu without: it was cut", n, n_head);
+    ck_assert_uint_eq(n, n_full);
+    ck_assert_int_eq(memcmp(ids, full, sizeof(int) * n), 0);
+    free(ids);
+    free(head);
+    free(full);
+    duet_tokenizer_free(tok);
+    free(dir);
+}
+END_TEST
 
 START_TEST(test_matches_hf_generate)
 {
@@ -116,6 +149,7 @@ int main(void)
     tcase_add_test(tc, test_prompt_text);
     tcase_add_test(tc, test_lengths_message);
     tcase_add_test(tc, test_matches_hf_generate);
+    tcase_add_test(tc, test_prompt_ids_nul);
     suite_add_tcase(s, tc);
     int rc = test_run_suite(s);
     if (rc == 0 && skip_model) {

@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/stat.h>
 
 int cli_int(const char *cmd, const char *flag, const char *s, long min, long max, int *out)
@@ -68,6 +69,13 @@ int cli_bad_option(const char *cmd)
 {
     fprintf(stderr, "duet %s: see 'duet %s --help'\n", cmd, cmd);
     return 2;
+}
+
+int cli_mode(const char *cmd, const char *flag, const char *s)
+{
+    if (!strcmp(s, "fp32") || !strcmp(s, "fp16") || !strcmp(s, "bf16")) return 0;
+    fprintf(stderr, "duet %s: %s '%s' is not a mode: expected fp32 (ref), fp16 or bf16 (gpu)\n", cmd, flag, s);
+    return -1;
 }
 
 int cli_eos_id(const struct duet_tokenizer *tok, const struct duet_model *m)

@@ -10,6 +10,10 @@ int cli_int(const char *cmd, const char *flag, const char *s, long min, long max
 int cli_u64(const char *cmd, const char *flag, const char *s, uint64_t *out);
 int cli_float(const char *cmd, const char *flag, const char *s, double min, double max, float *out);
 
+/* A compute mode / dtype: fp32, fp16 or bf16; otherwise prints "duet CMD: FLAG 'S' is not a mode: ..." and
+ * returns -1 (a usage error: exit 2). */
+int cli_mode(const char *cmd, const char *flag, const char *s);
+
 /* The model folder used when -m is not given: $DUET_MODEL, else ../shared/data/stories260K (NULL when
  * neither exists). */
 const char *cli_default_model(void);

@@ -8,6 +8,7 @@
 #include "tapfile.h"
 #include "tolerances.h"
 
+#include <fnmatch.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -49,6 +50,22 @@ static void default_tolerances(const char *golden, char *out, size_t n)
     if (slash) snprintf(out, n, "%.*s/tolerances", (int)(slash - golden), golden);
     else snprintf(out, n, "tolerances");
     if (access(out, R_OK) != 0) snprintf(out, n, "golden/tolerances");
+}
+
+/* Whether any rule of the table is for `mode` (its mode glob matches): a mode none covers would fail every
+ * tap with "no rule", which reads as 33 failures rather than as the typo it is. */
+static int mode_covered(const duet_tolerances *tol, const char *mode)
+{
+    for (int i = 0; i < tol->n; i++)
+        if (!fnmatch(tol->rules[i].mode, mode, 0)) return 1;
+    return 0;
+}
+
+static int mode_fail(const duet_tolerances *tol, const char *mode, const char *from)
+{
+    fprintf(stderr, "duet %s: %s '%s': no rule of %s is for this mode (expected fp32, fp16 or bf16); see duet %s "
+            "--help\n", CMD, from, mode, tol->path, CMD);
+    return 2;
 }
 
 static int io_fail(void)
@@ -93,6 +110,11 @@ int cmd_diff(int argc, char **argv)
     }
     duet_tolerances *tol = duet_tolerances_load(tol_path);
     if (!tol) return io_fail();
+    if (mode && !mode_covered(tol, mode)) {
+        int r = mode_fail(tol, mode, "--mode");
+        duet_tolerances_free(tol);
+        return r;
+    }
     duet_tapfile *gold = duet_tapfile_load(golden_path), *cand = NULL;
     duet_model *m = NULL;
     int *ids = NULL, n = 0, rc = 2;
@@ -106,7 +128,13 @@ int cmd_diff(int argc, char **argv)
             io_fail();
             goto out;
         }
-        if (!mode) mode = duet_tapfile_meta(cand, "mode") ? duet_tapfile_meta(cand, "mode") : "fp32";
+        if (!mode) {
+            mode = duet_tapfile_meta(cand, "mode") ? duet_tapfile_meta(cand, "mode") : "fp32";
+            if (!mode_covered(tol, mode)) {
+                rc = mode_fail(tol, mode, "the metadata's mode");
+                goto out;
+            }
+        }
     } else {
         if (!mode) mode = strcmp(backend, "ref") ? "fp16" : "fp32";
         const char *ids_text = duet_tapfile_meta(gold, "token_ids");

@@ -63,6 +63,7 @@ int cmd_golden(int argc, char **argv)
         fprintf(stderr, "duet %s: unexpected argument '%s'; see duet %s --help\n", CMD, argv[optind], CMD);
         return 2;
     }
+    if (cli_mode(CMD, "--mode", mode)) return 2;
     if (!dir || !out || !prompt == !ids_text) {
         fprintf(stderr, "duet %s: need -m DIR, -o FILE and one of -p TEXT or --ids LIST; see duet %s --help\n", CMD,
                 CMD);

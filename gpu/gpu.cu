@@ -22,9 +22,9 @@ extern "C" int gpu_dtype_parse(const char *s, gpu_dtype *out)
         return 0;
     }
     if (!strcmp(s, "fp32"))
-        return duet_errorf("gpu backend: --dtype fp32 is not supported: the gpu backend stores weights and "
-                           "activations in fp16 or bf16 (use --dtype fp16|bf16, or --backend ref for fp32)");
-    return duet_errorf("gpu backend: --dtype '%s' unknown (expected fp16 or bf16)", s);
+        return duet_errorf("gpu backend: fp32 is not supported: the gpu backend stores weights and activations "
+                           "in fp16 or bf16 (use fp16 or bf16, or the ref backend for fp32)");
+    return duet_errorf("gpu backend: dtype '%s' unknown (expected fp16 or bf16)", s);
 }
 
 extern "C" const char *gpu_dtype_name(gpu_dtype dt) { return dt == GPU_BF16 ? "bf16" : "fp16"; }

@@ -171,7 +171,7 @@ duet_backend *ref_backend_create(const duet_model *m, const duet_backend_opts *o
 {
     const duet_config *c = &m->cfg;
     if (opts->dtype && strcmp(opts->dtype, "fp32") != 0) {
-        duet_errorf("ref backend computes in fp32; --dtype %s is for the gpu backend", opts->dtype);
+        duet_errorf("ref backend computes in fp32 only, not '%s' (fp16 and bf16 run on the gpu backend)", opts->dtype);
         return NULL;
     }
     if (opts->max_seqs <= 0 || opts->max_ctx <= 0 || opts->max_ctx > c->max_pos) {

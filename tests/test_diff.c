@@ -188,6 +188,21 @@ START_TEST(test_usage)
     ck_assert_int_eq(run("synth -o '%s/s' --heads 8 --kv-heads 3", tmpdir), 1);
     ck_assert_msg(strstr(out, "multiple"), "%s", out);
     ck_assert_int_eq(run("synth -o '%s/s' --dtype f8", tmpdir), 2);
+    /* a mode no tolerance rule covers is a usage error naming it, not a FAIL row per tap */
+    ck_assert_int_eq(run("diff '%s' '%s' --tolerances '%s' --mode unknown", golden, golden, tol), 2);
+    ck_assert_msg(strstr(out, "--mode 'unknown'") && !strstr(out, "FAIL"), "%s", out);
+    duet_tapfile *g = duet_tapfile_load(golden);
+    ck_assert_ptr_nonnull(g);
+    duet_tapfile_set_meta(g, "mode", "int4");
+    char odd[512];
+    snprintf(odd, sizeof odd, "%s/int4.safetensors", tmpdir);
+    ck_assert_int_eq(duet_tapfile_save(g, odd), 0);
+    duet_tapfile_free(g);
+    ck_assert_int_eq(run("diff '%s' '%s' --tolerances '%s'", golden, odd, tol), 2);
+    ck_assert_msg(strstr(out, "mode 'int4'") && !strstr(out, "FAIL"), "%s", out);
+    /* golden --mode names --mode, not the gpu's --dtype */
+    ck_assert_int_eq(run("golden -m '%s' --ids 1,2 --mode int4 -o '%s/x.safetensors'", tmpdir, tmpdir), 2);
+    ck_assert_msg(strstr(out, "--mode 'int4'") && !strstr(out, "--dtype"), "%s", out);
     /* bad tolerance table: the error names file:line */
     char bad[512];
     snprintf(bad, sizeof bad, "%s/bad.tol", tmpdir);

@@ -301,7 +301,7 @@ START_TEST(test_errors)
     o.max_seqs = 1;
     o.dtype = "fp32";
     ck_assert(duet_backend_create("gpu", m, &o) == NULL);
-    ck_assert_msg(strstr(duet_error(), "--dtype fp32"), "message: %s", duet_error());
+    ck_assert_msg(strstr(duet_error(), "fp32 is not supported"), "message: %s", duet_error());
     o.dtype = "int3";
     ck_assert(duet_backend_create("gpu", m, &o) == NULL);
     ck_assert_msg(strstr(duet_error(), "int3"), "message: %s", duet_error());

@@ -31,14 +31,24 @@ static void usage(FILE *f)
             "                          fp16 for gpu; the first form reads FILE's metadata)\n"
             "      --threads N         CPU threads for the ref (default 1)\n"
             "      --tolerances FILE   the bounds (default $DUET_TOLERANCES, else 'tolerances' beside GOLDEN,\n"
-            "                          else golden/tolerances)\n"
+            "                          else the source tree's golden/tolerances, else the installed one)\n"
             "  -h, --help              this text\n\n"
             "examples:\n"
             "  duet diff golden/mha.p7.fp32.safetensors /tmp/mine.safetensors\n"
             "  duet diff -m /tmp/mha golden/mha.p7.fp32.safetensors --backend ref\n");
 }
 
-/* $DUET_TOLERANCES, else <dir of golden>/tolerances when it exists, else golden/tolerances. */
+#ifndef DUET_SOURCE_DIR
+#define DUET_SOURCE_DIR "."
+#endif
+#ifndef DUET_PKGDATADIR
+#define DUET_PKGDATADIR "/usr/local/share/duet"
+#endif
+
+/* $DUET_TOLERANCES, else the first readable of: <dir of golden>/tolerances, the source tree's
+ * golden/tolerances (DUET_SOURCE_DIR, baked in at build time), the installed $(pkgdatadir)/tolerances.
+ * None relative to the working directory: `duet diff` finds its table from anywhere. When none is
+ * readable, the source tree's path (the load error then names it). */
 static void default_tolerances(const char *golden, char *out, size_t n)
 {
     const char *env = getenv("DUET_TOLERANCES");
@@ -48,8 +58,12 @@ static void default_tolerances(const char *golden, char *out, size_t n)
     }
     const char *slash = strrchr(golden, '/');
     if (slash) snprintf(out, n, "%.*s/tolerances", (int)(slash - golden), golden);
-    else snprintf(out, n, "tolerances");
-    if (access(out, R_OK) != 0) snprintf(out, n, "golden/tolerances");
+    else snprintf(out, n, "tolerances"); /* the golden's own folder is the working directory */
+    if (access(out, R_OK) == 0) return;
+    snprintf(out, n, "%s", DUET_SOURCE_DIR "/golden/tolerances");
+    if (access(out, R_OK) == 0) return;
+    snprintf(out, n, "%s", DUET_PKGDATADIR "/tolerances");
+    if (access(out, R_OK) != 0) snprintf(out, n, "%s", DUET_SOURCE_DIR "/golden/tolerances");
 }
 
 /* Whether any rule of the table is for `mode` (its mode glob matches): a mode none covers would fail every

@@ -240,6 +240,26 @@ START_TEST(test_crafted_wrapping_tap)
 }
 END_TEST
 
+/* The default tolerance table is found from any working directory (it was golden/tolerances relative to
+ * the cwd): a golden copied to a folder without a table, diffed from /, uses the source tree's. */
+START_TEST(test_default_tolerances_any_cwd)
+{
+    char copy[600], cmd[2048];
+    snprintf(copy, sizeof copy, "%s/g.safetensors", tmpdir);
+    snprintf(cmd, sizeof cmd, "cp '%s' '%s'", golden, copy);
+    ck_assert_int_eq(system(cmd), 0);
+    unsetenv("DUET_TOLERANCES");
+    snprintf(cmd, sizeof cmd, "cd / && '%s' diff '%s' '%s' 2>&1", duet, copy, copy);
+    FILE *p = popen(cmd, "r");
+    ck_assert_ptr_nonnull(p);
+    size_t n = fread(out, 1, sizeof out - 1, p);
+    out[n] = '\0';
+    int st = pclose(p);
+    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "exit %d: %s", WEXITSTATUS(st), out);
+    ck_assert_msg(strstr(out, "within tolerance") && strstr(out, "golden/tolerances"), "%s", out);
+}
+END_TEST
+
 START_TEST(test_synth_cli_deterministic)
 {
     ck_assert_int_eq(run("synth -o '%s/a' --seed 5 --outliers 2 --outlier-scale 8 --dtype bf16", tmpdir), 0);
@@ -330,6 +350,7 @@ static Suite *suite(void)
     tcase_add_test(tc, test_usage);
     tcase_add_test(tc, test_synth_cli_deterministic);
     tcase_add_test(tc, test_crafted_wrapping_tap);
+    tcase_add_test(tc, test_default_tolerances_any_cwd);
     suite_add_tcase(s, tc);
     TCase *lib = tcase_create("metrics");
     tcase_add_test(lib, test_metrics);

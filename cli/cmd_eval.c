@@ -14,6 +14,7 @@
 #include "sampler.h"
 #include "tokenizer.h"
 
+#include <errno.h>
 #include <getopt.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -35,7 +36,8 @@ static void usage(FILE *f)
             "      --data FILE        cnn_dailymail JSON Lines (default: $DUET_DATA/cnn_dailymail/test_100.jsonl,\n"
             "                         else ../shared/data/cnn_dailymail/test_100.jsonl)\n"
             "  -n, --items N          first N items (default 20)\n"
-            "      --max-input N      prompt tokens kept, BOS included (default 923)\n"
+            "      --max-input N      prompt tokens kept, BOS included (default 923, or the model's positions\n"
+            "                         less --max-output when 923 does not fit, with a note)\n"
             "      --max-output N     new tokens at most (default 100)\n"
             "      --backend B        ref or gpu (default ref)\n"
             "      --dtype T          fp32 (ref), fp16 or bf16 (gpu)\n"
@@ -133,7 +135,7 @@ int cmd_eval(int argc, char **argv)
         {"rouge1-threshold", required_argument, 0, 't'}, {"compare", no_argument, 0, 'C'},
         {"help", no_argument, 0, 'h'},            {0, 0, 0, 0}};
     const char *model_dir = NULL, *data = NULL, *backend = "ref", *dtype = NULL, *json_path = NULL;
-    int n_items = 20, max_input = 923, max_output = 100, stem = 0, check = 0, do_compare = 0;
+    int n_items = 20, max_input = 923, max_output = 100, stem = 0, check = 0, do_compare = 0, input_given = 0;
     float threshold = 15.0f;
     int c;
     optind = 1;
@@ -142,7 +144,7 @@ int cmd_eval(int argc, char **argv)
         case 'm': model_dir = optarg; break;
         case 'D': data = optarg; break;
         case 'n': if (cli_int(CMD, "-n", optarg, 1, 1 << 24, &n_items)) return 2; break;
-        case 'I': if (cli_int(CMD, "--max-input", optarg, 2, 1 << 24, &max_input)) return 2; break;
+        case 'I': if (cli_int(CMD, "--max-input", optarg, 2, 1 << 24, &max_input)) return 2; input_given = 1; break;
         case 'O': if (cli_int(CMD, "--max-output", optarg, 1, 1 << 24, &max_output)) return 2; break;
         case 'b': backend = optarg; break;
         case 'd': dtype = optarg; break;
@@ -174,6 +176,12 @@ int cmd_eval(int argc, char **argv)
         fprintf(stderr, "duet %s: no data: give --data FILE (cnn_dailymail JSON Lines) or set DUET_DATA\n", CMD);
         return 2;
     }
+    /* --json is opened first: an unwritable path fails now, with the reason, not after the whole run */
+    FILE *jf = NULL;
+    if (json_path && !(jf = fopen(json_path, "w"))) {
+        fprintf(stderr, "duet %s: --json %s: cannot write: %s\n", CMD, json_path, strerror(errno));
+        return 1;
+    }
     int rc = 1;
     duet_model *m = NULL;
     duet_tokenizer *tok = NULL;
@@ -185,8 +193,15 @@ int cmd_eval(int argc, char **argv)
     int *out = NULL;
     json_t *jitems = json_array();
     if (!(m = duet_model_open(model_dir)) || !(tok = duet_tokenizer_load(model_dir))) goto done;
+    if (cnn_load(data, (size_t)n_items, &items, &n_loaded)) goto done; /* a bad data path first */
+    if (!input_given && max_input + max_output > m->cfg.max_pos && m->cfg.max_pos - max_output >= 2) {
+        /* summarize.py's default 923 is for 1024+-position models: fit the default to this one */
+        int fit = m->cfg.max_pos - max_output;
+        fprintf(stderr, "duet %s: note: the default --max-input %d + --max-output %d exceed %s's %d positions; "
+                "using --max-input %d\n", CMD, max_input, max_output, model_dir, m->cfg.max_pos, fit);
+        max_input = fit;
+    }
     if (summarize_check_lengths(max_input, max_output, m->cfg.max_pos, model_dir)) goto done;
-    if (cnn_load(data, (size_t)n_items, &items, &n_loaded)) goto done;
     if (n_loaded < (size_t)n_items)
         fprintf(stderr, "duet %s: %s has %zu items; evaluating those\n", CMD, data, n_loaded);
     duet_backend_opts bo = {.max_seqs = 1, .max_ctx = m->cfg.max_pos, .dtype = dtype};
@@ -257,12 +272,15 @@ int cmd_eval(int argc, char **argv)
                                  latency > 0 ? out_tokens / latency : 0.0, "rouge", aggregate_json(&agg), "items",
                                  jitems);
         jitems = NULL;
-        int wrc = json_dump_file(root, json_path, JSON_INDENT(1) | JSON_REAL_PRECISION(17));
+        int wrc = json_dumpf(root, jf, JSON_INDENT(1) | JSON_REAL_PRECISION(17));
         json_decref(root);
-        if (wrc) {
-            duet_errorf("%s: cannot write", json_path);
+        errno = 0;
+        if (fclose(jf) != 0 || wrc) {
+            jf = NULL;
+            duet_errorf("--json %s: write failed: %s", json_path, errno ? strerror(errno) : "cannot serialise");
             goto done;
         }
+        jf = NULL;
     }
     rc = 0;
     if (check) {
@@ -276,6 +294,10 @@ int cmd_eval(int argc, char **argv)
         }
     }
 done:
+    if (jf) { /* the run failed before writing: leave no empty file behind */
+        fclose(jf);
+        unlink(json_path);
+    }
     if (rc == 1 && duet_error()[0]) cli_fail(CMD);
     json_decref(jitems);
     free(scores);

@@ -12,9 +12,16 @@ fx="$src/tests/data/rouge/fixtures"
 if [ ! -f "$model/model.safetensors" ]; then
     echo "SKIP: stories260K not found under $data"; [ $fail -eq 0 ] && exit 77 || exit 1
 fi
-"$duet" eval -m "$model" --data "$fx/cnn_ok.jsonl" >/dev/null 2>"$tmp/e"; rc=$?
-check "default --max-input 923 on a 512-position model exits 1" test $rc -eq 1
+"$duet" eval -m "$model" --data "$fx/cnn_ok.jsonl" -n 1 --max-output 4 >/dev/null 2>"$tmp/e"; rc=$?
+check "the default --max-input is fitted to a 512-position model" test $rc -eq 0
+check "...with a note naming the --max-input used" grep -q "note: .*using --max-input 508" "$tmp/e"
+"$duet" eval -m "$model" --data "$fx/cnn_ok.jsonl" --max-input 923 >/dev/null 2>"$tmp/e"; rc=$?
+check "an explicit --max-input 923 on a 512-position model exits 1" test $rc -eq 1
 check "...telling the user to lower --max-input" grep -q "lower --max-input to 412" "$tmp/e"
+"$duet" eval -m "$model" --data "$tmp/missing.jsonl" --max-input 923 >/dev/null 2>"$tmp/e"
+check "a missing data file is named before the lengths are checked" sh -c "grep -q missing.jsonl '$tmp/e' && ! grep -q max-input '$tmp/e'"
+"$duet" eval -m "$model" -n 1 --max-output 2 --json "$tmp/no/such/dir/a.json" >/dev/null 2>"$tmp/e"; rc=$?
+check "an unwritable --json fails at once with the reason" sh -c "test $rc -eq 1 && grep -q 'no/such/dir/a.json: cannot write: No such file or directory' '$tmp/e' && ! grep -q '1/1' '$tmp/e'"
 "$duet" eval -m "$model" --max-input 412 --data "$tmp/missing.jsonl" >/dev/null 2>"$tmp/e"
 check "missing data file is named" grep -q "missing.jsonl" "$tmp/e"
 "$duet" eval -m "$model" --max-input 412 --data "$fx/cnn_malformed.jsonl" >/dev/null 2>"$tmp/e"; rc=$?

@@ -204,7 +204,8 @@ int cmd_eval(int argc, char **argv)
     if (summarize_check_lengths(max_input, max_output, m->cfg.max_pos, model_dir)) goto done;
     if (n_loaded < (size_t)n_items)
         fprintf(stderr, "duet %s: %s has %zu items; evaluating those\n", CMD, data, n_loaded);
-    duet_backend_opts bo = {.max_seqs = 1, .max_ctx = m->cfg.max_pos, .dtype = dtype};
+    /* KV cache for the longest item: max_input + max_output positions (checked to fit), not max_pos */
+    duet_backend_opts bo = {.max_seqs = 1, .max_ctx = max_input + max_output, .dtype = dtype};
     if (!(be = duet_backend_create(backend, m, &bo))) goto done;
     if (duet_sampler_init(&sampler, m->cfg.vocab_size, 0.0f, 0, 1.0f, 0)) goto done;
     scores = calloc(n_loaded, sizeof *scores);

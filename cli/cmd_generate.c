@@ -125,7 +125,11 @@ int cmd_generate(int argc, char **argv)
                 n_new, m->cfg.max_pos, fit);
         n_new = fit;
     }
-    duet_backend_opts bo = {.max_seqs = 1, .max_ctx = m->cfg.max_pos, .dtype = dtype};
+    /* The KV cache holds what this run needs, prompt + new tokens, not max_position_embeddings (for a
+     * 128k-position model that would be gigabytes the run never touches). */
+    int ctx = (int)n_ids + n_new;
+    if (ctx > m->cfg.max_pos) ctx = m->cfg.max_pos;
+    duet_backend_opts bo = {.max_seqs = 1, .max_ctx = ctx, .dtype = dtype};
     if (!(be = duet_backend_create(backend, m, &bo))) goto done;
     if (duet_sampler_init(&sampler, m->cfg.vocab_size, temp, top_k, top_p, seed)) goto done;
     if (!(detok = duet_detok_new(tok)) || !(out = malloc(sizeof(int) * (n_new > 0 ? n_new : 1)))) goto done;

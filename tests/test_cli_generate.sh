@@ -33,6 +33,15 @@ check "throughput line on stderr" grep -q "decode: 200 tokens" "$tmp/err"
 "$duet" generate -m "$model" -n 199 --temp 0 >"$tmp/got199" 2>/dev/null
 check "199 tokens are the same text less the last token" sh -c "{ head -c -5 '$tmp/expected'; echo; } | cmp -s - '$tmp/got199'"
 
+# The KV cache is sized to prompt + -n, not max_position_embeddings: the same model claiming 16M positions
+# (20 GiB of KV cache at 1280 bytes a position) generates the same text under a 1 GiB address-space limit.
+mkdir "$tmp/long"
+cp "$model"/* "$tmp/long/"
+sed 's/"max_position_embeddings": 512/"max_position_embeddings": 16777216/' "$model/config.json" >"$tmp/long/config.json"
+(ulimit -v 1048576; OPENBLAS_NUM_THREADS=1 "$duet" generate -m "$tmp/long" -n 40 --temp 0 >"$tmp/long.txt" 2>"$tmp/long.err")
+check "16M positions, -n 40, 1 GiB of address space: runs" test $? -eq 0
+check "...and gives the 512-position model's text" sh -c "'$duet' generate -m '$model' -n 40 --temp 0 2>/dev/null | cmp -s - '$tmp/long.txt'"
+
 # Seeded sampling is reproducible, and a different seed gives other text.
 "$duet" generate -m "$model" -n 40 --temp 1 --top-p 0.9 --seed 7 >"$tmp/s1" 2>/dev/null
 "$duet" generate -m "$model" -n 40 --temp 1 --top-p 0.9 --seed 7 >"$tmp/s2" 2>/dev/null

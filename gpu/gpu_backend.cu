@@ -80,6 +80,7 @@ typedef struct gpu_state {
     gpu_sample_params *d_params; /* (R) per-row sampler settings of a sampled decode */
     uint64_t *d_steps;           /* (R) their draw counters */
     void *d_sample_ws;           /* gpu_sample's scratch for R rows */
+    int *d_nan;      /* (R) nonzero: a decode step of this call had NaN in row r's logits */
     int *d_hist;     /* (S, C) greedy ids: [seq, p] = the token chosen for position p + 1 */
     /* decode-step CUDA graphs, one per (batch size, attention length bound) */
     struct {
@@ -200,7 +201,7 @@ static int ensure_logits(gpu_state *s, int R)
     gpu_free(s->lbuf);
     s->lbuf = NULL;
     s->cap_R = 0;
-    if (!(s->lbuf = gpu_alloc(lb + ib + pb + sb + gpu_sample_ws_bytes(R, s->c.vocab_size)))) {
+    if (!(s->lbuf = gpu_alloc(lb + 2 * ib + pb + sb + gpu_sample_ws_bytes(R, s->c.vocab_size)))) {
         duet_error_prefix("gpu: logits of %d rows: ", R);
         return -1;
     }
@@ -208,7 +209,8 @@ static int ensure_logits(gpu_state *s, int R)
     s->d_ids = (int *)((char *)s->lbuf + lb);
     s->d_params = (gpu_sample_params *)((char *)s->lbuf + lb + ib);
     s->d_steps = (uint64_t *)((char *)s->lbuf + lb + ib + pb);
-    s->d_sample_ws = (char *)s->lbuf + lb + ib + pb + sb;
+    s->d_nan = (int *)((char *)s->lbuf + lb + ib + pb + sb);
+    s->d_sample_ws = (char *)s->lbuf + lb + 2 * ib + pb + sb;
     s->cap_R = R;
     return 0;
 }
@@ -429,8 +431,20 @@ __global__ void advance_kernel(int *tok, int *pos, const int *seq, const int *id
     }
 }
 
+/* nan[r] = 1 when row r of logits (R, V) holds a NaN (left as it is otherwise: the flag collects over the
+ * steps of one decode call). One block per row. gpu_sample and gpu_argmax still return an id for such a
+ * row (the host sampler's NaN rule, which test_gpu_sampling pins); this flag is what turns it into an
+ * error. Launched plainly (no PDL attribute): it starts after the draw has completed. */
+__global__ void nan_rows_kernel(int *nan, const float *logits, int V)
+{
+    const float *L = logits + (size_t)blockIdx.x * V;
+    int any = 0;
+    for (int i = threadIdx.x; i < V && !any; i += blockDim.x) any = isnan(L[i]);
+    if (__syncthreads_or(any) && threadIdx.x == 0) nan[blockIdx.x] = 1;
+}
+
 /* One decode step of B tokens at s->d_meta (B layout): layers, lm_head, argmax or a draw with the
- * rows' samplers (s->d_params, s->d_steps), advance. */
+ * rows' samplers (s->d_params, s->d_steps), the NaN check of the logits (s->d_nan), advance. */
 static int decode_step(duet_backend *be, int B, int max_len, int sampled)
 {
     gpu_state *s = (gpu_state *)be->impl;
@@ -440,6 +454,8 @@ static int decode_step(duet_backend *be, int B, int max_len, int sampled)
         (sampled ? gpu_sample(s->d_ids, s->logits, B, V, s->d_params, s->d_steps, s->d_sample_ws, st)
                  : gpu_argmax(s->d_ids, s->logits, B, V, st)))
         return -1;
+    nan_rows_kernel<<<B, 256, 0, st>>>(s->d_nan, s->logits, V);
+    LAUNCH_CHECK();
     CUDA_CHECK(gpu_launch(advance_kernel, 1, 256, 0, st, s->d_meta, s->d_meta + B, s->d_meta + 2 * B, s->d_ids,
                           s->d_hist, B, s->o.max_ctx));
     LAUNCH_CHECK();
@@ -519,6 +535,7 @@ extern "C" int gpu_backend_decode(duet_backend *be, int B, const int *seq, const
         CUDA_CHECK(cudaMemcpyAsync(s->d_params, params, sizeof(gpu_sample_params) * B, cudaMemcpyHostToDevice, st));
         CUDA_CHECK(cudaMemcpyAsync(s->d_steps, steps, sizeof(uint64_t) * B, cudaMemcpyHostToDevice, st));
     }
+    CUDA_CHECK(cudaMemsetAsync(s->d_nan, 0, sizeof(int) * B, st));
     const char *ng = getenv("DUET_NO_GRAPHS");
     cudaGraphExec_t ex = NULL;
     if (!be->tap && !(ng && *ng && strcmp(ng, "0"))) {
@@ -530,19 +547,28 @@ extern "C" int gpu_backend_decode(duet_backend *be, int B, const int *seq, const
         else if (decode_step(be, B, max_len, sampled)) return -1;
     }
     if (sampled) CUDA_CHECK(cudaMemcpyAsync(steps, s->d_steps, sizeof(uint64_t) * B, cudaMemcpyDeviceToHost, st));
-    int *hist = (int *)malloc(sizeof(int) * (size_t)s->o.max_seqs * C);
+    int *hist = (int *)malloc(sizeof(int) * ((size_t)s->o.max_seqs * C + B)); /* then the B NaN flags */
     if (!hist) {
         cudaStreamSynchronize(st); /* steps[] may still be written */
         return duet_errorf("gpu_backend_decode: out of host memory");
     }
     cudaError_t e = cudaMemcpyAsync(hist, s->d_hist, sizeof(int) * (size_t)s->o.max_seqs * C, cudaMemcpyDeviceToHost, st);
+    int *nan = hist + (size_t)s->o.max_seqs * C;
+    if (e == cudaSuccess) e = cudaMemcpyAsync(nan, s->d_nan, sizeof(int) * B, cudaMemcpyDeviceToHost, st);
     if (e == cudaSuccess) e = cudaStreamSynchronize(st);
     if (e == cudaSuccess) e = cudaGetLastError();
     if (e == cudaSuccess)
         for (int i = 0; i < n_steps; i++)
             for (int b = 0; b < B; b++) out_ids[(size_t)i * B + b] = hist[(size_t)seq[b] * C + pos[b] + i];
+    int nan_slot = -1;
+    for (int b = 0; e == cudaSuccess && b < B && nan_slot < 0; b++)
+        if (nan[b]) nan_slot = b;
     free(hist);
     CUDA_CHECK(e);
+    if (nan_slot >= 0)
+        return duet_errorf("gpu decode: the logits of slot %d hold NaN at a step of positions %d..%d: the forward "
+                           "pass broke down (NaN weights or activations out of range); no token can be drawn",
+                           seq[nan_slot], pos[nan_slot], pos[nan_slot] + n_steps - 1);
     return 0;
 }
 

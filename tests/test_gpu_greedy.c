@@ -1,7 +1,8 @@
 /* test_gpu_greedy.c: the GPU-side greedy paths `duet bench` times (gpu_backend_forward_argmax,
  * gpu_backend_decode_greedy with CUDA graphs, gpu_backend_create_random) give exactly the tokens of the
  * plain seam (forward + host argmax, one step at a time) on the same engine, with graphs and without,
- * across calls that reuse a captured graph; and their errors. Exits 77 without a GPU. */
+ * across calls that reuse a captured graph; and their errors (NaN logits among them). Exits 77 without
+ * a GPU. */
 #include "test_gpu_util.h"
 
 #include "backend.h"
@@ -146,6 +147,44 @@ START_TEST(test_errors)
 }
 END_TEST
 
+/* NaN logits in a device decode are an error naming NaN and the slot, greedy and sampled, with graphs
+ * and without (gpu_sample itself still returns the host's id for a NaN row: test_gpu_sampling). */
+START_TEST(test_nan_logits)
+{
+    char nd[64];
+    snprintf(nd, sizeof nd, "/tmp/duet_gpu_nanXXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(nd));
+    char cmd[256];
+    snprintf(cmd, sizeof cmd, "cp '%s/config.json' '%s/model.safetensors' '%s/'", dir, dir, nd);
+    ck_assert_int_eq(system(cmd), 0);
+    ck_assert_msg(test_poison_weight(nd, "model.norm.weight", 0) == 0, "%s", duet_error());
+    duet_model *m = duet_model_open(nd);
+    ck_assert_msg(m != NULL, "%s", duet_error());
+    duet_backend_opts o = {.max_seqs = 2, .max_ctx = 32, .dtype = "fp16"};
+    for (int graphs = 0; graphs < 2; graphs++) {
+        if (graphs) unsetenv("DUET_NO_GRAPHS");
+        else setenv("DUET_NO_GRAPHS", "1", 1);
+        duet_backend *be = duet_backend_create("gpu", m, &o);
+        ck_assert_msg(be != NULL, "%s", duet_error());
+        int slots[2] = {0, 1}, pos[2] = {0, 0}, tok[2] = {1, 2}, out[2 * 4];
+        ck_assert_int_eq(gpu_backend_decode_greedy(be, 2, slots, pos, tok, 4, out), -1);
+        ck_assert_msg(strstr(duet_error(), "NaN") && strstr(duet_error(), "slot 0"), "%s", duet_error());
+        duet_sampler sm;
+        ck_assert_int_eq(duet_sampler_init(&sm, m->cfg.vocab_size, 1.0f, 0, 0.9f, 5), 0);
+        duet_sampler *sp[1] = {&sm};
+        pos[0] = 4;
+        ck_assert_int_eq(be->decode(be, 1, slots, pos, tok, 4, sp, out), -1);
+        ck_assert_msg(strstr(duet_error(), "NaN") && strstr(duet_error(), "slot 0"), "%s", duet_error());
+        duet_sampler_free(&sm);
+        duet_backend_free(be);
+    }
+    unsetenv("DUET_NO_GRAPHS");
+    duet_model_close(m);
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", nd);
+    ck_assert_int_eq(system(cmd), 0);
+}
+END_TEST
+
 int main(void)
 {
     if (test_gpu_absent()) return TEST_EXIT_SKIP;
@@ -164,6 +203,7 @@ int main(void)
     tcase_add_loop_test(tc, test_same_tokens, 0, 4);
     tcase_add_test(tc, test_random_model);
     tcase_add_test(tc, test_errors);
+    tcase_add_test(tc, test_nan_logits);
     suite_add_tcase(s, tc);
     int rc = test_run_suite(s);
     duet_model_close(model);

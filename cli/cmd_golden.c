@@ -20,8 +20,8 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: duet golden -m DIR (-p TEXT | --ids 1,2,3) -o FILE [options]\n"
-            "Runs the prompt as one prefill and writes every tap (DESIGN.md's tap names) as fp32 safetensors,\n"
-            "with the model's sha256, the token ids, the mode and duet's version in __metadata__.\n\n"
+            "Runs the prompt as one prefill and writes every tap (docs/design.md's tap names) as fp32\n"
+            "safetensors, with the model's sha256, the token ids, the mode and duet's version in __metadata__.\n\n"
             "  -m, --model DIR     Hugging Face LLaMA folder\n"
             "  -p, --prompt TEXT   prompt, tokenized with DIR/tokenizer.json (BOS added)\n"
             "      --ids LIST      token ids instead of text: \"1,2,3\" (synthetic models have no tokenizer)\n"

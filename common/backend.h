@@ -2,7 +2,7 @@
  * CUDA). A backend runs the forward pass of a packed batch: T tokens from any number of sequences,
  * each token with its position and its sequence slot (KV cache slot), no padding. Tokens of one
  * sequence appear in position order; earlier positions are either in this batch or already cached.
- * Taps: when a tap sink is set, the backend calls it at every named intermediate tensor (DESIGN.md's
+ * Taps: when a tap sink is set, the backend calls it at every named intermediate tensor (docs/design.md's
  * tap names) with host fp32 data, shape [T, features], row-major, tokens in batch order. */
 #ifndef DUET_BACKEND_H
 #define DUET_BACKEND_H

@@ -1,4 +1,4 @@
-/* tapfile.h: a tap sink that records every tap a backend reports (DESIGN.md's tap names), in forward
+/* tapfile.h: a tap sink that records every tap a backend reports (docs/design.md's tap names), in forward
  * order, and the golden file format that stores them: safetensors, one fp32 [rows, cols] tensor per
  * tap in forward order, __metadata__ saying how it was made (model id and sha256, token ids, mode,
  * backend, threads, BLAS, duet version). Also: run a prompt through a backend with the sink attached. */

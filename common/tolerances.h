@@ -32,7 +32,7 @@ void duet_tolerances_free(duet_tolerances *t);
 const duet_tol_rule *duet_tolerances_find(const duet_tolerances *t, const char *mode, const char *tap,
                                           duet_metric metric);
 
-/* Compares every tap of `cand` with `gold` under the rules for `mode` and prints DESIGN.md's table to
+/* Compares every tap of `cand` with `gold` under the rules for `mode` and prints docs/design.md's table to
  * `out` (NULL: silent): one row per tap in the golden's forward order (then taps only `cand` has),
  * `<- first` on the first row out of tolerance, then a summary line. A tap is out of tolerance when a
  * NaN/Inf is on either side, the shapes differ, it is missing on one side, no rule covers it, or any

@@ -1,6 +1,7 @@
 #!/bin/sh
-# check_totals.sh: run by `make check` after the test harness: prints each Check suite's own totals
-# (from its log) and their sum, last, as "Check: N passed, N failed". Usage: check_totals.sh LOG...
+# check_totals.sh: run by `make check` once every test has run, before the harness's summary (passing
+# or not): prints each Check suite's own totals (from its log) and their sum, as "Check: N passed, N
+# failed". Usage: check_totals.sh LOG...
 total=0 failed=0 suites=0
 for log in "$@"; do
     [ -f "$log" ] || continue

@@ -31,6 +31,7 @@ diff_both() {
 for g in "$src"/golden/*.fp32.safetensors; do
     name=$(basename "$g" .fp32.safetensors)
     "$duet" synth -o "$tmp/$name" --from-golden "$g" 2>/dev/null
+    check "$name: synth --from-golden exits 0" test $? -eq 0
     diff_both "$name" "$tmp/$name" "$g"
 done
 
@@ -40,17 +41,26 @@ rc=$?
 check "DUET_PERTURB=swiglu: exit 1" test $rc -eq 1
 check "DUET_PERTURB=swiglu: first failure is layers.0.act" grep -q "first: layers.0.act$" "$tmp/out"
 DUET_PERTURB=rmsnorm "$duet" diff -m "$tmp/mha.p7" "$g" --backend gpu --mode bf16 --tolerances "$tol" >"$tmp/out" 2>&1
+rc=$?
+check "DUET_PERTURB=rmsnorm: exit 1" test $rc -eq 1
 check "DUET_PERTURB=rmsnorm: first failure is layers.0.attn_norm" grep -q "first: layers.0.attn_norm$" "$tmp/out"
 
 model="$data/stories260K"
 if [ -f "$model/model.safetensors" ]; then
     "$duet" golden -m "$model" -p "Once upon a time, there was a little dog" -o "$tmp/stories.safetensors" 2>/dev/null
+    check "stories260K: the ref golden exits 0" test $? -eq 0
     diff_both stories260K "$model" "$tmp/stories.safetensors"
     # sampling on the GPU (device decode in graph chunks) prints what sampling on the host prints
     for dt in fp16 bf16; do
         set -- -m "$model" -n 120 --temp 0.9 --top-k 50 --top-p 0.95 --seed 3 --ignore-eos --backend gpu --dtype $dt
-        "$duet" generate "$@" >"$tmp/dev.txt" 2>/dev/null
-        "$duet" generate "$@" --host-sampling >"$tmp/host.txt" 2>/dev/null
+        # both runs must succeed before their texts mean anything (two failures print the same nothing)
+        "$duet" generate "$@" >"$tmp/dev.txt" 2>"$tmp/dev.err"
+        rc_dev=$?
+        "$duet" generate "$@" --host-sampling >"$tmp/host.txt" 2>"$tmp/host.err"
+        rc_host=$?
+        check "generate gpu $dt, device sampling: exit 0" test $rc_dev -eq 0
+        check "generate gpu $dt, --host-sampling: exit 0" test $rc_host -eq 0
+        [ $rc_dev -eq 0 ] && [ $rc_host -eq 0 ] || cat "$tmp/dev.err" "$tmp/host.err"
         check "generate gpu $dt --temp 0.9 --top-k 50 --top-p 0.95: GPU sampling = host sampling" cmp -s "$tmp/dev.txt" "$tmp/host.txt"
     done
 else

@@ -1,5 +1,5 @@
 /* test_gpu_model.c: the whole CUDA forward pass against the fp32 CPU reference, in fp16 and bf16:
- * every tap (DESIGN.md's names and shapes) within a per-dtype relative L2 bound, logits argmax agreement
+ * every tap (docs/design.md's names and shapes) within a per-dtype relative L2 bound, logits argmax agreement
  * >= 99%, prefill then decode steps on the paged cache, packed batches of sequences of different
  * lengths, the greedy 199-token generation from BOS equal to HF's ids (tests/data/hf), synthetic models
  * (common/synth.h: GQA, head_dim 128 with a context long enough for split-K; odd sizes, tied), and a

@@ -60,6 +60,7 @@ gpu)
     out=/tmp/gpu_out
     mkdir -p $out
     trap 'tar -C /tmp -czf "$final_out/gpu_smollm2.tar.gz" gpu_out' EXIT
+    [ -f $model ] || cat /tmp/smollm2.part00 .mpart/smollm2.part01 >$model
     cd $b
     export DUET_MODEL=$model
     make -j16 >/tmp/build.log 2>&1 || { grep -E "error" /tmp/build.log | head -30; exit 1; }

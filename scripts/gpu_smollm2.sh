@@ -9,9 +9,11 @@
 #   gpu     make check (GPU suites run), duet diff --backend gpu on SmolLM2 with open bounds (what
 #           golden/tolerances' SmolLM2 rows are set from), generate --chat on the GPU, and the eval
 #           runs of gpu fp16/bf16 with both prompts; results to $OUT/gpu_smollm2.tar.gz
-# usage, from the source root: DUET_DATA=$PWD/.devdata bash scripts/gpu_smollm2.sh build|hf|gpu
+#   regen   HF's states and greedy files again from tests/data/hf/smollm2_prompts.json, then
+#           test_smollm2 and test_gpu_diff.sh
+# usage, from the source root: DUET_DATA=$PWD/.devdata bash scripts/gpu_smollm2.sh build|hf|gpu|regen
 set -u
-stage=${1:?usage: gpu_smollm2.sh build|hf|gpu}
+stage=${1:?usage: gpu_smollm2.sh build|hf|gpu|regen}
 out=${OUT:-$PWD/gpu_smollm2_out}
 mkdir -p "$out"
 src=$PWD
@@ -88,5 +90,19 @@ gpu)
             ./duet eval -m $model -n 20 --prompt $p --backend gpu --dtype $dt --json "$out/gpu_${p}_$dt.json" 2>&1 | tail -9
         done
     done
+    ;;
+regen)
+    # the HF states and greedy files again (into tests/data/hf), then test_smollm2 and test_gpu_diff.sh
+    [ -f $model ] || cat /tmp/smollm2.part00 .mpart/smollm2.part01 >$model
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
+    export PYTHONPATH=/tmp/site DUET_MODEL=$model
+    python3 scripts/hf_smollm2_reference.py --gguf $model --prompts tests/data/hf/smollm2_prompts.json \
+        --out tests/data/hf 2>&1 | grep -v -e Warning -e Converting -e "Loading weights" | tail -8
+    cp tests/data/hf/smollm2_states.safetensors tests/data/hf/smollm2_greedy.json "$out/"
+    cd $b && make -j16 >/tmp/build.log 2>&1 || { grep error /tmp/build.log | head; exit 1; }
+    make -j16 check TESTS="tests/test_smollm2 tests/test_gpu_diff.sh" >/tmp/check.log 2>&1
+    grep -E "^(PASS|FAIL|SKIP|ERROR)|^Check:" /tmp/check.log
+    grep -h -E "rel_l2|greedy|summaries|FAIL|SmolLM2" tests/test_smollm2.log tests/test_gpu_diff.sh.log | head -30
+    cp tests/test_smollm2.log tests/test_gpu_diff.sh.log "$out/"
     ;;
 esac

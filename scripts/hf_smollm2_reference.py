@@ -10,7 +10,7 @@ Writes to --out:
   smollm2_states.safetensors  per prompt: <name>.ids, <name>.hidden.<i> (last token's row of
                               hidden_states[i], i = 0..L), <name>.logits (last token); for the first
                               prompt also <name>.hidden_all.<i> (every token's row)
-  smollm2_greedy.json         per prompt: 32 greedy new ids (no EOS stop) and their text
+  smollm2_greedy.json         per prompt: 32 greedy new ids (argmax, no EOS stop) and their text
   smollm2_summaries.json      per eval item: input_ids, greedy output_ids (up to and including EOS), summary
 Usage (needs torch, transformers, gguf, safetensors):
   python3 scripts/hf_smollm2_reference.py --gguf models/SmolLM2-135M-Instruct.Q4_1.gguf \
@@ -60,9 +60,15 @@ def main():
                 tensors[f"{name}.hidden_all.{i}"] = h[0].contiguous().float().cpu()
         tensors[f"{name}.logits"] = out.logits[0, -1].contiguous().float().cpu()
         tensors[f"{name}.ids"] = torch.tensor(ids, dtype=torch.int32)
-        g = model.generate(x, max_new_tokens=a.greedy_tokens, min_new_tokens=a.greedy_tokens, do_sample=False,
-                           pad_token_id=eos)
-        new = g[0, len(ids):].tolist()
+        # A plain argmax loop, not generate(): generate's min_new_tokens would keep going past an EOS by
+        # masking the EOS logit, which changes the continuation; duet's --ignore-eos masks nothing.
+        new, cur, past = [], x, None
+        for _ in range(a.greedy_tokens):
+            o = model(cur, past_key_values=past, use_cache=True)
+            past = o.past_key_values
+            nxt = int(o.logits[0, -1].argmax())
+            new.append(nxt)
+            cur = torch.tensor([[nxt]], device=a.device)
         greedy.append({"name": name, "prompt_ids": ids, "ids": new, "text": tok.decode(new)})
         print(name, len(ids), repr(tok.decode(new))[:120], flush=True)
     save_file(tensors, os.path.join(a.out, "smollm2_states.safetensors"), metadata={k: str(v) for k, v in meta.items()})

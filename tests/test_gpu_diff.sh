@@ -66,4 +66,23 @@ if [ -f "$model/model.safetensors" ]; then
 else
     echo "(stories260K not found under $data: its diff is not run)"
 fi
+
+# The default model (SmolLM2-135M-Instruct, Q4_1/Q8_0 GGUF, dequantized on upload): every tap of a ChatML
+# prompt within golden/tolerances, and --chat on the GPU answers as the ref does.
+smol="${DUET_MODEL:-$src/models/SmolLM2-135M-Instruct.Q4_1.gguf}"
+if [ -f "$smol" ]; then
+    chat=$(printf '<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n<|im_start|>user\nWhat is the capital of France? Answer in one sentence, then name two famous landmarks there.<|im_end|>\n<|im_start|>assistant\n')
+    ids=$("$duet" tokenize -m "$smol" --parse-special -p "$chat")
+    "$duet" golden -m "$smol" --ids "$ids" -o "$tmp/smollm2.safetensors" 2>/dev/null
+    check "SmolLM2: the ref golden exits 0" test $? -eq 0
+    diff_both SmolLM2 "$smol" "$tmp/smollm2.safetensors"
+    "$duet" generate -m "$smol" --chat -p "What is the capital of France?" --temp 0 -n 32 >"$tmp/ref.txt" 2>/dev/null
+    for dt in fp16 bf16; do
+        "$duet" generate -m "$smol" --chat -p "What is the capital of France?" --temp 0 -n 32 --backend gpu --dtype $dt \
+            >"$tmp/gpu.txt" 2>/dev/null
+        check "SmolLM2 generate --chat gpu $dt: exit 0, same answer as the ref" sh -c "test $? -eq 0 && cmp -s '$tmp/ref.txt' '$tmp/gpu.txt'"
+    done
+else
+    echo "(the default model is not at $smol: its diff is not run)"
+fi
 exit $fail

@@ -88,3 +88,55 @@ for f in sorted(os.listdir("tests/data/rouge/fixtures")):
         copy("cnn_dailymail", f"tests/data/rouge/fixtures/{f}")
 put("cnn_dailymail", "escapes.jsonl", json.dumps({"id": "x", "article": "A \"quoted\" caf\u00e9\n\ttab",
                                                   "highlights": "One.\nTwo.", "extra": [1, {"a": None}]}) + "\n\n  \n")
+
+# gguf: written by hand from the format (gguf.h): kv pairs of every value type, tensors of plain and
+# block types, version 2 and 3, a non-default alignment.
+def gstr(s):
+    b = s.encode()
+    return struct.pack("<Q", len(b)) + b
+
+
+def gval(t, v):
+    fmt = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q", 11: "q", 12: "d"}
+    if t == 8:
+        return gstr(v)
+    if t == 9:
+        et, items = v
+        return struct.pack("<IQ", et, len(items)) + b"".join(gval(et, x) for x in items)
+    return struct.pack("<" + fmt[t], v)
+
+
+def gguf(kvs, tensors, version=3, align=32):
+    """kvs: [(key, type, value)]; tensors: [(name, ne (GGUF order), ggml type, raw bytes)]."""
+    out = b"GGUF" + struct.pack("<IQQ", version, len(tensors), len(kvs))
+    for k, t, v in kvs:
+        out += gstr(k) + struct.pack("<I", t) + gval(t, v)
+    off, data = 0, b""
+    for name, ne, gt, raw in tensors:
+        out += gstr(name) + struct.pack("<I", len(ne)) + b"".join(struct.pack("<Q", n) for n in ne)
+        out += struct.pack("<IQ", gt, off)
+        data += raw + b"\0" * (-len(raw) % align)
+        off = len(data)
+    out += b"\0" * (-len(out) % align)
+    return out + data
+
+
+kv = [("general.architecture", 8, "llama"), ("llama.block_count", 4, 1), ("llama.context_length", 10, 64),
+      ("llama.attention.layer_norm_rms_epsilon", 6, 1e-5), ("llama.rope.freq_base", 12, 10000.0),
+      ("tokenizer.ggml.add_bos_token", 7, True), ("i8", 1, -3), ("u8", 0, 200), ("i16", 3, -300), ("u16", 2, 60000),
+      ("i32", 5, -7), ("i64", 11, -(1 << 40)),
+      ("tokenizer.ggml.tokens", 9, (8, ["<s>", "</s>", "\u0120a", "b"])),
+      ("tokenizer.ggml.scores", 9, (6, [0.0, -1.0, -2.5, 3.0])),
+      ("tokenizer.ggml.token_type", 9, (5, [3, 3, 1, 1])), ("nested", 9, (9, [(4, [1, 2]), (8, ["x"])]))]
+rng = bytes((i * 37 + 11) % 256 for i in range(4096))
+q8 = b"".join(struct.pack("<H", 0x3C00) + rng[i * 32:(i + 1) * 32] for i in range(2))  # Q8_0: 2 blocks
+q41 = b"".join(struct.pack("<HH", 0x2E66, 0xB800) + rng[i * 16:(i + 1) * 16] for i in range(2))  # Q4_1
+q4k = struct.pack("<HH", 0x3C00, 0x3800) + rng[:12] + rng[100:228]  # Q4_K: 1 block of 256
+q6k = rng[:128] + rng[200:264] + rng[300:316] + struct.pack("<H", 0x3000)  # Q6_K
+put("gguf", "small_v3.gguf", gguf(kv, [("token_embd.weight", [4, 2], 0, f32(*range(8))),
+                                      ("f16", [3], 1, struct.pack("<3H", 0x3C00, 0x8001, 0x7C00)),
+                                      ("q8", [32, 2], 8, q8), ("q41", [64], 3, q41)]))
+put("gguf", "kquants.gguf", gguf(kv[:2], [("q4k", [256], 12, q4k), ("q6k", [256, 1], 14, q6k)]))
+put("gguf", "v2_align64.gguf", gguf([("general.alignment", 4, 64)] + kv[:3], [("a", [2], 0, f32(1, 2)), ("b", [1], 0, f32(3))],
+                                    version=2, align=64))
+put("gguf", "empty.gguf", gguf([], []))

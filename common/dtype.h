@@ -14,7 +14,13 @@
  *   Q5_K 256 elems, 176 B: d, dmin, scales[12], qh[32], qs[128]
  *   Q6_K 256 elems, 210 B: ql[128], qh[64], int8 scales[16], d
  * Dequantization follows the `gguf` Python package's gguf.quants.dequantize bit for bit (fp32
- * arithmetic in the same order; tests/test_dtype checks committed vectors made with it). */
+ * arithmetic in the same order; tests/test_dtype checks committed vectors made with it):
+ *   Q4_0, Q5_0, Q8_0: d * q;  Q4_1, Q5_1: (d * q) + m;  Q4_K, Q5_K: ((d * sc) * q) - (dmin * m);
+ *   Q6_K: (d * sc) * q; every product and sum rounded to fp32 (never fused into an FMA).
+ * Scales are not checked: an Inf or NaN fp16 scale propagates as IEEE arithmetic (and the package)
+ * makes it: a NaN scale gives NaNs carrying its payload (quieted), an infinite one gives +-Inf, and
+ * NaN (the host's default NaN) where it multiplies a zero code. Plain F16 NaNs keep their payload.
+ * F64 rounds to nearest fp32; F8_E4M3 is OCP e4m3fn (no Inf; S.1111.111 -> quiet NaN of that sign). */
 #ifndef DUET_DTYPE_H
 #define DUET_DTYPE_H
 

@@ -52,6 +52,15 @@ int gguf_get_int_arr(const gguf_file *f, const char *key, int64_t **out, uint64_
 /* An array of F32, converted into a malloc'ed *out (free it). */
 int gguf_get_f32_arr(const gguf_file *f, const char *key, float **out, uint64_t *n);
 
+/* The data alignment (general.alignment, else 32). */
+uint32_t gguf_alignment(const gguf_file *f);
+/* The kv pairs in file order: key, type, element type (the type itself for a scalar) and element
+ * count (1 for a scalar) of pair i; any out pointer may be NULL. 0, or -1 when i is out of range. */
+int gguf_n_kv(const gguf_file *f);
+int gguf_kv_at(const gguf_file *f, int i, gguf_str *key, gguf_vtype *type, gguf_vtype *elem, uint64_t *n);
+/* The same by key: 0, or 1 when absent. */
+int gguf_key_type(const gguf_file *f, const char *key, gguf_vtype *type, gguf_vtype *elem, uint64_t *n);
+
 /* Tensors, in file order. */
 int gguf_n_tensors(const gguf_file *f);
 const st_tensor *gguf_tensor_at(const gguf_file *f, int i);
@@ -68,7 +77,12 @@ int gguf_writer_set_str(gguf_writer *w, const char *key, const char *s, size_t l
 int gguf_writer_set_str_arr(gguf_writer *w, const char *key, const char *const *s, const size_t *len, uint64_t n);
 int gguf_writer_set_i32_arr(gguf_writer *w, const char *key, const int32_t *v, uint64_t n);
 int gguf_writer_set_f32_arr(gguf_writer *w, const char *key, const float *v, uint64_t n);
-/* shape in row-major order (as st_tensor); the innermost dim must be a multiple of the type's block. */
+/* Any fixed-size scalar type (not STRING or ARRAY): v points to a value of that C type (uint8_t for
+ * BOOL, 0 or 1); and arrays of them (n elements). A key set twice is an error. */
+int gguf_writer_set(gguf_writer *w, const char *key, gguf_vtype type, const void *v);
+int gguf_writer_set_arr(gguf_writer *w, const char *key, gguf_vtype type, const void *v, uint64_t n);
+/* shape in row-major order (as st_tensor; 0 to 4 dims, each > 0); the innermost dim must be a multiple
+ * of the type's block; the type must have a GGML id (not U8, BOOL, F8_E4M3). */
 int gguf_writer_add_tensor(gguf_writer *w, const char *name, st_dtype type, int ndim, const int64_t *shape,
                            const void *data);
 int gguf_writer_save(gguf_writer *w, const char *path);

@@ -24,35 +24,19 @@ struct st_file {
     json_t *meta; /* __metadata__ object or NULL */
 };
 
-static const struct { const char *name; st_dtype t; size_t size; } dtypes[] = {
-    {"F32", ST_F32, 4},  {"F16", ST_F16, 2}, {"BF16", ST_BF16, 2}, {"F64", ST_F64, 8},
-    {"I8", ST_I8, 1},    {"U8", ST_U8, 1},   {"I16", ST_I16, 2},   {"I32", ST_I32, 4},
-    {"I64", ST_I64, 8},  {"F8_E4M3", ST_F8_E4M3, 1}, {"BOOL", ST_BOOL, 1},
-};
-#define N_DTYPES (sizeof dtypes / sizeof dtypes[0])
-
-const char *st_dtype_name(st_dtype t)
-{
-    for (size_t i = 0; i < N_DTYPES; i++)
-        if (dtypes[i].t == t) return dtypes[i].name;
-    return "?";
-}
-
 size_t st_dtype_size(st_dtype t)
 {
-    for (size_t i = 0; i < N_DTYPES; i++)
-        if (dtypes[i].t == t) return dtypes[i].size;
-    return 0;
+    const st_dtype_traits *tr = st_dtype_info(t);
+    return tr && tr->block == 1 ? (size_t)tr->block_bytes : 0;
 }
 
+/* A safetensors dtype by name; the GGUF block types (Q4_1, ...) have no safetensors spelling. */
 static int parse_dtype(const char *s, st_dtype *t)
 {
-    for (size_t i = 0; s && i < N_DTYPES; i++)
-        if (!strcmp(s, dtypes[i].name)) {
-            *t = dtypes[i].t;
-            return 0;
-        }
-    return -1;
+    int d = st_dtype_from_name(s);
+    if (d < 0 || !st_dtype_info((st_dtype)d)->in_safetensors) return -1;
+    *t = (st_dtype)d;
+    return 0;
 }
 
 static int cmp_offset(const void *a, const void *b)
@@ -91,7 +75,8 @@ static int parse_entry(const char *path, const char *name, json_t *e, const char
     if (b < 0 || end < b || (uint64_t)end > data_size)
         return duet_errorf("%s: tensor '%s': data_offsets [%lld, %lld] out of range (data section is %zu bytes)",
                            path, name, (long long)b, (long long)end, data_size);
-    size_t want = (size_t)t->numel * st_dtype_size(t->dtype);
+    size_t want = st_dtype_bytes(t->dtype, t->numel);
+    if (!want && t->numel) return duet_errorf("%s: tensor '%s': %lld elements overflow size_t", path, name, (long long)t->numel);
     if ((size_t)(end - b) != want)
         return duet_errorf("%s: tensor '%s': %lld bytes for dtype %s shape of %lld elements (expected %zu bytes)",
                            path, name, (long long)(end - b), st_dtype_name(t->dtype), (long long)t->numel, want);
@@ -332,84 +317,17 @@ int st_check_shape(const st_tensor *t, int ndim, const int64_t *shape)
     return duet_errorf("%s: tensor '%s': shape %s, expected %s", t->file, t->name, got, want);
 }
 
-float duet_f16_to_f32(uint16_t h)
-{
-    uint32_t sign = (uint32_t)(h >> 15) << 31, exp = (h >> 10) & 0x1f, mant = h & 0x3ff, bits;
-    if (exp == 0x1f) {
-        bits = sign | 0x7f800000u | (mant << 13);
-    } else if (exp == 0) {
-        if (mant == 0) {
-            bits = sign;
-        } else { /* subnormal: normalise */
-            int e = -1;
-            do {
-                e++;
-                mant <<= 1;
-            } while (!(mant & 0x400));
-            bits = sign | ((uint32_t)(127 - 15 - e) << 23) | ((mant & 0x3ff) << 13);
-        }
-    } else {
-        bits = sign | ((exp + 112) << 23) | (mant << 13);
-    }
-    float f;
-    memcpy(&f, &bits, 4);
-    return f;
-}
-
-uint16_t duet_f32_to_f16(float f)
-{
-    uint32_t x;
-    memcpy(&x, &f, 4);
-    uint32_t sign = (x >> 16) & 0x8000, absx = x & 0x7fffffffu;
-    if (absx >= 0x7f800000u) return (uint16_t)(sign | 0x7c00 | (absx > 0x7f800000u ? 0x200 : 0));
-    if (absx >= 0x477ff000u) return (uint16_t)(sign | 0x7c00); /* rounds to >= 65520: inf */
-    if (absx < 0x38800000u) { /* below the smallest normal 2^-14: subnormal or zero */
-        if (absx < 0x33000000u) return (uint16_t)sign; /* < 2^-25: rounds to zero */
-        uint32_t e = absx >> 23, m = (absx & 0x7fffff) | 0x800000;
-        uint32_t shift = 126 - e; /* value = m * 2^(e-150); subnormal unit = 2^-24 */
-        uint32_t q = m >> shift, rem = m & ((1u << shift) - 1), half = 1u << (shift - 1);
-        if (rem > half || (rem == half && (q & 1))) q++;
-        return (uint16_t)(sign | q);
-    }
-    uint32_t r = absx + 0xfff + ((absx >> 13) & 1); /* round mantissa to 10 bits, ties to even */
-    return (uint16_t)(sign | (((r >> 23) - 112) << 10) | ((r >> 13) & 0x3ff));
-}
-
-float duet_bf16_to_f32(uint16_t h)
-{
-    uint32_t bits = (uint32_t)h << 16;
-    float f;
-    memcpy(&f, &bits, 4);
-    return f;
-}
-
-uint16_t duet_f32_to_bf16(float f)
-{
-    uint32_t x;
-    memcpy(&x, &f, 4);
-    if ((x & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((x >> 16) | 0x40); /* quiet NaN */
-    x += 0x7fff + ((x >> 16) & 1);
-    return (uint16_t)(x >> 16);
-}
-
 int st_to_f32(const st_tensor *t, float *out)
 {
-    const unsigned char *p = t->data;
-    switch (t->dtype) {
-    case ST_F32:
-        memcpy(out, p, (size_t)t->numel * 4);
-        return 0;
-    case ST_F16:
-    case ST_BF16:
-        for (int64_t i = 0; i < t->numel; i++) {
-            uint16_t h = (uint16_t)(p[2 * i] | (p[2 * i + 1] << 8));
-            out[i] = t->dtype == ST_F16 ? duet_f16_to_f32(h) : duet_bf16_to_f32(h);
-        }
-        return 0;
-    default:
-        return duet_errorf("%s: tensor '%s': dtype %s cannot be read as floats (need F32, F16 or BF16)", t->file,
-                           t->name, st_dtype_name(t->dtype));
-    }
+    const st_dtype_traits *tr = st_dtype_info(t->dtype);
+    if (!tr || !tr->to_f32)
+        return duet_errorf("%s: tensor '%s': dtype %s cannot be read as floats (need a float or quantized type)",
+                           t->file, t->name, st_dtype_name(t->dtype));
+    if (t->numel % tr->block || st_dtype_bytes(t->dtype, t->numel) != t->nbytes)
+        return duet_errorf("%s: tensor '%s': %lld elements in %zu bytes do not fit dtype %s", t->file, t->name,
+                           (long long)t->numel, t->nbytes, tr->name);
+    tr->to_f32(t->data, out, t->numel);
+    return 0;
 }
 
 /* ---- writer ------------------------------------------------------------------------------------- */
@@ -430,6 +348,8 @@ st_writer *st_writer_new(void)
 int st_writer_add(st_writer *w, const char *name, st_dtype dtype, int ndim, const int64_t *shape, const void *data)
 {
     if (ndim < 0 || ndim > ST_MAX_DIMS) return duet_errorf("tensor '%s': %d dims, at most %d", name, ndim, ST_MAX_DIMS);
+    if (!st_dtype_info(dtype) || !st_dtype_info(dtype)->in_safetensors)
+        return duet_errorf("tensor '%s': dtype %s has no safetensors form", name, st_dtype_name(dtype));
     for (int i = 0; i < w->n; i++)
         if (!strcmp(w->t[i].name, name)) return duet_errorf("tensor '%s' added twice", name);
     if (w->n == w->cap) {
@@ -445,10 +365,13 @@ int st_writer_add(st_writer *w, const char *name, st_dtype dtype, int ndim, cons
     t->ndim = ndim;
     t->numel = 1;
     for (int d = 0; d < ndim; d++) {
+        if (shape[d] < 0 || (shape[d] && t->numel > INT64_MAX / shape[d]))
+            return duet_errorf("tensor '%s': shape[%d] = %lld is negative or overflows", name, d, (long long)shape[d]);
         t->shape[d] = shape[d];
         t->numel *= shape[d];
     }
-    t->nbytes = (size_t)t->numel * st_dtype_size(dtype);
+    t->nbytes = st_dtype_bytes(dtype, t->numel);
+    if (!t->nbytes && t->numel) return duet_errorf("tensor '%s': %lld elements overflow size_t", name, (long long)t->numel);
     void *copy = malloc(t->nbytes ? t->nbytes : 1);
     t->name = strdup(name);
     if (!copy || !t->name) {

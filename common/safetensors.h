@@ -4,12 +4,12 @@
 #ifndef DUET_SAFETENSORS_H
 #define DUET_SAFETENSORS_H
 
+#include "dtype.h"
+
 #include <stddef.h>
 #include <stdint.h>
 
 #define ST_MAX_DIMS 8
-
-typedef enum { ST_F32, ST_F16, ST_BF16, ST_F64, ST_I8, ST_U8, ST_I16, ST_I32, ST_I64, ST_F8_E4M3, ST_BOOL } st_dtype;
 
 typedef struct st_tensor {
     char *name;
@@ -18,7 +18,7 @@ typedef struct st_tensor {
     int64_t shape[ST_MAX_DIMS];
     int64_t numel;
     const void *data;     /* inside the mapping; little-endian */
-    size_t nbytes;
+    size_t nbytes;        /* st_dtype_bytes(dtype, numel) */
     const char *file;     /* path of the file that holds it */
 } st_tensor;
 
@@ -41,12 +41,14 @@ st_set *st_set_open(const char *dir);
 void st_set_close(st_set *s);
 const st_tensor *st_set_find(const st_set *s, const char *name);
 
-const char *st_dtype_name(st_dtype t);
+/* Bytes per element of a plain (one-element block) type; 0 for block types (use st_dtype_bytes). */
 size_t st_dtype_size(st_dtype t);
 
 /* Checks that t has exactly the given shape (ndim values in `shape`); error names file, tensor, shapes. */
 int st_check_shape(const st_tensor *t, int ndim, const int64_t *shape);
-/* Converts an F32/F16/BF16 tensor to fp32 into out[numel]; other dtypes are an error naming the tensor. */
+/* Converts a tensor of any float type (F32, F16, BF16, F64, F8_E4M3 and the GGUF block types Q4_0 ..
+ * Q6_K, through the dtype table) to fp32 into out[numel]; integer and bool dtypes are an error
+ * naming the tensor. */
 int st_to_f32(const st_tensor *t, float *out);
 
 /* Writer: collects tensors (data copied) and metadata, then writes one file. */
@@ -56,11 +58,5 @@ int st_writer_add(st_writer *w, const char *name, st_dtype dtype, int ndim, cons
 int st_writer_meta(st_writer *w, const char *key, const char *value);
 int st_writer_save(st_writer *w, const char *path);
 void st_writer_free(st_writer *w);
-
-/* fp16 / bf16 <-> fp32, round-to-nearest-even (shared by the loader, quantizers and the GPU tests). */
-float duet_f16_to_f32(uint16_t h);
-uint16_t duet_f32_to_f16(float f);
-float duet_bf16_to_f32(uint16_t h);
-uint16_t duet_f32_to_bf16(float f);
 
 #endif

@@ -130,6 +130,9 @@ START_TEST(test_unknown_dtype)
 {
     expect_open_error(write_st("dtype.safetensors", "{\"w\":{\"dtype\":\"F12\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4),
                       "'w'", "F12");
+    /* a GGUF block type has no safetensors form */
+    expect_open_error(write_st("q41.safetensors", "{\"w\":{\"dtype\":\"Q4_1\",\"shape\":[32],\"data_offsets\":[0,20]}}", 20),
+                      "'w'", "Q4_1");
     expect_open_error(write_st("shape.safetensors", "{\"w\":{\"dtype\":\"F32\",\"shape\":[-1],\"data_offsets\":[0,4]}}", 4),
                       "'w'", "shape");
 }

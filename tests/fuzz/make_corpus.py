@@ -140,3 +140,5 @@ put("gguf", "kquants.gguf", gguf(kv[:2], [("q4k", [256], 12, q4k), ("q6k", [256,
 put("gguf", "v2_align64.gguf", gguf([("general.alignment", 4, 64)] + kv[:3], [("a", [2], 0, f32(1, 2)), ("b", [1], 0, f32(3))],
                                     version=2, align=64))
 put("gguf", "empty.gguf", gguf([], []))
+for f in ("gguf_py.gguf", "duet_written.gguf"):  # the GGUF reader's committed fixtures (gguf-py and duet's writer)
+    copy("gguf", f"tests/data/gguf/{f}")

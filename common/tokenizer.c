@@ -932,10 +932,16 @@ static int load_template(duet_tokenizer *t, const char *file, const char *field,
                                file, field, i, field);
         for (size_t k = 0; k < json_array_size(ids); k++) {
             json_t *id = json_array_get(ids, k);
-            if (!json_is_integer(id) || json_integer_value(id) < 0 ||
-                json_integer_value(id) >= t->vocab_size)
-                return duet_errorf("file %s: field '%s.special_tokens.%s.ids': bad id",
-                                   file, field, name);
+            if (!json_is_integer(id))
+                return duet_errorf("file %s: field '%s.special_tokens.%s.ids': bad id (not an integer)", file,
+                                   field, name);
+            /* In range is not enough: the vocabulary may have holes, and an id without a token
+             * would be encoded but could not be decoded. */
+            json_int_t x = json_integer_value(id);
+            if (x < 0 || x >= t->vocab_size || !t->tokens[x].s)
+                return duet_errorf("file %s: field '%s.special_tokens.%s.ids': id %lld is not a token of "
+                                   "the vocabulary (size %d)",
+                                   file, field, name, (long long)x, t->vocab_size);
             int *arr = seen_seq ? t->suffix : t->prefix;
             int *n = seen_seq ? &t->n_suffix : &t->n_prefix;
             if (*n >= TK_MAX_AFFIX)

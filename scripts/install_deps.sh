@@ -7,7 +7,7 @@
 set -euo pipefail
 if [ "${1:-}" = "-h" ] || [ "${1:-}" = "--help" ]; then sed -n '2,6p' "$0" | sed 's/^# \{0,1\}//'; exit 0; fi
 packages="build-essential autoconf automake libtool pkg-config check libjansson-dev libpcre2-dev nettle-dev
-libopenblas-dev python3 python3-pip"
+libopenblas-dev python3 python3-pip clang libclang-rt-14-dev"
 missing=""
 for p in $packages; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 # python3 and pip may come from elsewhere (pyenv, a venv): then the Debian ones are not needed.

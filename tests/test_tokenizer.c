@@ -380,6 +380,16 @@ START_TEST(unknown_decoder)
 }
 END_TEST
 
+/* Found by tests/fuzz/fuzz_tokenizer_load: a post_processor special token whose id lies inside the
+ * vocabulary's range but names no token (id 1 here: the vocab skips it) was taken as BOS, so encode
+ * gave an id that decode then refused. */
+START_TEST(special_id_hole)
+{
+    expect_load_error("special_id_hole.json", "'post_processor.special_tokens.<s>.ids'",
+                      "id 1 is not a token of the vocabulary");
+}
+END_TEST
+
 START_TEST(bad_config)
 {
     char *tj = test_src_path("tests/data/tokenizer/tiny.json"), *cfg = bad_path("bad_config.json");
@@ -505,6 +515,7 @@ int main(void)
     tcase_add_test(tc, unknown_normalizer);
     tcase_add_test(tc, unknown_pretokenizer);
     tcase_add_test(tc, unknown_decoder);
+    tcase_add_test(tc, special_id_hole);
     tcase_add_test(tc, bad_config);
     tcase_add_test(tc, bad_text_and_ids);
     suite_add_tcase(s, tc);

@@ -176,8 +176,9 @@ static int check_all_used(const gguf_file *f, const duet_config *c)
             l < c->n_layers)
             for (size_t k = 0; k < sizeof per_layer / sizeof *per_layer && !used; k++) used = !strcmp(part, per_layer[k]);
         if (!used)
-            return duet_errorf("%s: tensor '%s' is not part of a %d-layer llama model (llama.block_count %d)", gguf_path(f),
-                               name, c->n_layers, c->n_layers);
+            return duet_errorf("%s: tensor '%s' is not part of the model (llama.block_count %d; duet reads token_embd, "
+                               "output_norm, output and blk.N.{attn_norm,attn_q,attn_k,attn_v,attn_output,ffn_norm,"
+                               "ffn_gate,ffn_up,ffn_down})", gguf_path(f), name, c->n_layers);
     }
     return 0;
 }

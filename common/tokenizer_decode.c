@@ -1,6 +1,7 @@
 /* tokenizer_decode.c: ids -> text as `tokenizers` decode(ids, skip_special_tokens) does it: the
  * token strings run through the decoder chain one step at a time over the whole list (Replace,
- * ByteFallback, Fuse, Strip, Metaspace), then are joined ("" with a decoder, " " without).
+ * ByteFallback, Fuse, Strip, Metaspace, ByteLevel: tokens back to bytes, read as lossy UTF-8),
+ * then are joined ("" with a decoder, " " without).
  * The streaming decoder (duet_detok) gives the same bytes incrementally; it is written
  * separately so that the tests can hold the two against each other. */
 #include "tokenizer_impl.h"

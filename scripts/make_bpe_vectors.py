@@ -20,6 +20,15 @@ Writes, under tests/data/tokenizer/:
                           UTF-8, special tokens in the middle)
   smollm2_bpe_tokenizer.json  the reference tokenizer itself (compact), when under 3 MB; the C
                           test loads it and checks it against the same vectors
+  gguf/tiny_<pre>.gguf    a small byte-level BPE trained here on the texts written here, as GGUF
+                          metadata only (no tensors) with tokenizer.ggml.pre = gpt2, llama-bpe,
+                          qwen2 (llama-bpe without add_bos_token, so llama.cpp's default BOS
+                          applies), and malformed ones (bad_*.gguf: unknown pre, model llama, model
+                          bert, a merge naming a missing token, a bos id out of range)
+  tiny_bpe.jsonl          vectors for the tiny GGUFs: {"pre", "text", "ids", "ids_special"
+                          (add_special), "decoded"} made by tokenizers with the Hugging Face
+                          pre-tokenizer of each model family (Split(regex, Isolated) +
+                          ByteLevel(use_regex=False) for Llama-3 and Qwen2, ByteLevel for GPT-2)
 usage: python3 scripts/make_bpe_vectors.py [--gguf models/SmolLM2-135M-Instruct.Q4_1.gguf]
                                            [--out tests/data/tokenizer]
 Needs: pip install tokenizers gguf.
@@ -175,6 +184,90 @@ def decode_cases(tok, tokens, specials, rng, n):
     return out
 
 
+LLAMA3_REGEX = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"
+                r"|\s*[\r\n]+|\s+(?!\S)|\s+")
+QWEN2_REGEX = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"
+               r"|\s*[\r\n]+|\s+(?!\S)|\s+")
+
+
+def train_tiny(texts):
+    from tokenizers import trainers
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tr = trainers.BpeTrainer(vocab_size=700, special_tokens=["<|begin_of_text|>", "<|end_of_text|>"],
+                             initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tok.train_from_iterator(texts * 3, tr)
+    d = json.loads(tok.to_str())
+    vocab = d["model"]["vocab"]
+    tokens = [None] * len(vocab)
+    for t, i in vocab.items():
+        tokens[i] = t
+    merges = [tuple(m) if isinstance(m, list) else tuple(m.split(" ", 1)) for m in d["model"]["merges"]]
+    return tokens, merges
+
+
+def tiny_reference(tokens, merges, pre):
+    vocab = {t: i for i, t in enumerate(tokens)}
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=merges, ignore_merges=(pre == "llama-bpe")))
+    bl = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    if pre == "gpt2":
+        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    else:
+        regex = LLAMA3_REGEX if pre == "llama-bpe" else QWEN2_REGEX
+        tok.pre_tokenizer = pre_tokenizers.Sequence([
+            pre_tokenizers.Split(tokenizers.Regex(regex), "isolated", invert=False), bl])
+    tok.decoder = decoders.ByteLevel()
+    tok.add_tokens([AddedToken(t, special=True, normalized=False) for t in tokens[:2]])
+    if pre == "llama-bpe":
+        tok.post_processor = processors.TemplateProcessing(single="<|begin_of_text|> $A", special_tokens=[("<|begin_of_text|>", 0)])
+    return tok
+
+
+def write_tiny_gguf(path, tokens, merges, pre, model="gpt2", add_bos=None, bos=0):
+    w = gguf.GGUFWriter(path, arch="llama")
+    w.add_tokenizer_model(model)
+    w.add_tokenizer_pre(pre)
+    w.add_token_list(tokens)
+    w.add_token_types([3, 3] + [1] * (len(tokens) - 2))
+    w.add_token_merges([a + " " + b for a, b in merges])
+    w.add_bos_token_id(bos)
+    w.add_eos_token_id(1)
+    if add_bos is not None:
+        w.add_add_bos_token(add_bos)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+
+
+def make_tiny(out, texts):
+    tokens, merges = train_tiny(texts)
+    gdir = os.path.join(out, "gguf")
+    os.makedirs(gdir, exist_ok=True)
+    lines = []
+    for pre in ["gpt2", "llama-bpe", "qwen2"]:
+        write_tiny_gguf(os.path.join(gdir, f"tiny_{pre}.gguf"), tokens, merges, pre,
+                        add_bos=None if pre == "llama-bpe" else False)
+        tok = tiny_reference(tokens, merges, pre)
+        for text in texts:
+            tok.encode_special_tokens = True
+            ids = tok.encode(text, add_special_tokens=False).ids
+            ids_special = tok.encode(text, add_special_tokens=True).ids
+            tok.encode_special_tokens = False
+            lines.append({"pre": pre, "text": text, "ids": ids, "ids_special": ids_special,
+                          "decoded": tok.decode(ids_special, skip_special_tokens=True)})
+    write_tiny_gguf(os.path.join(gdir, "bad_pre.gguf"), tokens, merges, "nonsense-pre")
+    write_tiny_gguf(os.path.join(gdir, "bad_model_llama.gguf"), tokens, merges, "default", model="llama")
+    write_tiny_gguf(os.path.join(gdir, "bad_model_bert.gguf"), tokens, merges, "default", model="bert")
+    write_tiny_gguf(os.path.join(gdir, "bad_merge.gguf"), tokens, merges + [("zz", "qq")], "gpt2")
+    write_tiny_gguf(os.path.join(gdir, "bad_bos.gguf"), tokens, merges, "gpt2", bos=len(tokens) + 5)
+    path = os.path.join(out, "tiny_bpe.jsonl")
+    with open(path, "w", encoding="utf-8") as f:
+        for obj in lines:
+            f.write(json.dumps(obj, ensure_ascii=True) + "\n")
+    print(f"{path}: {len(lines)} lines; {gdir}: {len(tokens)} tokens, {len(merges)} merges")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--gguf", default=os.environ.get("DUET_MODEL", "models/SmolLM2-135M-Instruct.Q4_1.gguf"))
@@ -207,6 +300,7 @@ def main():
         print(f"{tj}: {len(js.encode('utf-8'))} bytes")
     else:
         print(f"tokenizer.json is {len(js)} bytes: not written")
+    make_tiny(a.out, HAND + SPECIAL_IN_TEXT[:6] + random_texts(random.Random(7), 60))
 
 
 if __name__ == "__main__":

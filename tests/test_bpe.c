@@ -6,7 +6,9 @@
  *    size and special ids.
  *  - tests/test_bpe_json (-DBPE_OFFLINE): needs nothing outside the repository: the reference
  *    tokenizer.json the script saved, against the same vectors; streaming decode across an emoji
- *    split over single-byte tokens; malformed ByteLevel / Split / Digits configurations. */
+ *    split over single-byte tokens; Split behaviours; malformed ByteLevel / Split / Digits
+ *    configurations; the tiny committed GGUFs (pre gpt2, llama-bpe, qwen2) against
+ *    tests/data/tokenizer/tiny_bpe.jsonl, and malformed GGUF tokenizer metadata. */
 #include "test_util.h"
 #include "tokenizer.h"
 #include "error.h"
@@ -487,6 +489,99 @@ START_TEST(split_behaviours)
 }
 END_TEST
 
+/* The tiny GGUFs (metadata only) for the pre-tokenizers gpt2, llama-bpe (default BOS on, merges
+ * ignored for whole-vocabulary words) and qwen2, against tests/data/tokenizer/tiny_bpe.jsonl. */
+START_TEST(tiny_gguf_vectors)
+{
+    static const char *const pres[] = {"gpt2", "llama-bpe", "qwen2"};
+    duet_tokenizer *toks[3];
+    for (int i = 0; i < 3; i++) {
+        char rel[128];
+        snprintf(rel, sizeof rel, "tests/data/tokenizer/gguf/tiny_%s.gguf", pres[i]);
+        char *p = test_src_path(rel);
+        toks[i] = duet_tokenizer_load_gguf(p);
+        ck_assert_msg(toks[i] != NULL, "%s", duet_error());
+        ck_assert_int_eq(duet_tokenizer_vocab_size(toks[i]), 700);
+        free(p);
+    }
+    char *path = test_src_path("tests/data/tokenizer/tiny_bpe.jsonl");
+    FILE *f = fopen(path, "r");
+    ck_assert_msg(f != NULL, "%s missing - run scripts/make_bpe_vectors.py", path);
+    char *line = NULL, msg[256];
+    size_t cap = 0;
+    int bad = 0, counts[3] = {0, 0, 0}, no = 0;
+    while (getline(&line, &cap, f) > 0) {
+        json_t *cs = json_loads(line, JSON_ALLOW_NUL, NULL);
+        ck_assert(cs != NULL);
+        no++;
+        const char *pre = json_string_value(json_object_get(cs, "pre"));
+        int k = !strcmp(pre, "gpt2") ? 0 : !strcmp(pre, "llama-bpe") ? 1 : 2;
+        counts[k]++;
+        json_t *jt = json_object_get(cs, "text");
+        const char *text = json_string_value(jt);
+        size_t tn = json_string_length(jt), n, sl;
+        int *ids;
+        for (int add = 0; add <= 1; add++) {
+            ck_assert(duet_tokenizer_encode(toks[k], text, tn, add, &ids, &n) == 0);
+            if (!ids_equal(ids, n, json_object_get(cs, add ? "ids_special" : "ids"), msg, sizeof msg) &&
+                bad++ < MAX_REPORTS)
+                fprintf(stderr, "tiny_bpe.jsonl line %d (%s, add %d) \"%.60s\": %s\n", no, pre, add,
+                        text, msg);
+            if (add) {
+                char *s;
+                ck_assert(duet_tokenizer_decode(toks[k], ids, n, 1, &s, &sl) == 0);
+                if (!text_equal(s, sl, json_object_get(cs, "decoded")) && bad++ < MAX_REPORTS)
+                    fprintf(stderr, "tiny_bpe.jsonl line %d (%s) decode: got \"%s\"\n", no, pre, s);
+                free(s);
+                s = stream_decode(toks[k], ids, n, &sl);
+                if (!text_equal(s, sl, json_object_get(cs, "decoded")) && bad++ < MAX_REPORTS)
+                    fprintf(stderr, "tiny_bpe.jsonl line %d (%s) streaming: got \"%s\"\n", no, pre, s);
+                free(s);
+            }
+            free(ids);
+        }
+        json_decref(cs);
+    }
+    free(line);
+    fclose(f);
+    free(path);
+    fprintf(stderr, "tiny GGUFs: %d / %d / %d texts (gpt2 / llama-bpe / qwen2), %d mismatches\n",
+            counts[0], counts[1], counts[2], bad);
+    ck_assert_msg(bad == 0, "tiny GGUFs: %d mismatches with Hugging Face tokenizers", bad);
+    for (int i = 0; i < 3; i++) {
+        ck_assert_int_ge(counts[i], 200);
+        duet_tokenizer_free(toks[i]);
+    }
+}
+END_TEST
+
+/* Malformed GGUF tokenizer metadata: the error names the file, the key and the value. */
+START_TEST(gguf_errors)
+{
+    static const struct {
+        const char *file, *needle1, *needle2;
+    } cases[] = {
+        {"bad_pre.gguf", "'tokenizer.ggml.pre'", "\"nonsense-pre\""},
+        {"bad_model_llama.gguf", "'tokenizer.ggml.model'", "not supported yet"},
+        {"bad_model_bert.gguf", "'tokenizer.ggml.model'", "\"bert\""},
+        {"bad_merge.gguf", "'tokenizer.ggml.merges'", "\"zz\" is not in tokenizer.ggml.tokens"},
+        {"bad_bos.gguf", "'tokenizer.ggml.bos_token_id'", "705 out of range"},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        char rel[128];
+        snprintf(rel, sizeof rel, "tests/data/tokenizer/gguf/%s", cases[c].file);
+        char *p = test_src_path(rel);
+        duet_error_clear();
+        ck_assert_msg(duet_tokenizer_load(p) == NULL, "%s loaded but should have failed", p);
+        const char *e = duet_error();
+        ck_assert_msg(strstr(e, p) && strstr(e, cases[c].needle1) && strstr(e, cases[c].needle2),
+                      "%s: error lacks the file, \"%s\" or \"%s\": %s", cases[c].file,
+                      cases[c].needle1, cases[c].needle2, e);
+        free(p);
+    }
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("bpe_json");
@@ -496,6 +591,8 @@ int main(void)
     tcase_add_test(tc, stream_emoji_split);
     tcase_add_test(tc, bad_configs);
     tcase_add_test(tc, split_behaviours);
+    tcase_add_test(tc, tiny_gguf_vectors);
+    tcase_add_test(tc, gguf_errors);
     suite_add_tcase(s, tc);
     return test_run_suite(s);
 }

@@ -8,7 +8,7 @@
  *    tokenizer.json the script saved, against the same vectors; streaming decode across an emoji
  *    split over single-byte tokens; Split behaviours; malformed ByteLevel / Split / Digits
  *    configurations; the tiny committed GGUFs (pre gpt2, llama-bpe, qwen2) against
- *    tests/data/tokenizer/tiny_bpe.jsonl, and malformed GGUF tokenizer metadata. */
+ *    tests/data/tokenizer/tiny_bpe.jsonl, and malformed GGUF tokenizer metadata; decoding nothing. */
 #include "test_util.h"
 #include "tokenizer.h"
 #include "error.h"
@@ -582,6 +582,52 @@ START_TEST(gguf_errors)
 }
 END_TEST
 
+/* Decoding nothing on a byte-level tokenizer: the empty ByteLevel buffer and the empty pending
+ * bytes of a fresh streaming decoder are NULL, and reading them took NULL + 0 (undefined; UBSan
+ * stopped fuzz_tokenizer_bpe on the 2-byte input 0d 63: tiny_gpt2.gguf, add_special and
+ * parse_special on, the text "c", then zero ids to decode). */
+START_TEST(empty_decode)
+{
+    char *p = test_src_path("tests/data/tokenizer/gguf/tiny_gpt2.gguf");
+    duet_tokenizer *t = duet_tokenizer_load_gguf(p);
+    ck_assert_msg(t != NULL, "%s", duet_error());
+    free(p);
+    int *ids;
+    size_t n, sl;
+    char *s;
+    ck_assert(duet_tokenizer_encode_opts(t, "c", 1, 1, 1, &ids, &n) == 0);
+    ck_assert_uint_eq(n, 1);
+    ck_assert_int_eq(ids[0], duet_tokenizer_token_id(t, "c", 1));
+    ck_assert(duet_tokenizer_decode(t, ids, n, 0, &s, &sl) == 0);
+    ck_assert_uint_eq(sl, 1);
+    ck_assert_str_eq(s, "c");
+    free(s);
+    s = stream_decode(t, ids, n, &sl);
+    ck_assert_uint_eq(sl, 1);
+    ck_assert_str_eq(s, "c");
+    free(s);
+    free(ids);
+    for (int skip = 0; skip <= 1; skip++) {
+        ck_assert(duet_tokenizer_decode(t, (int[]){0}, 0, skip, &s, &sl) == 0);
+        ck_assert_uint_eq(sl, 0);
+        ck_assert_str_eq(s, "");
+        free(s);
+    }
+    /* streaming: finish with nothing pushed, and after only a (skipped) special token */
+    s = stream_decode(t, (int[]){0}, 0, &sl);
+    ck_assert_uint_eq(sl, 0);
+    ck_assert_str_eq(s, "");
+    free(s);
+    int bos = 0;
+    ck_assert_str_eq(duet_tokenizer_token(t, bos), "<|begin_of_text|>");
+    s = stream_decode(t, &bos, 1, &sl);
+    ck_assert_uint_eq(sl, 0);
+    ck_assert_str_eq(s, "");
+    free(s);
+    duet_tokenizer_free(t);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("bpe_json");
@@ -593,6 +639,7 @@ int main(void)
     tcase_add_test(tc, split_behaviours);
     tcase_add_test(tc, tiny_gguf_vectors);
     tcase_add_test(tc, gguf_errors);
+    tcase_add_test(tc, empty_decode);
     suite_add_tcase(s, tc);
     return test_run_suite(s);
 }

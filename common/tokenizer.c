@@ -653,12 +653,23 @@ static int load_decoder(duet_tokenizer *t, const char *file, const char *field, 
     return tk_add_dec(t, &d);
 }
 
-/* Puts id -> token into the id table, growing it. */
+/* Puts id -> token into the id table, growing it. A token string must be UTF-8 without a NUL
+ * byte: Hugging Face holds tokens as (UTF-8) Rust strings and jansson checks tokenizer.json's, but
+ * GGUF strings are raw bytes; and duet_tokenizer_token() gives a token back as a C string, so one
+ * with a NUL in it could not be named again (duet_tokenizer_token_id of its string: -1). */
 int tk_set_token(duet_tokenizer *t, const char *where, int id, const char *s, size_t n,
                  int overwrite)
 {
     if (id < 0 || id >= TK_MAX_ID)
         return duet_errorf("%s: id %d out of range [0, %d)", where, id, TK_MAX_ID);
+    size_t bad = tk_utf8_check(s, n);
+    if (bad < n)
+        return duet_errorf("%s: token %d is not valid UTF-8 (byte 0x%02X at offset %zu)", where,
+                           id, (unsigned char)s[bad], bad);
+    const char *nul = memchr(s, '\0', n);
+    if (nul)
+        return duet_errorf("%s: token %d holds a NUL byte (offset %zu)", where, id,
+                           (size_t)(nul - s));
     if (id >= t->n_tokens) {
         int cap = t->n_tokens ? t->n_tokens : 256;
         while (cap <= id) cap *= 2;
@@ -845,7 +856,7 @@ static int load_added(duet_tokenizer *t, const char *file, json_t *list)
         json_t *nz = json_object_get(o, "normalized");
         a.normalized = nz ? json_is_true(nz) : !a.special;
         char where[256];
-        snprintf(where, sizeof where, "file %s: field 'added_tokens[%zu].id'", file, i);
+        snprintf(where, sizeof where, "file %s: field 'added_tokens[%zu]'", file, i);
         if (tk_add_token(t, where, &a)) return -1;
     }
     return 0;

@@ -111,6 +111,8 @@ static size_t utf8_valid_prefix(const unsigned char *s, size_t n, int *width)
 
 int tk_utf8_lossy(const char *s, size_t n, tk_buf *out)
 {
+    /* nothing to read: s may be the NULL of an empty buffer, and s + 0 on NULL is undefined */
+    if (n == 0) return out->failed ? -1 : 0;
     const unsigned char *u = (const unsigned char *)s;
     size_t i = 0, copied = 0;
     while (i < n) {

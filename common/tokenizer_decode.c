@@ -287,6 +287,7 @@ static void flush_pending(duet_detok *d)
  * once: the cut is at a lead byte, and no ill-formed sequence reaches across a lead byte. */
 static void flush_bytes(duet_detok *d, int all)
 {
+    if (!d->pending.n) return; /* pending.p may still be NULL (nothing was ever pending) */
     size_t keep = all ? 0 : tk_utf8_incomplete_tail(d->pending.p, d->pending.n);
     size_t ready = d->pending.n - keep;
     tk_utf8_lossy(d->pending.p, ready, &d->out);

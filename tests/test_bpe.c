@@ -8,10 +8,12 @@
  *    tokenizer.json the script saved, against the same vectors; streaming decode across an emoji
  *    split over single-byte tokens; Split behaviours; malformed ByteLevel / Split / Digits
  *    configurations; the tiny committed GGUFs (pre gpt2, llama-bpe, qwen2) against
- *    tests/data/tokenizer/tiny_bpe.jsonl, and malformed GGUF tokenizer metadata. */
+ *    tests/data/tokenizer/tiny_bpe.jsonl, and malformed GGUF tokenizer metadata; decoding nothing;
+ *    token strings that are not UTF-8 or hold a NUL byte. */
 #include "test_util.h"
 #include "tokenizer.h"
 #include "error.h"
+#include "gguf.h"
 
 #include <jansson.h>
 #include <stdio.h>
@@ -582,6 +584,150 @@ START_TEST(gguf_errors)
 }
 END_TEST
 
+/* Decoding nothing on a byte-level tokenizer: the empty ByteLevel buffer and the empty pending
+ * bytes of a fresh streaming decoder are NULL, and reading them took NULL + 0 (undefined; UBSan
+ * stopped fuzz_tokenizer_bpe on the 2-byte input 0d 63: tiny_gpt2.gguf, add_special and
+ * parse_special on, the text "c", then zero ids to decode). */
+START_TEST(empty_decode)
+{
+    char *p = test_src_path("tests/data/tokenizer/gguf/tiny_gpt2.gguf");
+    duet_tokenizer *t = duet_tokenizer_load_gguf(p);
+    ck_assert_msg(t != NULL, "%s", duet_error());
+    free(p);
+    int *ids;
+    size_t n, sl;
+    char *s;
+    ck_assert(duet_tokenizer_encode_opts(t, "c", 1, 1, 1, &ids, &n) == 0);
+    ck_assert_uint_eq(n, 1);
+    ck_assert_int_eq(ids[0], duet_tokenizer_token_id(t, "c", 1));
+    ck_assert(duet_tokenizer_decode(t, ids, n, 0, &s, &sl) == 0);
+    ck_assert_uint_eq(sl, 1);
+    ck_assert_str_eq(s, "c");
+    free(s);
+    s = stream_decode(t, ids, n, &sl);
+    ck_assert_uint_eq(sl, 1);
+    ck_assert_str_eq(s, "c");
+    free(s);
+    free(ids);
+    for (int skip = 0; skip <= 1; skip++) {
+        ck_assert(duet_tokenizer_decode(t, (int[]){0}, 0, skip, &s, &sl) == 0);
+        ck_assert_uint_eq(sl, 0);
+        ck_assert_str_eq(s, "");
+        free(s);
+    }
+    /* streaming: finish with nothing pushed, and after only a (skipped) special token */
+    s = stream_decode(t, (int[]){0}, 0, &sl);
+    ck_assert_uint_eq(sl, 0);
+    ck_assert_str_eq(s, "");
+    free(s);
+    int bos = 0;
+    ck_assert_str_eq(duet_tokenizer_token(t, bos), "<|begin_of_text|>");
+    s = stream_decode(t, &bos, 1, &sl);
+    ck_assert_uint_eq(sl, 0);
+    ck_assert_str_eq(s, "");
+    free(s);
+    duet_tokenizer_free(t);
+}
+END_TEST
+
+/* A GGUF tokenizer of five tokens (token 1 as given) written with duet's writer into dir; the
+ * loaded tokenizer, or NULL + duet_error(). */
+static duet_tokenizer *load_token_gguf(const char *dir, const char *tok1, size_t len1, char *path,
+                                       size_t psz)
+{
+    snprintf(path, psz, "%s/tok.gguf", dir);
+    const char *toks[] = {"<|begin_of_text|>", tok1, "a", "b", "ab"};
+    size_t lens[] = {17, len1, 1, 1, 2};
+    const char *merges[] = {"a b"};
+    size_t mlens[] = {3};
+    const int32_t types[] = {3, 3, 1, 1, 1};
+    gguf_writer *w = gguf_writer_new();
+    ck_assert(w != NULL);
+    ck_assert(gguf_writer_set_str(w, "tokenizer.ggml.model", "gpt2", 4) == 0);
+    ck_assert(gguf_writer_set_str(w, "tokenizer.ggml.pre", "gpt2", 4) == 0);
+    ck_assert(gguf_writer_set_str_arr(w, "tokenizer.ggml.tokens", toks, lens, 5) == 0);
+    ck_assert(gguf_writer_set_i32_arr(w, "tokenizer.ggml.token_type", types, 5) == 0);
+    ck_assert(gguf_writer_set_str_arr(w, "tokenizer.ggml.merges", merges, mlens, 1) == 0);
+    ck_assert_msg(gguf_writer_save(w, path) == 0, "%s", duet_error());
+    gguf_writer_free(w);
+    duet_error_clear();
+    return duet_tokenizer_load_gguf(path);
+}
+
+/* GGUF token strings are raw bytes; fuzz_tokenizer_gguf found a control token
+ * "<|be\xff\x03\x00ext|>" that loaded but whose string (as duet_tokenizer_token gives it back, up
+ * to the NUL) named no id. Tokens must be UTF-8 (as in HF tokenizers) without a NUL byte: the error
+ * names the file, the key, the id and the offset. The same file with a valid token 1 loads. */
+START_TEST(gguf_bad_token_strings)
+{
+    static const struct {
+        const char *tok;
+        size_t len;
+        const char *needle;
+    } cases[] = {
+        {"<|be\xff\x03\x00" "ext|>", 12, "token 1 is not valid UTF-8 (byte 0xFF at offset 4)"},
+        {"<|be\x00" "xt|>", 9, "token 1 holds a NUL byte (offset 4)"},
+        {"\xc3", 1, "token 1 is not valid UTF-8 (byte 0xC3 at offset 0)"},
+        {"<|\xed\xa0\x80|>", 7, "token 1 is not valid UTF-8 (byte 0xED at offset 2)"}, /* a surrogate */
+    };
+    char dir[128], path[256];
+    ck_assert(test_tmpdir(dir, sizeof dir, "bpe_gguf") == 0);
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        duet_tokenizer *t = load_token_gguf(dir, cases[c].tok, cases[c].len, path, sizeof path);
+        ck_assert_msg(t == NULL, "case %zu loaded but should have failed", c);
+        const char *e = duet_error();
+        ck_assert_msg(strstr(e, path) && strstr(e, "'tokenizer.ggml.tokens'") &&
+                          strstr(e, cases[c].needle),
+                      "case %zu: error lacks the file, the key or \"%s\": %s", c, cases[c].needle, e);
+    }
+    duet_tokenizer *t = load_token_gguf(dir, "<|end_of_text|>", 15, path, sizeof path);
+    ck_assert_msg(t != NULL, "%s", duet_error());
+    for (int id = 0; id < 5; id++) {
+        const char *s = duet_tokenizer_token(t, id);
+        ck_assert_int_eq(duet_tokenizer_token_id(t, s, strlen(s)), id);
+    }
+    duet_tokenizer_free(t);
+    test_rmtree(dir);
+}
+END_TEST
+
+/* A tokenizer.json in dir whose added token 2 is `content` (a JSON string body). */
+static duet_tokenizer *load_added_json(const char *dir, const char *content, char *path, size_t psz)
+{
+    snprintf(path, psz, "%s/tokenizer.json", dir);
+    FILE *f = fopen(path, "w");
+    ck_assert(f != NULL);
+    fprintf(f,
+            "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0, \"b\": 1}, \"merges\": []}, "
+            "\"added_tokens\": [{\"id\": 2, \"content\": \"%s\", \"special\": true}], "
+            "\"normalizer\": null, \"pre_tokenizer\": {\"type\": \"ByteLevel\"}, "
+            "\"decoder\": {\"type\": \"ByteLevel\"}}",
+            content);
+    fclose(f);
+    duet_error_clear();
+    return duet_tokenizer_load_files(path, NULL);
+}
+
+/* The same rule for tokenizer.json: jansson refuses a NUL in an object key (model.vocab), but an
+ * added token's content may hold one ("\u0000"). Without the NUL the file loads. */
+START_TEST(json_nul_added_token)
+{
+    char dir[128], path[256];
+    ck_assert(test_tmpdir(dir, sizeof dir, "bpe_nul") == 0);
+    ck_assert_msg(load_added_json(dir, "<x\\u0000y>", path, sizeof path) == NULL,
+                  "loaded but should have failed");
+    const char *e = duet_error();
+    ck_assert_msg(strstr(e, path) && strstr(e, "field 'added_tokens[0]'") &&
+                      strstr(e, "token 2 holds a NUL byte (offset 2)"),
+                  "error lacks the file, the field or the offset: %s", e);
+    duet_tokenizer *t = load_added_json(dir, "<xy>", path, sizeof path);
+    ck_assert_msg(t != NULL, "%s", duet_error());
+    ck_assert_int_eq(duet_tokenizer_token_id(t, "<xy>", 4), 2);
+    duet_tokenizer_free(t);
+    test_rmtree(dir);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("bpe_json");
@@ -593,6 +739,9 @@ int main(void)
     tcase_add_test(tc, split_behaviours);
     tcase_add_test(tc, tiny_gguf_vectors);
     tcase_add_test(tc, gguf_errors);
+    tcase_add_test(tc, empty_decode);
+    tcase_add_test(tc, gguf_bad_token_strings);
+    tcase_add_test(tc, json_nul_added_token);
     suite_add_tcase(s, tc);
     return test_run_suite(s);
 }

@@ -142,3 +142,24 @@ put("gguf", "v2_align64.gguf", gguf([("general.alignment", 4, 64)] + kv[:3], [("
 put("gguf", "empty.gguf", gguf([], []))
 for f in ("gguf_py.gguf", "duet_written.gguf"):  # the GGUF reader's committed fixtures (gguf-py and duet's writer)
     copy("gguf", f"tests/data/gguf/{f}")
+
+# tokenizer_bpe: byte 0 = tokenizer (bits 0-1: SmolLM2's tokenizer.json, tiny gpt2, llama-bpe, qwen2 GGUF)
+# and flags (bit 2 add_special, bit 3 parse_special, bit 4 skip_special), then the text.
+for i, text in enumerate(["Hello world", "  leading and trailing  ", "<|im_start|>user\nHi<|im_end|>\n",
+                          "caf\u00e9 \u2581\U0001F600", "a\nb\tc\r\n", "\x00\x01\x7f", "I'm 12345 it's   x'll\u00a0y",
+                          "<|begin_of_text|>x<|end_of_text|> <|endoftext|>"]):
+    put("tokenizer_bpe", f"text{i}", bytes([(i % 4) | (i * 4 & 0x1c)]) + text.encode())
+put("tokenizer_bpe", "bad_utf8", b"\x0dab\xc3(\xed\xa0\x80\xf4\x90\x80\x80")
+put("tokenizer_bpe", "cr_c", b"\x0dc")  # UBSan on NULL + 0 in the ByteLevel decode (test_bpe_json: empty_decode)
+
+# tokenizer_gguf: the tiny byte-level BPE tokenizers of test_bpe_json (18 KB each) and a hand-made one
+# of a few tokens (added tokens, a hole in the types, BOS/EOS/unk ids) that mutates faster.
+for f in sorted(os.listdir("tests/data/tokenizer/gguf")):
+    copy("tokenizer_gguf", f"tests/data/tokenizer/gguf/{f}")
+put("tokenizer_gguf", "hand.gguf", gguf(
+    [("general.architecture", 8, "llama"), ("tokenizer.ggml.model", 8, "gpt2"), ("tokenizer.ggml.pre", 8, "gpt2"),
+     ("tokenizer.ggml.tokens", 9, (8, ["<s>", "</s>", "a", "b", "ab", "\u0120", "\u0120a", "<unk>", "<|x|>"])),
+     ("tokenizer.ggml.token_type", 9, (5, [3, 3, 1, 1, 1, 1, 1, 2, 4])),
+     ("tokenizer.ggml.merges", 9, (8, ["a b", "\u0120 a"])), ("tokenizer.ggml.bos_token_id", 4, 0),
+     ("tokenizer.ggml.eos_token_id", 4, 1), ("tokenizer.ggml.unknown_token_id", 4, 7),
+     ("tokenizer.ggml.add_bos_token", 7, True)], []))

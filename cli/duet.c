@@ -13,6 +13,7 @@ struct command {
 
 static const struct command commands[] = {
     {"generate", cmd_generate, "generate text from a prompt (streams tokens, reports tok/s)"},
+    {"chat",     cmd_chat,     "a multi-turn conversation on stdin (chat template, KV cache kept across turns)"},
     {"golden",   cmd_golden,   "run a prompt and write every tap (intermediate tensor) to a file"},
     {"diff",     cmd_diff,     "compare a run or a tap file with a golden file, per tap"},
     {"tokenize", cmd_tokenize, "print the token ids of a text (or decode ids with --decode)"},

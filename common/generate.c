@@ -33,13 +33,17 @@ int duet_generate(duet_backend *b, const duet_backend_opts *bo, const int *promp
     st->n_prompt = n_prompt;
     st->n_generated = 0;
     st->prefill_s = st->decode_s = 0;
+    const int p0 = o->start_pos;
     if (n_prompt <= 0) return duet_errorf("empty prompt: give at least one token (e.g. BOS)");
-    if (n_prompt > bo->max_ctx)
-        return duet_errorf("prompt has %d tokens, longer than the context of %d positions (max_position_embeddings %d)",
-                           n_prompt, bo->max_ctx, c->max_pos);
-    if (n_prompt + o->max_new - 1 > bo->max_ctx)
-        return duet_errorf("prompt (%d tokens) + %d new tokens needs %d positions; the context has %d", n_prompt,
-                           o->max_new, n_prompt + o->max_new - 1, bo->max_ctx);
+    if (p0 < 0 || p0 > bo->max_ctx)
+        return duet_errorf("start position %d is outside the context of %d positions", p0, bo->max_ctx);
+    if (n_prompt > bo->max_ctx - p0)
+        return duet_errorf("prompt has %d tokens at position %d, past the context of %d positions "
+                           "(max_position_embeddings %d)",
+                           n_prompt, p0, bo->max_ctx, c->max_pos);
+    if (o->max_new - 1 > bo->max_ctx - p0 - n_prompt)
+        return duet_errorf("prompt (%d tokens at position %d) + %d new tokens needs %d positions; the context has %d",
+                           n_prompt, p0, o->max_new, p0 + n_prompt + o->max_new - 1, bo->max_ctx);
     if (o->max_new <= 0) return 0;
     float *logits = malloc(sizeof(float) * c->vocab_size);
     int *pos = malloc(sizeof(int) * n_prompt), *seq = malloc(sizeof(int) * n_prompt);
@@ -50,7 +54,7 @@ int duet_generate(duet_backend *b, const duet_backend_opts *bo, const int *promp
         goto out;
     }
     for (int i = 0; i < n_prompt; i++) {
-        pos[i] = i;
+        pos[i] = p0 + i;
         seq[i] = o->seq;
     }
     want[n_prompt - 1] = 1;
@@ -59,8 +63,8 @@ int duet_generate(duet_backend *b, const duet_backend_opts *bo, const int *promp
     if (b->forward(b, &batch, logits)) goto out;
     st->prefill_s = duet_now() - t0;
     t0 = duet_now();
-    int p = n_prompt;
-    if (check_logits(logits, c->vocab_size, n_prompt - 1)) goto out;
+    int p = p0 + n_prompt;
+    if (check_logits(logits, c->vocab_size, p - 1)) goto out;
     int next = duet_sample(o->sampler, logits);
     const int on_device = b->decode && !b->tap && !o->host_sampling;
     for (;;) {

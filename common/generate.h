@@ -12,6 +12,10 @@ typedef struct duet_gen_opts {
     int max_new;          /* tokens to generate at most */
     int eos_id;           /* stop after emitting it; -1: never stop early */
     int seq;              /* KV cache slot to use */
+    /* Position of the prompt's first token (0: a fresh sequence). Positions 0..start_pos-1 of slot seq
+     * must already be cached (an earlier prefill + decode of this slot, e.g. a chat's previous turns):
+     * the prompt then holds only the new tokens, and the run continues that sequence. */
+    int start_pos;
     duet_sampler *sampler;
     /* Called with each generated token as soon as it is sampled (may be NULL). Nonzero return stops. */
     int (*on_token)(void *ctx, int id);
@@ -32,7 +36,9 @@ typedef struct duet_gen_stats {
 /* Monotonic wall-clock seconds (the clock of duet_gen_stats; the CLI times with it too). */
 double duet_now(void);
 
-/* out: room for opts->max_new ids. Checks prompt + max_new against the backend's context first.
+/* out: room for opts->max_new ids. Checks start_pos + prompt + max_new against the backend's context first.
+ * On return the slot caches positions 0..start_pos + n_prompt + n_generated - 2: every token but the
+ * last one generated, which was sampled and never fed back (a continuation feeds it first).
  * Returns 0 or -1 + duet_error(); NaN in any step's logits is an error naming the position (the sampler
  * alone would still pick an id from such a row). */
 int duet_generate(duet_backend *b, const duet_backend_opts *bo, const int *prompt, int n_prompt,

@@ -233,7 +233,8 @@ int duet_convert_hf_to_gguf(const char *dir, const char *out, const duet_convert
     if ((tmpl = hf_chat_template(dir)) && gguf_writer_set_str(w, "tokenizer.chat_template", tmpl, strlen(tmpl))) goto out;
     for (int i = 0; i < n; i++) {
         const st_tensor *t = list[i].t;
-        st_dtype to = o->type >= 0 ? (st_dtype)o->type : t->dtype;
+        /* as llama.cpp's converter: a chosen 16-bit type is for the matrices, norms stay F32 */
+        st_dtype to = o->type < 0 ? t->dtype : t->ndim == 1 && o->type != ST_F32 ? ST_F32 : (st_dtype)o->type;
         size_t nbytes;
         void *data = tensor_as(t, to, &nbytes);
         if (!data) goto out;
@@ -241,9 +242,10 @@ int duet_convert_hf_to_gguf(const char *dir, const char *out, const duet_convert
         bad = bad || gguf_writer_add_tensor(w, list[i].name, to, t->ndim, t->shape, data);
         free(data);
         if (bad) goto out;
-        /* general.file_type: 0 all F32, 1 F16, 32 BF16 (llama.cpp's LLAMA_FTYPE values) */
+        /* general.file_type: 0 all F32, 1 mostly F16, 32 mostly BF16 (llama.cpp's LLAMA_FTYPE values),
+         * from the matrices */
         int ft = to == ST_F32 ? 0 : to == ST_F16 ? 1 : 32;
-        file_type = file_type == -2 || file_type == ft ? ft : -1;
+        if (t->ndim == 2) file_type = file_type == -2 || file_type == ft ? ft : -1;
         progress(o, list[i].name, i + 1, n);
     }
     if (file_type >= 0 && gguf_writer_set_u32(w, "general.file_type", (uint32_t)file_type)) goto out;

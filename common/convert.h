@@ -21,7 +21,8 @@
 typedef void (*duet_convert_progress_fn)(void *ctx, const char *name, int done, int total);
 
 typedef struct duet_convert_opts {
-    int type;  /* ST_F32, ST_F16 or ST_BF16; -1: as stored (to GGUF), F32 (to HF) */
+    int type;  /* ST_F32, ST_F16 or ST_BF16; -1: as stored (to GGUF), F32 (to HF). To GGUF, a 16-bit
+                * type is for the matrices: 1-D norm weights stay F32, as llama.cpp's converter does */
     int force; /* replace an existing output */
     duet_convert_progress_fn progress;
     void *progress_ctx;

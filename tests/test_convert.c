@@ -256,6 +256,8 @@ START_TEST(type_f16)
     ck_assert_msg(a && b, "%s", duet_error());
     ck_assert_int_eq(b->embed->dtype, ST_F16);
     ck_assert_int_eq(b->layers[0].wq->dtype, ST_F16);
+    ck_assert_int_eq(b->final_norm->dtype, ST_F32); /* norms stay F32, as llama.cpp keeps them */
+    ck_assert(!memcmp(b->final_norm->data, a->final_norm->data, a->final_norm->nbytes));
     const float *x = a->embed->data;
     const uint16_t *h = b->embed->data;
     for (int64_t i = 0; i < a->embed->numel; i++) ck_assert_uint_eq(h[i], duet_f32_to_f16(x[i]));

@@ -20,6 +20,7 @@ static const struct command commands[] = {
     {"synth",    cmd_synth,    "write a synthetic LLaMA model (HF format) from a seed"},
     {"rouge",    cmd_rouge,    "score predictions against references with ROUGE-1/2/L/Lsum"},
     {"bench",    cmd_bench,    "benchmark the gpu backend on a synthetic LLaMA-7B (prefill, decode, end to end, vs HF)"},
+    {"convert",  cmd_convert,  "convert a model: Hugging Face folder -> GGUF file, or GGUF -> Hugging Face folder"},
     {"eval",     cmd_eval,     "summarize cnn_dailymail (summarize.py protocol) and report latency and ROUGE"},
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])

@@ -378,7 +378,7 @@ static const char *type_of(json_t *o)
 }
 
 /* Appends n; on failure frees what n owns. */
-static int add_norm(duet_tokenizer *t, tk_norm *n)
+int tk_add_norm(duet_tokenizer *t, tk_norm *n)
 {
     tk_norm *p = tk_realloc_n(t->norms, (size_t)t->n_norms + 1, sizeof *t->norms);
     if (!p) {
@@ -430,7 +430,7 @@ static int load_normalizer(duet_tokenizer *t, const char *file, const char *fiel
                            "(supported: Sequence, Prepend, Replace, Strip, null)",
                            file, field, type);
     }
-    return add_norm(t, &n);
+    return tk_add_norm(t, &n);
 }
 
 static int load_metaspace(duet_tokenizer *t, const char *file, json_t *o)

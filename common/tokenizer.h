@@ -19,7 +19,9 @@
  * -> special added token, 4 user defined -> added token) with the pre-tokenizer tokenizer.ggml.pre
  * names: smollm, gpt2 / default, llama-bpe, qwen2 (written as the tokenizer.json steps their
  * Hugging Face files have); BOS/EOS/UNK ids and add_bos_token / add_eos_token are honoured. Model
- * "llama" (SentencePiece) is refused for now. */
+ * "llama" (SentencePiece) is BPE with byte fallback whose merges are rebuilt from
+ * tokenizer.ggml.scores as Hugging Face's converter builds them, with the legacy Llama
+ * tokenizer.json's normalizer and decoder (tokenizer_spm.c). */
 #ifndef DUET_TOKENIZER_H
 #define DUET_TOKENIZER_H
 

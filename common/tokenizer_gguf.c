@@ -1,16 +1,20 @@
 /* tokenizer_gguf.c: a tokenizer from GGUF metadata (the tokenizer.ggml.* keys llama.cpp's
  * converter writes), built into the same tables tokenizer.json fills:
- *   model        "gpt2": byte-level BPE ("llama", SentencePiece, is refused for now)
- *   pre          the pre-tokenizer, written here as the tokenizer.json steps of the Hugging Face
- *                files these names come from: smollm = Digits(individual) + ByteLevel(GPT-2
+ *   model        "gpt2": byte-level BPE; "llama": SentencePiece-style BPE with byte fallback, whose
+ *                merges are rebuilt from tokenizer.ggml.scores (tokenizer_spm.c)
+ *   pre          (gpt2) the pre-tokenizer, written here as the tokenizer.json steps of the Hugging
+ *                Face files these names come from: smollm = Digits(individual) + ByteLevel(GPT-2
  *                regex); gpt2 / default = ByteLevel(GPT-2 regex); llama-bpe = Split(Llama-3
  *                regex, Isolated) + ByteLevel(no regex), merges ignored for whole-vocab words;
  *                qwen2 = Split(Qwen2 regex, Isolated) + ByteLevel(no regex). Absent: default.
- *   tokens       id -> token string (byte-level spelling); token_type 3 (control) makes a
- *                special added token, 4 (user defined) a non-special added token
- *   merges       "a b" strings, rank = position
- *   bos/eos/unknown_token_id, add_bos_token / add_eos_token (default: BOS for llama-bpe only, as
- *   llama.cpp does). The decoder is ByteLevel. */
+ *   tokens       id -> token string (byte-level spelling, or SentencePiece's with U+2581 for space);
+ *                token_type 3 (control) makes a special added token, 4 (user defined) a non-special
+ *                added token, and for llama 2 (unknown) a special one too, as HF marks <unk>
+ *   merges       (gpt2) "a b" strings, rank = position
+ *   scores       (llama) f32 per token; add_space_prefix (default true), remove_extra_whitespaces
+ *                (default false) choose the normalizer steps
+ *   bos/eos/unknown_token_id, add_bos_token / add_eos_token (default: BOS for llama-bpe and llama
+ *   only, as llama.cpp does). The decoder is ByteLevel (gpt2) or SentencePiece's (llama). */
 #include "gguf.h"
 #include "tokenizer_impl.h"
 
@@ -27,7 +31,7 @@
     "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|"       \
     "\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"
 
-enum { GGUF_TOKEN_CONTROL = 3, GGUF_TOKEN_USER_DEFINED = 4 };
+enum { GGUF_TOKEN_UNKNOWN = 2, GGUF_TOKEN_CONTROL = 3, GGUF_TOKEN_USER_DEFINED = 4 };
 
 /* A pre-tokenizer step with a regex (behaviour Isolated); NULL regex: ByteLevel without one. */
 static int add_regex_step(duet_tokenizer *t, const char *where, int type, const char *re,
@@ -49,10 +53,8 @@ static int add_regex_step(duet_tokenizer *t, const char *where, int type, const 
     return tk_add_pre(t, &p);
 }
 
-static int load_pre(duet_tokenizer *t, const char *file, const char *pre, size_t n)
+int tk_gguf_pre(duet_tokenizer *t, const char *where, const char *pre, size_t n)
 {
-    char where[512];
-    snprintf(where, sizeof where, "file %s: key 'tokenizer.ggml.pre'", file);
 #define IS(name) (n == strlen(name) && !memcmp(pre, name, n))
     int rc;
     if (IS("smollm")) {
@@ -101,7 +103,8 @@ static int get_flag(const gguf_file *f, const char *key, int *flag)
     return 0;
 }
 
-static int load_vocab(duet_tokenizer *t, const gguf_file *f, const gguf_str *tokens, uint64_t n)
+/* spm: a "llama" vocabulary, whose unknown token is special too. */
+static int load_vocab(duet_tokenizer *t, const gguf_file *f, const gguf_str *tokens, uint64_t n, int spm)
 {
     const char *file = gguf_path(f);
     char where[512];
@@ -128,9 +131,9 @@ static int load_vocab(duet_tokenizer *t, const gguf_file *f, const gguf_str *tok
         }
         rc = tk_strmap_put(&t->vocab, s->s, s->len, (int)i);
         if (!rc) rc = tk_set_token(t, where, (int)i, s->s, s->len, 0);
-        if (!rc && types && (types[i] == GGUF_TOKEN_CONTROL || types[i] == GGUF_TOKEN_USER_DEFINED)) {
-            tk_added a = {.s = (char *)s->s, .len = s->len, .id = (int)i,
-                          .special = types[i] == GGUF_TOKEN_CONTROL};
+        int special = types && (types[i] == GGUF_TOKEN_CONTROL || (spm && types[i] == GGUF_TOKEN_UNKNOWN));
+        if (!rc && types && (special || types[i] == GGUF_TOKEN_USER_DEFINED)) {
+            tk_added a = {.s = (char *)s->s, .len = s->len, .id = (int)i, .special = special};
             rc = tk_add_token(t, where, &a);
         }
     }
@@ -184,6 +187,44 @@ static int load_merges(duet_tokenizer *t, const gguf_file *f)
     return rc;
 }
 
+static int load_bytelevel(duet_tokenizer *t, const gguf_file *f, gguf_str pre)
+{
+    char where[512];
+    snprintf(where, sizeof where, "file %s: key 'tokenizer.ggml.pre'", gguf_path(f));
+    t->has_decoder = 1;
+    tk_dec d;
+    memset(&d, 0, sizeof d);
+    d.type = TK_DEC_BYTE_LEVEL;
+    if (load_merges(t, f) || tk_gguf_pre(t, where, pre.s, (size_t)pre.len)) return -1;
+    return tk_add_dec(t, &d);
+}
+
+/* "llama": merges from the scores, SentencePiece's normalizer and decoder; BOS by default. */
+static int load_spm(duet_tokenizer *t, const gguf_file *f)
+{
+    const char *file = gguf_path(f);
+    char where[512];
+    float *scores = NULL;
+    uint64_t ns = 0;
+    int add_prefix = 1, remove_ws = 0;
+    snprintf(where, sizeof where, "file %s: key 'tokenizer.ggml.scores'", file);
+    int rc = gguf_get_f32_arr(f, "tokenizer.ggml.scores", &scores, &ns);
+    if (rc < 0) return -1;
+    if (rc == 1) return duet_errorf("%s: missing (a \"llama\" tokenizer needs scores to rank its merges)", where);
+    if (ns != (uint64_t)t->vocab_size) {
+        free(scores);
+        return duet_errorf("%s: %llu entries for %d tokens", where, (unsigned long long)ns, t->vocab_size);
+    }
+    rc = tk_spm_merges_from_scores(t, where, scores, t->vocab_size);
+    free(scores);
+    t->add_bos = 1;
+    if (rc || get_flag(f, "tokenizer.ggml.add_space_prefix", &add_prefix) ||
+        get_flag(f, "tokenizer.ggml.remove_extra_whitespaces", &remove_ws))
+        return -1;
+    snprintf(where, sizeof where, "file %s: tokenizer.ggml.model 'llama'", file);
+    return tk_spm_pipeline(t, where, add_prefix, remove_ws);
+}
+
 duet_tokenizer *duet_tokenizer_from_gguf(const gguf_file *f)
 {
     const char *file = gguf_path(f);
@@ -197,15 +238,10 @@ duet_tokenizer *duet_tokenizer_from_gguf(const gguf_file *f)
                     file);
         return NULL;
     }
-    if (model.len == 5 && !memcmp(model.s, "llama", 5)) {
-        duet_errorf("file %s: key 'tokenizer.ggml.model': \"llama\" (SentencePiece) tokenizers "
-                    "from GGUF are not supported yet; use the model's tokenizer.json",
-                    file);
-        return NULL;
-    }
-    if (!(model.len == 4 && !memcmp(model.s, "gpt2", 4))) {
+    int spm = model.len == 5 && !memcmp(model.s, "llama", 5);
+    if (!spm && !(model.len == 4 && !memcmp(model.s, "gpt2", 4))) {
         duet_errorf("file %s: key 'tokenizer.ggml.model': unsupported tokenizer model \"%.*s\" "
-                    "(supported: gpt2)",
+                    "(supported: gpt2, llama)",
                     file, (int)model.len, model.s);
         return NULL;
     }
@@ -220,13 +256,8 @@ duet_tokenizer *duet_tokenizer_from_gguf(const gguf_file *f)
     duet_tokenizer *t = tk_new();
     if (!t) return NULL;
     t->parse_special = 0; /* control tokens in text stay text unless the caller asks */
-    t->has_decoder = 1;
-    tk_dec d;
-    memset(&d, 0, sizeof d);
-    d.type = TK_DEC_BYTE_LEVEL;
     int ni = (int)n;
-    if (load_vocab(t, f, tokens, n) || load_merges(t, f) ||
-        load_pre(t, file, pre.s, (size_t)pre.len) || tk_add_dec(t, &d) ||
+    if (load_vocab(t, f, tokens, n, spm) || (spm ? load_spm(t, f) : load_bytelevel(t, f, pre)) ||
         get_id(f, "tokenizer.ggml.bos_token_id", ni, &t->bos_id) ||
         get_id(f, "tokenizer.ggml.eos_token_id", ni, &t->eos_id) ||
         get_id(f, "tokenizer.ggml.unknown_token_id", ni, &t->unk_id) ||

@@ -156,6 +156,8 @@ int tk_compile_regex(const char *where, const char *pat, size_t n, pcre2_code **
 /* Appends a pre-tokenizer step (takes ownership of p's pattern). */
 int tk_add_pre(duet_tokenizer *t, const tk_pre *p);
 int tk_add_dec(duet_tokenizer *t, const tk_dec *d);
+/* Appends a normalizer step (takes ownership of n's pattern and content). */
+int tk_add_norm(duet_tokenizer *t, tk_norm *n);
 size_t tk_utf8_next(const unsigned char *s, size_t n, uint32_t *cp);
 size_t tk_utf8_check(const char *s, size_t n);
 int tk_is_whitespace(uint32_t c);
@@ -185,5 +187,22 @@ int tk_pieces_add(tk_pieces *p, const char *s, size_t n, const char *prefix, siz
 void tk_pieces_free(tk_pieces *p);
 /* Applies one pre-tokenizer step to every piece of `in`, appending the results to `out`. */
 int tk_pre_apply(const tk_pre *step, const tk_pieces *in, tk_pieces *out);
+
+/* ---- tokenizer_gguf.c ---- */
+/* The pre-tokenizer steps of a GGUF tokenizer.ggml.pre name (smollm, gpt2, default, llama-bpe,
+ * qwen2); `where` prefixes errors. Sets byte_level (and ignore_merges for llama-bpe). */
+int tk_gguf_pre(duet_tokenizer *t, const char *where, const char *pre, size_t n);
+
+/* ---- tokenizer_spm.c (SentencePiece BPE from GGUF "llama" metadata) ---- */
+/* The merges of a vocabulary (tokens and vocab map filled) from per-token scores[n]. */
+int tk_spm_merges_from_scores(duet_tokenizer *t, const char *where, const float *scores, int n);
+/* Scores (malloc'ed, vocab_size entries) that give t's merges back through the rule above. */
+int tk_spm_scores_from_merges(const duet_tokenizer *t, const char *where, float **scores);
+/* The normalizer, byte fallback and decoder of a SentencePiece tokenizer. */
+int tk_spm_pipeline(duet_tokenizer *t, const char *where, int add_space_prefix, int remove_extra_ws);
+
+/* ---- tokenizer_export.c ---- */
+/* t's merges in rank order as malloc'ed triples (left id, right id, merged id); *n of them. */
+int tk_merges_in_order(const duet_tokenizer *t, int **triples, int *n);
 
 #endif

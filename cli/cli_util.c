@@ -118,3 +118,14 @@ int cli_eos_id(const struct duet_tokenizer *tok, const struct duet_model *m)
     int eos = duet_tokenizer_eos_id(tok);
     return eos >= 0 ? eos : m->cfg.eos_id;
 }
+
+int cli_stream_token(void *ctx, int id)
+{
+    char *text;
+    size_t len;
+    if (duet_detok_push(ctx, id, &text, &len) == 0 && len) {
+        fwrite(text, 1, len, stdout);
+        fflush(stdout);
+    }
+    return 0;
+}

@@ -35,6 +35,10 @@ struct duet_tokenizer;
 struct duet_model;
 int cli_eos_id(const struct duet_tokenizer *tok, const struct duet_model *m);
 
+/* duet_gen_opts.on_token for streaming to stdout: ctx is a duet_detok *; the bytes that are final are
+ * written and flushed. Returns 0 (never stops generation). */
+int cli_stream_token(void *ctx, int id);
+
 /* Prints "duet CMD: <duet_error()>" to stderr; returns 1. */
 int cli_fail(const char *cmd);
 

@@ -51,21 +51,6 @@ static void usage(FILE *f)
             DEFAULT_CTX);
 }
 
-typedef struct stream_ctx {
-    duet_detok *detok;
-} stream_ctx;
-
-static int on_token(void *ctx, int id)
-{
-    stream_ctx *s = ctx;
-    char *text;
-    size_t len;
-    if (duet_detok_push(s->detok, id, &text, &len) == 0 && len) {
-        fwrite(text, 1, len, stdout);
-        fflush(stdout);
-    }
-    return 0;
-}
 
 static void context_full(int ctx)
 {
@@ -176,9 +161,8 @@ int cmd_chat(int argc, char **argv)
         /* The prompt's positions plus the answer's, all but its last id fed back (generate.h). */
         int room = ctx - chat.n_ids + 1, max_new = n_new < room ? n_new : room;
         if (!(detok = duet_detok_new(tok))) goto done;
-        stream_ctx sctx = {detok};
         duet_gen_opts go = {.max_new = max_new, .eos_id = end_id, .seq = 0, .start_pos = start,
-                            .sampler = &sampler, .on_token = on_token, .ctx = &sctx};
+                            .sampler = &sampler, .on_token = cli_stream_token, .ctx = detok};
         duet_gen_stats st;
         if (duet_generate(be, &bo, chat.ids + start, chat.n_ids - start, &go, out, &st)) goto done;
         char *tail;

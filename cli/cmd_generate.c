@@ -46,21 +46,6 @@ static void usage(FILE *f)
             "  duet generate -m ../shared/data/stories260K -n 199 --temp 0\n");
 }
 
-typedef struct stream_ctx {
-    duet_detok *detok;
-} stream_ctx;
-
-static int on_token(void *ctx, int id)
-{
-    stream_ctx *s = ctx;
-    char *text;
-    size_t len;
-    if (duet_detok_push(s->detok, id, &text, &len) == 0 && len) {
-        fwrite(text, 1, len, stdout);
-        fflush(stdout);
-    }
-    return 0;
-}
 
 int cmd_generate(int argc, char **argv)
 {
@@ -160,10 +145,9 @@ int cmd_generate(int argc, char **argv)
     fprintf(stderr, "[%s] %s\n", be->name, be->summary);
     if (duet_sampler_init(&sampler, m->cfg.vocab_size, temp, top_k, top_p, seed)) goto done;
     if (!(detok = duet_detok_new(tok)) || !(out = malloc(sizeof(int) * (n_new > 0 ? n_new : 1)))) goto done;
-    stream_ctx sctx = {detok};
     int eos = end_id >= 0 ? end_id : cli_eos_id(tok, m);
     duet_gen_opts go = {.max_new = n_new, .eos_id = ignore_eos ? -1 : eos, .seq = 0, .sampler = &sampler,
-                        .on_token = on_token, .ctx = &sctx, .host_sampling = host_sampling};
+                        .on_token = cli_stream_token, .ctx = detok, .host_sampling = host_sampling};
     duet_gen_stats st;
     if (!chat) fputs(prompt, stdout);
     if (duet_generate(be, &bo, ids, (int)n_ids, &go, out, &st)) goto done;

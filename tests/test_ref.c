@@ -28,16 +28,6 @@ static char *model_dir;
  * T), so only fp32 rounding differs. Measured ~1e-7. */
 #define SELF_REL_BOUND 1e-5
 
-static double rel_l2(const float *a, const float *b, int64_t n)
-{
-    double num = 0, den = 0;
-    for (int64_t i = 0; i < n; i++) {
-        ck_assert_msg(isfinite(a[i]), "non-finite value %g at %lld", a[i], (long long)i);
-        num += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
-        den += (double)b[i] * b[i];
-    }
-    return sqrt(num / (den > 0 ? den : 1));
-}
 
 /* Captures the taps named in `want` (copies). */
 typedef struct capture {
@@ -103,7 +93,7 @@ START_TEST(test_hidden_states_match_hf)
         ck_assert_ptr_nonnull(h);
         ck_assert_ptr_nonnull(cap.data[i]);
         ck_assert_int_eq(h->numel, cap.rows[i] * cap.cols[i]);
-        double e = rel_l2(cap.data[i], h->data, h->numel);
+        double e = test_rel_l2(cap.data[i], h->data, h->numel);
         printf("%-6s hidden_states[%d] (%s) rel_l2 %.2e\n", p, i, names[i], e);
         ck_assert_msg(e <= HF_REL_BOUND, "%s: hidden_states[%d] (%s) rel_l2 %.3e > %.0e", p, i, names[i], e,
                       HF_REL_BOUND);
@@ -111,7 +101,7 @@ START_TEST(test_hidden_states_match_hf)
     snprintf(key, sizeof key, "%s.logits", p);
     const st_tensor *hl = st_find(hf, key);
     ck_assert_int_eq(hl->numel, (int64_t)T * V);
-    double e = rel_l2(logits, hl->data, hl->numel);
+    double e = test_rel_l2(logits, hl->data, hl->numel);
     printf("%-6s logits rel_l2 %.2e\n", p, e);
     ck_assert_msg(e <= HF_REL_BOUND, "%s: logits rel_l2 %.3e > %.0e", p, e, HF_REL_BOUND);
     for (int t = 0; t < T; t++)
@@ -145,7 +135,7 @@ START_TEST(test_prefill_equals_decode)
         duet_batch one = {1, ids + t, pos + t, seq, NULL};
         ck_assert_int_eq(dec->forward(dec, &one, ld + (int64_t)t * V), 0);
     }
-    double e = rel_l2(ld, lp, (int64_t)T * V);
+    double e = test_rel_l2(ld, lp, (int64_t)T * V);
     printf("prefill vs decode logits rel_l2 %.2e\n", e);
     ck_assert_msg(e <= SELF_REL_BOUND, "prefill vs decode rel_l2 %.3e", e);
     free(pos);
@@ -178,7 +168,7 @@ START_TEST(test_packed_batch_equals_single)
     single = make_ref(1);
     duet_batch sb = {nb, tok + na, pos + na, zero, NULL};
     ck_assert_int_eq(single->forward(single, &sb, lsingle + (int64_t)na * V), 0);
-    double e = rel_l2(lpack, lsingle, (int64_t)T * V);
+    double e = test_rel_l2(lpack, lsingle, (int64_t)T * V);
     printf("packed vs single logits rel_l2 %.2e\n", e);
     ck_assert_msg(e <= SELF_REL_BOUND, "packed vs single rel_l2 %.3e", e);
     /* one decode step of both sequences in one batch, only logits of the second asked for */
@@ -189,7 +179,7 @@ START_TEST(test_packed_batch_equals_single)
     ck_assert_int_eq(packed->forward(packed, &step, lstep), 0);
     duet_batch one = {1, dtok + 1, dpos + 1, zero, NULL};
     ck_assert_int_eq(single->forward(single, &one, lone), 0);
-    e = rel_l2(lstep, lone, V);
+    e = test_rel_l2(lstep, lone, V);
     ck_assert_msg(e <= SELF_REL_BOUND, "packed decode step vs single rel_l2 %.3e", e);
     free(tok);
     free(pos);

@@ -31,16 +31,6 @@ static json_t *greedy; /* smollm2_greedy.json */
 /* ref vs HF fp32, per the issue: relative L2 <= 1e-5 (the printed values are the measured ones). */
 #define HF_REL_BOUND 1e-5
 
-static double rel_l2(const float *a, const float *b, int64_t n)
-{
-    double num = 0, den = 0;
-    for (int64_t i = 0; i < n; i++) {
-        ck_assert_msg(isfinite(a[i]), "non-finite value %g at %lld", a[i], (long long)i);
-        num += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
-        den += (double)b[i] * b[i];
-    }
-    return sqrt(num / (den > 0 ? den : 1));
-}
 
 /* HF hidden_states[i]: [0] embeddings, [i] output of layer i-1, [L] after the final norm. */
 typedef struct capture {
@@ -154,13 +144,13 @@ START_TEST(test_hidden_states_match_hf)
         const st_tensor *h = st_find(hf, key);
         ck_assert_ptr_nonnull(h);
         ck_assert_int_eq(h->numel, cap.D);
-        double e = rel_l2(cap.rows[i] + (T - 1) * cap.D, h->data, cap.D);
+        double e = test_rel_l2(cap.rows[i] + (T - 1) * cap.D, h->data, cap.D);
         worst = e > worst ? e : worst;
         ck_assert_msg(e <= HF_REL_BOUND, "%s: last-token hidden_states[%d] rel_l2 %.3e > %.0e", p, i, e, HF_REL_BOUND);
         snprintf(key, sizeof key, "%s.hidden_all.%d", p, i);
         if ((h = st_find(hf, key))) { /* every token's row, for the first prompt */
             ck_assert_int_eq(h->numel, (int64_t)T * cap.D);
-            e = rel_l2(cap.rows[i], h->data, h->numel);
+            e = test_rel_l2(cap.rows[i], h->data, h->numel);
             worst = e > worst ? e : worst;
             ck_assert_msg(e <= HF_REL_BOUND, "%s: hidden_states[%d] (all tokens) rel_l2 %.3e", p, i, e);
         }
@@ -169,7 +159,7 @@ START_TEST(test_hidden_states_match_hf)
     const st_tensor *hl = st_find(hf, key);
     ck_assert_ptr_nonnull(hl);
     ck_assert_int_eq(hl->numel, V);
-    double e = rel_l2(logits + (int64_t)(T - 1) * V, hl->data, V);
+    double e = test_rel_l2(logits + (int64_t)(T - 1) * V, hl->data, V);
     printf("%-8s %3d tokens: worst hidden-state rel_l2 %.2e, last-token logits rel_l2 %.2e\n", p, T, worst, e);
     ck_assert_msg(e <= HF_REL_BOUND, "%s: logits rel_l2 %.3e > %.0e", p, e, HF_REL_BOUND);
     ck_assert_int_eq(duet_argmax(logits + (int64_t)(T - 1) * V, V), duet_argmax(hl->data, V));

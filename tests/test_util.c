@@ -139,3 +139,14 @@ int test_poison_weight(const char *dir, const char *name, int64_t index)
     st_writer_free(w);
     return rc;
 }
+
+double test_rel_l2(const float *a, const float *b, int64_t n)
+{
+    double num = 0, den = 0;
+    for (int64_t i = 0; i < n; i++) {
+        ck_assert_msg(isfinite(a[i]), "non-finite value %g at %lld", a[i], (long long)i);
+        num += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
+        den += (double)b[i] * b[i];
+    }
+    return sqrt(num / (den > 0 ? den : 1));
+}

@@ -6,6 +6,7 @@
 #include <check.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdint.h>
 
 #define TEST_EXIT_SKIP 77 /* Automake: skipped (no GPU, no data) */
 #define TEST_EXIT_HARD 99 /* Automake: hard error (corrupt golden, broken setup) */
@@ -43,6 +44,9 @@ int test_rmtree(const char *dir);
  * forward pass breaks down (NaN in model.norm.weight: every logit NaN; in row X of the embedding: from the
  * step that feeds token X on). 0 or -1 + duet_error(). */
 int test_poison_weight(const char *dir, const char *name, int64_t index);
+
+/* ||a - b|| / ||b|| in double over n floats; fails the running test at a non-finite a[i]. */
+double test_rel_l2(const float *a, const float *b, int64_t n);
 
 /* Runs the suite, prints Check's totals, returns 0 when every test passed, 1 otherwise. */
 int test_run_suite(Suite *s);

@@ -18,6 +18,10 @@ printf 'GGUF\003\000\000\000' >"$tmp/bad.gguf"
 "$duet" generate -m "$tmp/bad.gguf" -p hi -n 1 >"$tmp/out" 2>&1; rc=$?
 check "a truncated GGUF exits 1 naming the file" sh -c "test $rc -eq 1 && grep -q 'bad.gguf' '$tmp/out'"
 if [ -f "$data/stories260K/config.json" ]; then
+    "$duet" synth -o "$tmp/v100" --vocab 100 --layers 1 >/dev/null 2>&1
+    cp "$data/stories260K/tokenizer.json" "$tmp/v100/"
+    "$duet" generate -m "$tmp/v100" -p hi -n 1 >"$tmp/out" 2>&1; rc=$?
+    check "a tokenizer with more ids than the model's vocabulary is refused at load" sh -c "test $rc -eq 1 && grep -q 'tokenizer has 512 ids but the model.s vocabulary is 100' '$tmp/out'"
     "$duet" generate -m "$data/stories260K" --chat -p hi -n 1 >"$tmp/out" 2>&1; rc=$?
     check "--chat on a model without a chat template exits 1 saying so" sh -c "test $rc -eq 1 && grep -q 'no chat template' '$tmp/out'"
 fi

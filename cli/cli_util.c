@@ -1,5 +1,6 @@
 /* cli_util.c: see cli_util.h. */
 #include "cli_util.h"
+#include "chat.h"
 #include "error.h"
 #include "model.h"
 #include "tokenizer.h"
@@ -127,5 +128,16 @@ int cli_stream_token(void *ctx, int id)
         fwrite(text, 1, len, stdout);
         fflush(stdout);
     }
+    return 0;
+}
+
+int cli_chat_template(const struct duet_model *m, const struct duet_tokenizer *tok, struct duet_chat_template *tmpl,
+                      int *end_id)
+{
+    *end_id = -1;
+    if (duet_model_chat_template(m, tmpl)) return -1;
+    if (tmpl->end_token && (*end_id = duet_tokenizer_token_id(tok, tmpl->end_token, strlen(tmpl->end_token))) < 0)
+        return duet_errorf("%s: the chat template ends turns with %s, which the vocabulary lacks", m->path,
+                           tmpl->end_token);
     return 0;
 }

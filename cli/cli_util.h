@@ -35,6 +35,13 @@ struct duet_tokenizer;
 struct duet_model;
 int cli_eos_id(const struct duet_tokenizer *tok, const struct duet_model *m);
 
+/* The model's chat template (duet_model_chat_template) and the id of the token that ends a turn in it
+ * (-1 when the template ends turns at EOS); an error naming the model when the vocabulary lacks that
+ * token. 0 or -1 + duet_error(). */
+struct duet_chat_template;
+int cli_chat_template(const struct duet_model *m, const struct duet_tokenizer *tok, struct duet_chat_template *tmpl,
+                      int *end_id);
+
 /* duet_gen_opts.on_token for streaming to stdout: ctx is a duet_detok *; the bytes that are final are
  * written and flushed. Returns 0 (never stops generation). */
 int cli_stream_token(void *ctx, int id);

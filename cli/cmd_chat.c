@@ -105,11 +105,7 @@ int cmd_chat(int argc, char **argv)
     char *line = NULL;
     size_t line_cap = 0;
     if (cli_open_model(CMD, model_dir, &m, &tok)) goto done;
-    if (duet_model_chat_template(m, &tmpl)) goto done;
-    if (tmpl.end_token && (end_id = duet_tokenizer_token_id(tok, tmpl.end_token, strlen(tmpl.end_token))) < 0) {
-        duet_errorf("%s: the chat template ends turns with %s, which the vocabulary lacks", model_dir, tmpl.end_token);
-        goto done;
-    }
+    if (cli_chat_template(m, tok, &tmpl, &end_id)) goto done;
     if (end_id < 0 && (end_id = cli_eos_id(tok, m)) < 0) {
         duet_errorf("%s: no end token: the template ends turns at EOS and the model has none", model_dir);
         goto done;

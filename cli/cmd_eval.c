@@ -208,11 +208,7 @@ int cmd_eval(int argc, char **argv)
     int end_id = -1;
     if (cli_open_model(CMD, model_dir, &m, &tok)) goto done;
     if (chat) {
-        if (duet_model_chat_template(m, &tmpl)) goto done;
-        if (tmpl.end_token && (end_id = duet_tokenizer_token_id(tok, tmpl.end_token, strlen(tmpl.end_token))) < 0) {
-            duet_errorf("%s: the chat template ends turns with %s, which the vocabulary lacks", model_dir, tmpl.end_token);
-            goto done;
-        }
+        if (cli_chat_template(m, tok, &tmpl, &end_id)) goto done;
     }
     if (cnn_load(data, (size_t)n_items, &items, &n_loaded)) goto done; /* a bad data path first */
     if (!input_given && max_input + max_output > m->cfg.max_pos && m->cfg.max_pos - max_output >= 2) {

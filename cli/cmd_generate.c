@@ -107,11 +107,8 @@ int cmd_generate(int argc, char **argv)
     if (cli_open_model(CMD, model_dir, &m, &tok)) goto done;
     if (chat) {
         duet_chat_msg msg = {"user", prompt};
-        if (duet_model_chat_template(m, &tmpl) || !(rendered = duet_chat_render(&tmpl, &msg, 1, system, 1))) goto done;
-        if (tmpl.end_token && (end_id = duet_tokenizer_token_id(tok, tmpl.end_token, strlen(tmpl.end_token))) < 0) {
-            duet_errorf("%s: the chat template ends turns with %s, which the vocabulary lacks", model_dir, tmpl.end_token);
+        if (cli_chat_template(m, tok, &tmpl, &end_id) || !(rendered = duet_chat_render(&tmpl, &msg, 1, system, 1)))
             goto done;
-        }
         if (duet_tokenizer_encode_opts(tok, rendered, strlen(rendered), tmpl.add_bos, 1, &ids, &n_ids)) goto done;
     } else if (duet_tokenizer_encode_opts(tok, prompt, strlen(prompt), 1, parse_special, &ids, &n_ids)) {
         goto done;

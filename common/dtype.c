@@ -319,6 +319,8 @@ static const st_dtype_traits traits[ST_N_DTYPES] = {
     [ST_Q4_K] = {"Q4_K", 256, 144, 12, 0, q4_k_to_f32},
     [ST_Q5_K] = {"Q5_K", 256, 176, 13, 0, q5_k_to_f32},
     [ST_Q6_K] = {"Q6_K", 256, 210, 14, 0, q6_k_to_f32},
+    [ST_QI8] = {"QI8", 1, 1, -1, 0, NULL},
+    [ST_QU4] = {"QU4", 2, 1, -1, 0, NULL},
 };
 
 const st_dtype_traits *st_dtype_info(st_dtype t)

@@ -30,6 +30,8 @@
 typedef enum st_dtype {
     ST_F32, ST_F16, ST_BF16, ST_F64, ST_I8, ST_U8, ST_I16, ST_I32, ST_I64, ST_F8_E4M3, ST_BOOL,
     ST_Q4_0, ST_Q4_1, ST_Q5_0, ST_Q5_1, ST_Q8_0, ST_Q4_K, ST_Q5_K, ST_Q6_K,
+    ST_QI8, ST_QU4, /* duet's planar quantized codes (quant.h): int8, and uint4 two per byte; their scales
+                     * and zero points are separate (st_tensor.q), so the table has no to_f32 for them */
     ST_N_DTYPES
 } st_dtype;
 

@@ -9,6 +9,7 @@
 #define DUET_MODEL_H
 
 #include "config.h"
+#include "quant.h"
 #include "safetensors.h"
 
 typedef struct duet_layer_weights {
@@ -32,6 +33,9 @@ typedef struct duet_model {
     struct gguf_file *gguf;     /* GGUF file (NULL for an HF folder) */
     st_tensor *owned;           /* GGUF: [2L] un-permuted q/k tensors, data in owned_data */
     void *owned_data;
+    duet_qmode weights;         /* DUET_Q_NONE, or the mode its linear weights were quantized in (by
+                                 * duet_model_quantize, or as the file stores them: duet_model_open) */
+    struct duet_model_quant *quant; /* duet_model_quantize's and the planar loader's tensors */
     const st_tensor *embed;      /* (V, D) model.embed_tokens */
     duet_layer_weights *layers;  /* [L] */
     const st_tensor *final_norm; /* (D) model.norm */
@@ -49,6 +53,14 @@ int duet_config_from_gguf(duet_config *cfg, const struct gguf_file *f);
 /* model_gguf.c: fills m (whose path is set) from the GGUF file at path. */
 int duet_model_open_gguf(duet_model *m, const char *path);
 void duet_model_close(duet_model *m);
+
+/* Quantizes every layer's seven linear weights (q, k, v, o, gate, up, down) in mode q, in memory, with
+ * the CPU quantizer (quant.h): each is dequantized exactly (st_to_f32) and quantized, so a quantized
+ * model can be requantized. The embeddings, the norms and lm_head keep their stored type. The layer
+ * tensors then point at the new codes (GGUF blocks for q8_0 / q4_0 / q4_1, planar ST_QI8 / ST_QU4
+ * with their scales otherwise). progress (may be NULL) is called after each layer. -1 + duet_error()
+ * naming the tensor when a row length does not fit the mode. DUET_Q_NONE does nothing. */
+int duet_model_quantize(duet_model *m, duet_qmode q, void (*progress)(void *ctx, int done, int total), void *ctx);
 
 /* The distinct stored types of the model's weights, comma-separated in first-seen order ("Q8_0, F32,
  * Q4_1"), into buf. */

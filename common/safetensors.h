@@ -11,6 +11,15 @@
 
 #define ST_MAX_DIMS 8
 
+/* The scales of a planar quantized tensor (dtype ST_QI8 / ST_QU4; quant.h has the layout): group
+ * elements per scale along a row, scales (rows, cols / group) fp16, zeros (rows, cols / group) uint8
+ * or NULL (the mode's fixed zero point). Little-endian, like the data. */
+typedef struct st_quant {
+    int group;
+    const uint16_t *scales;
+    const uint8_t *zeros;
+} st_quant;
+
 typedef struct st_tensor {
     char *name;
     st_dtype dtype;
@@ -20,6 +29,7 @@ typedef struct st_tensor {
     const void *data;     /* inside the mapping; little-endian */
     size_t nbytes;        /* st_dtype_bytes(dtype, numel) */
     const char *file;     /* path of the file that holds it */
+    st_quant q;           /* ST_QI8 / ST_QU4 only */
 } st_tensor;
 
 typedef struct st_file st_file;
@@ -50,8 +60,8 @@ size_t st_dtype_size(st_dtype t);
 /* Checks that t has exactly the given shape (ndim values in `shape`); error names file, tensor, shapes. */
 int st_check_shape(const st_tensor *t, int ndim, const int64_t *shape);
 /* Converts a tensor of any float type (F32, F16, BF16, F64, F8_E4M3 and the GGUF block types Q4_0 ..
- * Q6_K, through the dtype table) to fp32 into out[numel]; integer and bool dtypes are an error
- * naming the tensor. */
+ * Q6_K, through the dtype table; duet's planar ST_QI8 / ST_QU4 through quant.h with the tensor's
+ * scales) to fp32 into out[numel]; integer and bool dtypes are an error naming the tensor. */
 int st_to_f32(const st_tensor *t, float *out);
 
 /* Writer: collects tensors (data copied) and metadata, then writes one file. */

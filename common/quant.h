@@ -24,16 +24,18 @@
  * Rounding rules (deterministic: the same input gives the same bytes on every host). round() below is
  * C's roundf: half away from zero; fp16() is round-to-nearest-even (duet_f32_to_f16).
  *   int8:      a = max |w| of the row; s = fp16(a / 127); q = clamp(round(w / s), -127, 127)  (s = 0: q = 0)
- *   int4:      a = max |w| of the row; s = fp16(a / 7);   q = clamp(round(w / s), -8, 7) + 8
+ *   int4:      a = max |w| of the row; s = fp16(a / 7);   q = clamp(round(w / s), -8, 7) + 8  (s = 0: q = 8)
  *   int4-g*:   lo = min(0, min w), hi = max(0, max w) of the group (0 is always exact, as GPTQ does);
  *              s = fp16((hi - lo) / 15); z = clamp(round(-lo / s), 0, 15); q = clamp(round(w / s) + z, 0, 15)
+ *              (s = 0: z = 0, q = 0)
  *   q8_0, q4_0, q4_1: llama.cpp's reference quantizers (quantize_row_q8_0_ref and friends), which gguf-py's
  *              gguf.quants.quantize reproduces: q8_0 d = amax / 127, q = round(w / d); q4_0 d = m / -8 where m
  *              is the element of largest |w| (the first such), q = min(15, (int)(w / d + 8.5)); q4_1
  *              d = (max - min) / 15, q = min(15, (int)((w - min) / d + 0.5)); all with the fp32 d (1/d
  *              multiplied, as llama.cpp does), then d (and min) stored as fp16.
  * The codes of duet's modes are computed against the stored (fp16-rounded) scale, so they are the best
- * codes for the scale a backend will use. */
+ * codes for the scale a backend will use. Weights must be finite, and every scale (and Q4_1 min) must fit
+ * fp16: otherwise duet_quantize refuses them (an error naming the row) instead of storing Inf scales. */
 #ifndef DUET_QUANT_H
 #define DUET_QUANT_H
 

@@ -2,6 +2,7 @@
  * data_offsets are checked against the file size before a pointer into the mapping is handed out. */
 #include "safetensors.h"
 #include "error.h"
+#include "quant.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -342,6 +343,13 @@ int st_check_shape(const st_tensor *t, int ndim, const int64_t *shape)
 
 int st_to_f32(const st_tensor *t, float *out)
 {
+    if (t->dtype == ST_QI8 || t->dtype == ST_QU4) { /* planar codes: the scales are the tensor's q (quant.h) */
+        duet_qweight w;
+        if (duet_qweight_from_tensor(t, &w)) return -1;
+        duet_qweight_to_f32(&w, out);
+        duet_qweight_free(&w);
+        return 0;
+    }
     const st_dtype_traits *tr = st_dtype_info(t->dtype);
     if (!tr || !tr->to_f32)
         return duet_errorf("%s: tensor '%s': dtype %s cannot be read as floats (need a float or quantized type)",

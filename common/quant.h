@@ -32,7 +32,12 @@
  *              gguf.quants.quantize reproduces: q8_0 d = amax / 127, q = round(w / d); q4_0 d = m / -8 where m
  *              is the element of largest |w| (the first such), q = min(15, (int)(w / d + 8.5)); q4_1
  *              d = (max - min) / 15, q = min(15, (int)((w - min) / d + 0.5)); all with the fp32 d (1/d
- *              multiplied, as llama.cpp does), then d (and min) stored as fp16.
+ *              multiplied, as llama.cpp does), then d (and min) stored as fp16. Where the two differ, duet
+ *              follows the C reference; they differ only in the sign of a zero: C's q4_0 max starts at +0 and
+ *              moves on a strictly larger |w| (an all-zero block has d = -0 even when w[0] is -0.0, where
+ *              numpy's argmax gives +0), and C's q4_1 min/max keep the first of equal signed zeros (numpy's
+ *              may pick either). tests/data/quant's gguf-py vectors therefore hold no -0.0; tests/test_quant
+ *              checks those cases by hand.
  * The codes of duet's modes are computed against the stored (fp16-rounded) scale, so they are the best
  * codes for the scale a backend will use. Weights must be finite, and every scale (and Q4_1 min) must fit
  * fp16: otherwise duet_quantize refuses them (an error naming the row) instead of storing Inf scales. */

@@ -203,7 +203,7 @@ static int run_case(const duet_config *c, const char *dtype, uint64_t seed, int 
     size_t free0 = 0, free1 = 0;
     if (gpu_device_info(NULL, 0, &free0, NULL, NULL)) return -1;
     duet_backend_opts o = {B, n_in + n_out, dtype, 0};
-    duet_backend *be = gpu_backend_create_random(c, &o, seed);
+    duet_backend *be = gpu_backend_create_random(c, &o, seed, DUET_Q_NONE);
     if (!be) return -1;
     int T = B * n_in, steps = n_out - 1, rc = -1;
     int *tok = malloc(sizeof(int) * T), *pos = malloc(sizeof(int) * T), *seq = malloc(sizeof(int) * T);

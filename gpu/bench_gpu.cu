@@ -90,6 +90,12 @@ out:
     return rc;
 }
 
+static int gemm_dense(gpu_gemm_ctx *g, void *y, const void *x, const void *W, int T, int N, int K, gpu_dtype dt)
+{
+    gpu_wdesc d = gpu_wdesc_dense(W);
+    return gpu_gemm(g, y, 0, x, &d, T, N, K, dt, NULL);
+}
+
 extern "C" int gpu_measure_gemm(int T, int N, int K, gpu_dtype dt, int small_t, int reps, double *ms_out)
 {
     size_t wbytes = (size_t)N * K * 2;
@@ -110,11 +116,11 @@ extern "C" int gpu_measure_gemm(int T, int N, int K, gpu_dtype dt, int small_t, 
     if (cudaEventCreate(&e0) != cudaSuccess || cudaEventCreate(&e1) != cudaSuccess) goto out;
     /* warm-up, then 5 timed bursts of reps back-to-back products (queued, so no per-call event gap) */
     for (int i = 0; i < 3; i++)
-        if (gpu_gemm(g, y, 0, x, W[i % copies], T, N, K, dt, NULL)) goto out;
+        if (gemm_dense(g, y, x, W[i % copies], T, N, K, dt)) goto out;
     for (int b = 0; b < 5; b++) {
         if (cudaEventRecord(e0) != cudaSuccess) goto out;
         for (int i = 0; i < reps; i++)
-            if (gpu_gemm(g, y, 0, x, W[i % copies], T, N, K, dt, NULL)) goto out;
+            if (gemm_dense(g, y, x, W[i % copies], T, N, K, dt)) goto out;
         if (cudaEventRecord(e1) != cudaSuccess || cudaEventSynchronize(e1) != cudaSuccess) {
             duet_errorf("gpu_measure_gemm: %s", cudaGetErrorString(cudaGetLastError()));
             goto out;

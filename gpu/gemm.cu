@@ -13,6 +13,7 @@
 #include "cuda_check.h"
 #include "gemm.h"
 #include "kv_cache.h"
+#include "weights.h"
 
 #include <cublas_v2.h>
 #include <stdint.h>
@@ -26,7 +27,10 @@ struct gpu_gemm_ctx {
     void *ws;            /* cuBLAS workspace (fixed: graph capture must not allocate) */
     cudaStream_t stream; /* the stream the handle is bound to */
     int bound;
-    int small_t;         /* T <= small_t: the GEMV kernel */
+    int small_t;         /* T <= small_t: the GEMV kernel (dense weights) */
+    int small_t_q;       /* the same for quantized weights */
+    void *dq;            /* the prefill path's dequantized weights (dq_bytes) */
+    size_t dq_bytes;
 };
 
 extern "C" gpu_gemm_ctx *gpu_gemm_create(void)
@@ -61,6 +65,8 @@ extern "C" gpu_gemm_ctx *gpu_gemm_create(void)
     g->small_t = 2;
     const char *e = getenv("DUET_GEMV_MAX_T"); /* 0 turns the GEMV path off (A/B timing) */
     if (e && *e) g->small_t = atoi(e) < 0 ? 0 : (atoi(e) > GEMV_MAX_T ? GEMV_MAX_T : atoi(e));
+    /* quantized weights: the GEMV reads 2-4x fewer bytes than the dequantize + cuBLAS path writes and reads */
+    g->small_t_q = GEMV_MAX_T;
     return g;
 }
 
@@ -69,12 +75,18 @@ extern "C" void gpu_gemm_free(gpu_gemm_ctx *g)
     if (!g) return;
     cublasDestroy(g->h);
     cudaFree(g->ws);
+    gpu_free(g->dq);
     free(g);
 }
 
 extern "C" void gpu_gemm_set_small_t(gpu_gemm_ctx *g, int t)
 {
     g->small_t = t < 0 ? 0 : (t > GEMV_MAX_T ? GEMV_MAX_T : t);
+}
+
+extern "C" void gpu_gemm_set_small_t_q(gpu_gemm_ctx *g, int t)
+{
+    g->small_t_q = t < 0 ? 0 : (t > GEMV_MAX_T ? GEMV_MAX_T : t);
 }
 
 /* ---- GEMV-like path ------------------------------------------------------------------------------ */
@@ -111,7 +123,7 @@ struct gemv_args {
     const float *xr;     /* GV_NORM input (NT, K) fp32 */
     const void *norm_w;  /* GV_NORM weight (K) */
     float eps;
-    const void *W;
+    gpu_wdesc W;         /* the weights (weights.h) */
     int N, K;
     int ks;              /* warps per row pair: 1, 2, 4 or 8 */
     gpu_kv_view kv;      /* GV_ROPE: this layer's cache, */
@@ -130,14 +142,76 @@ __device__ __forceinline__ void rope_pair(float x1, float x2, int p, int i, int 
     y2 = x2 * c + x1 * s;
 }
 
-template <typename T>
-__device__ __forceinline__ void gemv_load(uint4 (&wv)[GEMV_U][2], const T *w0, const T *w1, int k0, int step, int K)
+/* Weight formats in the kernel (weights.h's table): E elements per 16-byte load (a lane's chunk), and the
+ * decode of piece p (elements 8p .. 8p + 7 of the chunk) into exact floats: the weight (dense) or the
+ * integer code (quantized; the scale is applied per chunk, which lies inside one group). */
+template <int WF> struct wf_traits;
+template <> struct wf_traits<GPU_W_DENSE> { static constexpr int E = 8, BITS = 16; };
+template <> struct wf_traits<GPU_W_I8> { static constexpr int E = 16, BITS = 8; };
+template <> struct wf_traits<GPU_W_U4> { static constexpr int E = 32, BITS = 4; };
+template <> struct wf_traits<GPU_W_U4_MIN> { static constexpr int E = 32, BITS = 4; };
+
+template <int WF, typename T> __device__ __forceinline__ void decode8(const uint4 &w, int p, float c[8])
 {
+    const uint32_t *u = (const uint32_t *)&w;
+    if (WF == GPU_W_DENSE) {
+        cvt8(w, c, T());
+    } else if (WF == GPU_W_I8) {
+        /* int8 q -> float: byte b ^ 0x80 = q + 128 placed under the exponent of 2^23, minus 2^23 + 128 */
+#pragma unroll
+        for (int h = 0; h < 2; h++) {
+            uint32_t v = u[2 * p + h] ^ 0x80808080u;
+#pragma unroll
+            for (int j = 0; j < 4; j++)
+                c[4 * h + j] = __uint_as_float(__byte_perm(v, 0x4B000000u, 0x7440u | j)) - 8388736.0f;
+        }
+    } else {
+        /* 8 nibbles of word p, nibble i = element i: (1024 + q) as fp16 pairs (elements i, i + 4), minus 1024 */
+        uint32_t v = u[p];
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            uint32_t hb = ((v >> (4 * i)) & 0x000F000Fu) | 0x64006400u;
+            float2 f = __half22float2(*(const __half2 *)&hb);
+            c[i] = f.x - 1024.0f;
+            c[i + 4] = f.y - 1024.0f;
+        }
+    }
+}
+
+/* One lane's loads of a row pair: U chunks of 16 bytes each, and for quantized formats each chunk's
+ * scale (and zero point or min) of both rows. */
+template <int WF> struct gemv_chunk {
+    uint4 w[GEMV_U][2];
+    float s[GEMV_U][2], z[GEMV_U][2]; /* scale; zero point (U4) or min (U4_MIN) */
+};
+
+template <int WF>
+__device__ __forceinline__ void gemv_load(gemv_chunk<WF> &c, const gpu_wdesc &W, int r0, int r1, int k0, int step,
+                                          int K)
+{
+    constexpr int BITS = wf_traits<WF>::BITS;
+    const int64_t row_bytes = (int64_t)K * BITS / 8;
+    const char *b0 = (const char *)W.w + r0 * row_bytes, *b1 = (const char *)W.w + r1 * row_bytes;
+    const int G = WF == GPU_W_DENSE ? 1 : K / W.group;
 #pragma unroll
     for (int u = 0; u < GEMV_U; u++) {
         int k = k0 + u * step;
-        wv[u][0] = k < K ? __ldcs((const uint4 *)(w0 + k)) : make_uint4(0, 0, 0, 0);
-        wv[u][1] = k < K ? __ldcs((const uint4 *)(w1 + k)) : make_uint4(0, 0, 0, 0);
+        bool in = k < K;
+        c.w[u][0] = in ? __ldcs((const uint4 *)(b0 + (int64_t)k * BITS / 8)) : make_uint4(0, 0, 0, 0);
+        c.w[u][1] = in ? __ldcs((const uint4 *)(b1 + (int64_t)k * BITS / 8)) : make_uint4(0, 0, 0, 0);
+        if (WF != GPU_W_DENSE) {
+            int g = in ? k / W.group : 0;
+            int64_t i0 = (int64_t)r0 * G + g, i1 = (int64_t)r1 * G + g;
+            c.s[u][0] = __half2float(__ushort_as_half(__ldg(W.scales + i0)));
+            c.s[u][1] = __half2float(__ushort_as_half(__ldg(W.scales + i1)));
+            if (WF == GPU_W_U4) {
+                c.z[u][0] = W.zeros ? (float)__ldg(W.zeros + i0) : 8.0f;
+                c.z[u][1] = W.zeros ? (float)__ldg(W.zeros + i1) : 8.0f;
+            } else if (WF == GPU_W_U4_MIN) {
+                c.z[u][0] = __half2float(__ushort_as_half(__ldg(W.mins + i0)));
+                c.z[u][1] = __half2float(__ushort_as_half(__ldg(W.mins + i1)));
+            }
+        }
     }
 }
 
@@ -146,9 +220,10 @@ __device__ __forceinline__ void group_barrier(int id, int threads)
     asm volatile("bar.sync %0, %1;" ::"r"(id), "r"(threads) : "memory");
 }
 
-template <typename T, typename TO, int NT, int IN, int OUT>
+template <typename T, typename TO, int NT, int IN, int OUT, int WF>
 __global__ void __launch_bounds__(GEMV_WARPS * 32) gemv_kernel(gemv_args a)
 {
+    constexpr int E = wf_traits<WF>::E, CW = 32 * E; /* chunk elements per lane, per warp */
     __shared__ float part[GEMV_WARPS][3][NT]; /* per-warp partial sums of the group's current pair (and sum x^2) */
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, N = a.N, K = a.K, ks = a.ks;
     const int groups_per_block = GEMV_WARPS / ks, group = warp / ks, kpart = warp % ks;
@@ -156,25 +231,18 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32) gemv_kernel(gemv_args a)
     const int n_pairs = OUT == GV_SWIGLU ? N : (N + 1) / 2;
     const int d = a.kv.d, half = d / 2, qk_pairs = (a.H + a.kv.Hk) * half; /* GV_ROPE */
     const int p_begin = (int)((int64_t)g * n_pairs / n_groups), p_end = (int)((int64_t)(g + 1) * n_pairs / n_groups);
-    const int step = ks * 256, k_first = kpart * 256 + lane * 8;
-    const T *W = (const T *)a.W;
+    const int step = ks * CW, k_first = kpart * CW + lane * E;
     auto pair_rows = [&](int p, int &r0, int &r1) {
         if (OUT == GV_SWIGLU) r0 = p, r1 = N + p;
         else if (OUT == GV_ROPE && p < qk_pairs) r0 = (p / half) * d + p % half, r1 = r0 + half;
         else if (OUT == GV_ROPE) r0 = 2 * p, r1 = r0 + 1; /* v: row (H + Hk) d + 2 (p - qk_pairs) = 2 p */
         else r0 = 2 * p, r1 = min(2 * p + 1, N - 1);
     };
-    auto rows = [&](int p, const T *&w0, const T *&w1) {
-        int r0, r1;
-        pair_rows(p, r0, r1);
-        w0 = W + (int64_t)r0 * K;
-        w1 = W + (int64_t)r1 * K;
-    };
-    uint4 wv[GEMV_U][2];
-    const T *w0, *w1;
+    gemv_chunk<WF> wc;
     if (p_begin < p_end) {
-        rows(p_begin, w0, w1);
-        gemv_load(wv, w0, w1, k_first, step, K);
+        int r0, r1;
+        pair_rows(p_begin, r0, r1);
+        gemv_load<WF>(wc, a.W, r0, r1, k_first, step, K);
     }
     pdl_trigger();
     pdl_wait();
@@ -188,41 +256,69 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32) gemv_kernel(gemv_args a)
         for (int k0 = k_first;;) {
 #pragma unroll
             for (int u = 0; u < GEMV_U; u++) {
-                int k = k0 + u * step;
-                if (k < K) {
-                    float wf[2][8];
-                    cvt8(wv[u][0], wf[0], T());
-                    cvt8(wv[u][1], wf[1], T());
+                int kc = k0 + u * step;
+                if (kc < K) {
+                    /* dense: the products go straight into acc; quantized: per token the code products of the
+                     * chunk (one group) and its sum of x, scaled once at the end of the chunk */
+                    float dq[2][NT], sx[NT];
 #pragma unroll
-                    for (int t = 0; t < NT; t++) {
-                        float xf[8];
-                        if (IN == GV_NORM) {
-                            const float4 *xp = (const float4 *)(a.xr + (int64_t)t * K + k);
-                            float4 x0 = __ldg(xp), x1 = __ldg(xp + 1);
-                            float nw[8], xv[8] = {x0.x, x0.y, x0.z, x0.w, x1.x, x1.y, x1.z, x1.w};
-                            cvt8(__ldg((const uint4 *)((const T *)a.norm_w + k)), nw, T());
+                    for (int t = 0; t < NT; t++) dq[0][t] = dq[1][t] = sx[t] = 0.0f;
 #pragma unroll
-                            for (int i = 0; i < 8; i++) {
-                                acc[2][t] = fmaf(xv[i], xv[i], acc[2][t]);
-                                xf[i] = nw[i] * xv[i];
+                    for (int pc = 0; pc < E / 8; pc++) {
+                        const int k = kc + 8 * pc;
+                        float wf[2][8];
+                        decode8<WF, T>(wc.w[u][0], pc, wf[0]);
+                        decode8<WF, T>(wc.w[u][1], pc, wf[1]);
+#pragma unroll
+                        for (int t = 0; t < NT; t++) {
+                            float xf[8];
+                            if (IN == GV_NORM) {
+                                const float4 *xp = (const float4 *)(a.xr + (int64_t)t * K + k);
+                                float4 x0 = __ldg(xp), x1 = __ldg(xp + 1);
+                                float nw[8], xv[8] = {x0.x, x0.y, x0.z, x0.w, x1.x, x1.y, x1.z, x1.w};
+                                cvt8(__ldg((const uint4 *)((const T *)a.norm_w + k)), nw, T());
+#pragma unroll
+                                for (int i = 0; i < 8; i++) {
+                                    acc[2][t] = fmaf(xv[i], xv[i], acc[2][t]);
+                                    xf[i] = nw[i] * xv[i];
+                                }
+                            } else {
+                                cvt8(__ldg((const uint4 *)((const T *)a.x + (int64_t)t * K + k)), xf, T());
                             }
-                        } else {
-                            cvt8(__ldg((const uint4 *)((const T *)a.x + (int64_t)t * K + k)), xf, T());
+#pragma unroll
+                            for (int r = 0; r < 2; r++)
+#pragma unroll
+                                for (int i = 0; i < 8; i++) {
+                                    if (WF == GPU_W_DENSE) acc[r][t] = fmaf(wf[r][i], xf[i], acc[r][t]);
+                                    else dq[r][t] = fmaf(wf[r][i], xf[i], dq[r][t]);
+                                }
+                            if (WF == GPU_W_U4 || WF == GPU_W_U4_MIN)
+#pragma unroll
+                                for (int i = 0; i < 8; i++) sx[t] += xf[i];
                         }
-#pragma unroll
-                        for (int r = 0; r < 2; r++)
-#pragma unroll
-                            for (int i = 0; i < 8; i++) acc[r][t] = fmaf(wf[r][i], xf[i], acc[r][t]);
                     }
+#pragma unroll
+                    for (int t = 0; t < NT; t++)
+#pragma unroll
+                        for (int r = 0; r < 2; r++) {
+                            if (WF == GPU_W_I8) acc[r][t] = fmaf(wc.s[u][r], dq[r][t], acc[r][t]);
+                            else if (WF == GPU_W_U4)
+                                acc[r][t] = fmaf(wc.s[u][r], fmaf(-wc.z[u][r], sx[t], dq[r][t]), acc[r][t]);
+                            else if (WF == GPU_W_U4_MIN)
+                                acc[r][t] = fmaf(wc.z[u][r], sx[t], fmaf(wc.s[u][r], dq[r][t], acc[r][t]));
+                        }
                 }
             }
             k0 += step * GEMV_U;
             if (k0 >= K) break;
-            gemv_load(wv, w0, w1, k0, step, K);
+            int r0, r1;
+            pair_rows(p, r0, r1);
+            gemv_load<WF>(wc, a.W, r0, r1, k0, step, K);
         }
         if (p + 1 < p_end) { /* the next pair's first loads fly during this pair's reduction and store */
-            rows(p + 1, w0, w1);
-            gemv_load(wv, w0, w1, k_first, step, K);
+            int r0, r1;
+            pair_rows(p + 1, r0, r1);
+            gemv_load<WF>(wc, a.W, r0, r1, k_first, step, K);
         }
         constexpr int NR = IN == GV_NORM ? 3 : 2;
 #pragma unroll
@@ -299,30 +395,32 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32) gemv_kernel(gemv_args a)
 }
 
 /* Grid and warps per pair: as many blocks as are resident at once (occupancy of this instantiation,
- * queried once; registers are the limit), and the KS of {1, 2, 4, 8}
- * whose rounds (ceil(pairs KS / warps) chunks of K / KS each) take least time, among those that leave each warp at least GEMV_U chunks of a row (all its loads in
- * flight); ties go to the smaller KS. */
-template <typename T, typename TO, int NT, int IN, int OUT>
+ * queried once; registers are the limit), and the KS of {1, 2, 4, 8} whose rounds (ceil(pairs KS /
+ * warps) chunks of K / KS each) take least time, among those that leave each warp at least GEMV_U chunks
+ * of a row (all its loads in flight); ties go to the smaller KS. A chunk is 32 lanes x 16 bytes: 256
+ * elements dense, 512 int8, 1024 int4. */
+template <typename T, typename TO, int NT, int IN, int OUT, int WF>
 static cudaError_t gemv_plan(int pairs, int K, int *blocks, int *ks)
 {
+    constexpr int CW = 32 * wf_traits<WF>::E;
     static int resident = 0; /* blocks per SM x SMs, per instantiation */
     if (!resident) {
         int dev = 0, n_sm = 0, per_sm = 0;
         cudaError_t e = cudaGetDevice(&dev);
         if (e == cudaSuccess) e = cudaDeviceGetAttribute(&n_sm, cudaDevAttrMultiProcessorCount, dev);
         if (e == cudaSuccess)
-            e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, gemv_kernel<T, TO, NT, IN, OUT>,
+            e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, gemv_kernel<T, TO, NT, IN, OUT, WF>,
                                                               GEMV_WARPS * 32, 0);
         if (e != cudaSuccess) return e;
         resident = n_sm * (per_sm > 0 ? per_sm : 1);
     }
     int best_ks = 1;
     double best = 1e30;
-    for (int k = 1; k <= GEMV_WARPS && (k == 1 || K >= 256 * GEMV_U * k); k *= 2) { /* every warp fills its U loads */
+    for (int k = 1; k <= GEMV_WARPS && (k == 1 || K >= CW * GEMV_U * k); k *= 2) { /* every warp fills its U loads */
         int64_t nb = ((int64_t)pairs * k + GEMV_WARPS - 1) / GEMV_WARPS;
         if (nb > resident) nb = resident;
         int64_t groups = nb * (GEMV_WARPS / k);
-        double cost = (double)((pairs + groups - 1) / groups) * ((K + 256 * k - 1) / (256 * k));
+        double cost = (double)((pairs + groups - 1) / groups) * ((K + CW * k - 1) / (CW * k));
         if (cost < best - 1e-9) best = cost, best_ks = k;
     }
     int64_t nb = ((int64_t)pairs * best_ks + GEMV_WARPS - 1) / GEMV_WARPS;
@@ -331,27 +429,39 @@ static cudaError_t gemv_plan(int pairs, int K, int *blocks, int *ks)
     return cudaSuccess;
 }
 
-template <typename T, typename TO, int NT, int IN, int OUT>
+template <typename T, typename TO, int NT, int IN, int OUT, int WF>
 static cudaError_t gemv_launch(gemv_args a, cudaStream_t s)
 {
     int pairs = OUT == GV_SWIGLU ? a.N : (a.N + 1) / 2, blocks = 1;
-    cudaError_t e = gemv_plan<T, TO, NT, IN, OUT>(pairs, a.K, &blocks, &a.ks);
+    cudaError_t e = gemv_plan<T, TO, NT, IN, OUT, WF>(pairs, a.K, &blocks, &a.ks);
     if (e != cudaSuccess) return e;
-    return gpu_launch(gemv_kernel<T, TO, NT, IN, OUT>, dim3(blocks), dim3(GEMV_WARPS * 32), 0, s, a);
+    return gpu_launch(gemv_kernel<T, TO, NT, IN, OUT, WF>, dim3(blocks), dim3(GEMV_WARPS * 32), 0, s, a);
+}
+
+/* the weight format: one instantiation per row of weights.h's table */
+template <typename T, typename TO, int NT, int IN, int OUT>
+static cudaError_t gemv_wf(const gemv_args &a, cudaStream_t s)
+{
+    switch (a.W.fmt) {
+    case GPU_W_I8: return gemv_launch<T, TO, NT, IN, OUT, GPU_W_I8>(a, s);
+    case GPU_W_U4: return gemv_launch<T, TO, NT, IN, OUT, GPU_W_U4>(a, s);
+    case GPU_W_U4_MIN: return gemv_launch<T, TO, NT, IN, OUT, GPU_W_U4_MIN>(a, s);
+    default: return gemv_launch<T, TO, NT, IN, OUT, GPU_W_DENSE>(a, s);
+    }
 }
 
 /* plain y = x . W^T for T = 1..8 */
 template <typename T, typename TO> static cudaError_t gemv_t(const gemv_args &a, int T_, cudaStream_t s)
 {
     switch (T_) {
-    case 1: return gemv_launch<T, TO, 1, GV_X, GV_STORE>(a, s);
-    case 2: return gemv_launch<T, TO, 2, GV_X, GV_STORE>(a, s);
-    case 3: return gemv_launch<T, TO, 3, GV_X, GV_STORE>(a, s);
-    case 4: return gemv_launch<T, TO, 4, GV_X, GV_STORE>(a, s);
-    case 5: return gemv_launch<T, TO, 5, GV_X, GV_STORE>(a, s);
-    case 6: return gemv_launch<T, TO, 6, GV_X, GV_STORE>(a, s);
-    case 7: return gemv_launch<T, TO, 7, GV_X, GV_STORE>(a, s);
-    default: return gemv_launch<T, TO, 8, GV_X, GV_STORE>(a, s);
+    case 1: return gemv_wf<T, TO, 1, GV_X, GV_STORE>(a, s);
+    case 2: return gemv_wf<T, TO, 2, GV_X, GV_STORE>(a, s);
+    case 3: return gemv_wf<T, TO, 3, GV_X, GV_STORE>(a, s);
+    case 4: return gemv_wf<T, TO, 4, GV_X, GV_STORE>(a, s);
+    case 5: return gemv_wf<T, TO, 5, GV_X, GV_STORE>(a, s);
+    case 6: return gemv_wf<T, TO, 6, GV_X, GV_STORE>(a, s);
+    case 7: return gemv_wf<T, TO, 7, GV_X, GV_STORE>(a, s);
+    default: return gemv_wf<T, TO, 8, GV_X, GV_STORE>(a, s);
     }
 }
 
@@ -359,45 +469,58 @@ template <typename T, typename TO> static cudaError_t gemv_t(const gemv_args &a,
 template <typename T, int NT> static cudaError_t gemv_fused_t(const gemv_args &a, int norm, gpu_gemv_out out, cudaStream_t s)
 {
     if (out == GPU_GEMV_ROPE)
-        return norm ? gemv_launch<T, T, NT, GV_NORM, GV_ROPE>(a, s) : gemv_launch<T, T, NT, GV_X, GV_ROPE>(a, s);
+        return norm ? gemv_wf<T, T, NT, GV_NORM, GV_ROPE>(a, s) : gemv_wf<T, T, NT, GV_X, GV_ROPE>(a, s);
     if (norm) {
-        if (out == GPU_GEMV_SWIGLU) return gemv_launch<T, T, NT, GV_NORM, GV_SWIGLU>(a, s);
-        if (out == GPU_GEMV_RESID) return gemv_launch<T, T, NT, GV_NORM, GV_RESID>(a, s);
-        return gemv_launch<T, T, NT, GV_NORM, GV_STORE>(a, s);
+        if (out == GPU_GEMV_SWIGLU) return gemv_wf<T, T, NT, GV_NORM, GV_SWIGLU>(a, s);
+        if (out == GPU_GEMV_RESID) return gemv_wf<T, T, NT, GV_NORM, GV_RESID>(a, s);
+        return gemv_wf<T, T, NT, GV_NORM, GV_STORE>(a, s);
     }
-    if (out == GPU_GEMV_SWIGLU) return gemv_launch<T, T, NT, GV_X, GV_SWIGLU>(a, s);
-    if (out == GPU_GEMV_RESID) return gemv_launch<T, T, NT, GV_X, GV_RESID>(a, s);
-    return gemv_launch<T, T, NT, GV_X, GV_STORE>(a, s);
+    if (out == GPU_GEMV_SWIGLU) return gemv_wf<T, T, NT, GV_X, GV_SWIGLU>(a, s);
+    if (out == GPU_GEMV_RESID) return gemv_wf<T, T, NT, GV_X, GV_RESID>(a, s);
+    return gemv_wf<T, T, NT, GV_X, GV_STORE>(a, s);
 }
 
-static int gemv_ok(const void *x, const void *W, int T, int K)
+/* K fits the format's 16-byte loads (a chunk inside one group), every row and x 16-byte aligned */
+static int gemv_fits(const gpu_wdesc *W, int K, gpu_dtype dt)
 {
-    return T >= 1 && T <= GEMV_MAX_T && K % 8 == 0 && ((uintptr_t)x & 15) == 0 && ((uintptr_t)W & 15) == 0;
+    const gpu_wfmt_info *f = gpu_wfmt_get(W->fmt);
+    if (!f || K % f->lane_elems || ((uintptr_t)W->w & 15) || gpu_wdesc_row_bytes(W->fmt, K, dt) % 16) return 0;
+    return W->fmt == GPU_W_DENSE || (W->group > 0 && K % W->group == 0 && W->group % f->lane_elems == 0);
 }
 
-extern "C" int gpu_gemv_fused_ok(const gpu_gemm_ctx *g, int T, int K)
+static int small_t_of(const gpu_gemm_ctx *g, const gpu_wdesc *W)
 {
-    return T >= 1 && T <= 2 && T <= g->small_t && K % 8 == 0;
+    return W->fmt == GPU_W_DENSE ? g->small_t : g->small_t_q;
+}
+
+static int gemv_ok(const gpu_gemm_ctx *g, const void *x, const gpu_wdesc *W, int T, int K, gpu_dtype dt)
+{
+    return T >= 1 && T <= GEMV_MAX_T && T <= small_t_of(g, W) && ((uintptr_t)x & 15) == 0 && gemv_fits(W, K, dt);
+}
+
+extern "C" int gpu_gemv_fused_ok(const gpu_gemm_ctx *g, const gpu_wdesc *W, int T, int K, gpu_dtype dt)
+{
+    return T >= 1 && T <= 2 && T <= small_t_of(g, W) && gemv_fits(W, K, dt);
 }
 
 extern "C" int gpu_gemv_fused(gpu_gemm_ctx *g, void *y, gpu_gemv_out out, const void *x, const float *xr,
-                              const void *norm_w, float eps, const void *W, int T, int N, int K, gpu_dtype dt,
+                              const void *norm_w, float eps, const gpu_wdesc *W, int T, int N, int K, gpu_dtype dt,
                               gpu_stream s)
 {
     return gpu_gemv_fused_rope(g, y, out, x, xr, norm_w, eps, W, T, N, K, NULL, dt, s);
 }
 
 extern "C" int gpu_gemv_fused_rope(gpu_gemm_ctx *g, void *y, gpu_gemv_out out, const void *x, const float *xr,
-                                   const void *norm_w, float eps, const void *W, int T, int N, int K,
+                                   const void *norm_w, float eps, const gpu_wdesc *W, int T, int N, int K,
                                    const gpu_gemv_rope *rope, gpu_dtype dt, gpu_stream s)
 {
     if (out == GPU_GEMV_ROPE &&
         (!rope || rope->kv.d % 2 || rope->H % rope->kv.Hk || N != (rope->H + 2 * rope->kv.Hk) * rope->kv.d))
         return duet_errorf("gpu_gemv_fused: the rope output needs N = (H + 2 Hk) d with an even d (N %d)", N);
-    if (!gpu_gemv_fused_ok(g, T, K) || (xr ? !norm_w || ((uintptr_t)xr & 15) : !x || ((uintptr_t)x & 15)) ||
-        ((uintptr_t)W & 15))
-        return duet_errorf("gpu_gemv_fused: T %d, K %d or an unaligned pointer does not fit the fused GEMV", T, K);
-    gemv_args a = {y, x, xr, norm_w, eps, W, N, K, 1};
+    if (!gpu_gemv_fused_ok(g, W, T, K, dt) || (xr ? !norm_w || ((uintptr_t)xr & 15) : !x || ((uintptr_t)x & 15)))
+        return duet_errorf("gpu_gemv_fused: T %d, K %d, the %s weights or an unaligned pointer do not fit the fused GEMV",
+                           T, K, gpu_wfmt_get(W->fmt) ? gpu_wfmt_get(W->fmt)->name : "?");
+    gemv_args a = {y, x, xr, norm_w, eps, *W, N, K, 1};
     if (rope) a.kv = rope->kv, a.pos = rope->pos, a.seq = rope->seq, a.theta = rope->theta, a.H = rope->H;
     int norm = xr != NULL;
     cudaError_t e;
@@ -410,17 +533,41 @@ extern "C" int gpu_gemv_fused_rope(gpu_gemm_ctx *g, void *y, gpu_gemv_out out, c
 
 /* ---- entry ---------------------------------------------------------------------------------------- */
 
-extern "C" int gpu_gemm(gpu_gemm_ctx *g, void *y, int y_f32, const void *x, const void *W, int T, int N, int K,
+extern "C" int gpu_gemm_reserve_dequant(gpu_gemm_ctx *g, size_t bytes)
+{
+    if (bytes <= g->dq_bytes) return 0;
+    gpu_free(g->dq);
+    g->dq = NULL;
+    g->dq_bytes = 0;
+    if (!(g->dq = gpu_alloc(bytes))) {
+        duet_error_prefix("gpu_gemm: the %.1f MiB dequantization workspace of the prefill path: ", bytes / 1048576.0);
+        return -1;
+    }
+    g->dq_bytes = bytes;
+    return 0;
+}
+
+extern "C" int gpu_gemm(gpu_gemm_ctx *g, void *y, int y_f32, const void *x, const gpu_wdesc *Wd, int T, int N, int K,
                         gpu_dtype dt, gpu_stream s)
 {
-    if (T <= g->small_t && gemv_ok(x, W, T, K)) {
-        gemv_args a = {y, x, NULL, NULL, 0.0f, W, N, K, 1};
+    if (gemv_ok(g, x, Wd, T, K, dt)) {
+        gemv_args a = {y, x, NULL, NULL, 0.0f, *Wd, N, K, 1};
         cudaError_t e;
         if (dt == GPU_BF16) e = y_f32 ? gemv_t<__nv_bfloat16, float>(a, T, s) : gemv_t<__nv_bfloat16, __nv_bfloat16>(a, T, s);
         else e = y_f32 ? gemv_t<__half, float>(a, T, s) : gemv_t<__half, __half>(a, T, s);
         CUDA_CHECK(e);
         LAUNCH_CHECK();
         return 0;
+    }
+    const void *W = Wd->w;
+    if (Wd->fmt != GPU_W_DENSE) { /* the first step of the prefill path: dequantize to dt, then cuBLAS */
+        size_t need = (size_t)N * K * gpu_dtype_size(dt);
+        if (need > g->dq_bytes)
+            return duet_errorf("gpu_gemm: a %s (%d, %d) matrix needs %.1f MiB of dequantization workspace, %.1f MiB "
+                               "reserved (gpu_gemm_reserve_dequant)",
+                               gpu_wfmt_get(Wd->fmt)->name, N, K, need / 1048576.0, g->dq_bytes / 1048576.0);
+        if (gpu_dequant(g->dq, Wd, N, K, dt, s)) return -1;
+        W = g->dq;
     }
     cudaDataType_t ab = dt == GPU_BF16 ? CUDA_R_16BF : CUDA_R_16F;
     cudaDataType_t c = y_f32 ? CUDA_R_32F : ab;

@@ -1,9 +1,11 @@
-/* gemm.h: the fp16/bf16 matrix products of the forward pass (a GEMV-like kernel for a few tokens,
- * cuBLAS otherwise), fp32 accumulation. */
+/* gemm.h: the matrix products of the forward pass, fp16/bf16 activations and any weight format of
+ * weights.h (dense or weight-only quantized): a weight-streaming GEMV kernel for a few tokens, cuBLAS
+ * otherwise (quantized weights dequantized to the activation dtype first), fp32 accumulation. */
 #ifndef DUET_GPU_GEMM_H
 #define DUET_GPU_GEMM_H
 #include "gpu.h"
 #include "kv_cache.h"
+#include "weights.h"
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -14,12 +16,19 @@ void gpu_gemm_free(gpu_gemm_ctx *g);
  * measured crossover on an H100),
  * or $DUET_GEMV_MAX_T. */
 void gpu_gemm_set_small_t(gpu_gemm_ctx *g, int t);
-/* y (T, N) = x (T, K) . W^T, W (N, K) row-major (nn.Linear's out x in); x and W in dt; y in dt, or in
- * fp32 when y_f32 is nonzero (the logits). fp32 accumulation. */
-int gpu_gemm(gpu_gemm_ctx *g, void *y, int y_f32, const void *x, const void *W, int T, int N, int K, gpu_dtype dt,
-             gpu_stream s);
+/* The same for quantized weights (default 8: the GEMV for every T it supports). */
+void gpu_gemm_set_small_t_q(gpu_gemm_ctx *g, int t);
+/* Reserves the workspace the quantized cuBLAS path dequantizes into (the largest N K of dt); call it
+ * before any capture, which must not allocate. */
+int gpu_gemm_reserve_dequant(gpu_gemm_ctx *g, size_t bytes);
+/* y (T, N) = x (T, K) . W^T, W (N, K) row-major (nn.Linear's out x in) as described by *W (weights.h);
+ * x in dt; y in dt, or in fp32 when y_f32 is nonzero (the logits). fp32 accumulation. Quantized W with
+ * T above the GEMV's range: dequantized to dt into the reserved workspace, then cuBLAS. */
+int gpu_gemm(gpu_gemm_ctx *g, void *y, int y_f32, const void *x, const gpu_wdesc *W, int T, int N, int K,
+             gpu_dtype dt, gpu_stream s);
 
-/* The decode step's fused GEMVs (T = 1 or 2 tokens, at most small_t; K % 8 == 0; 16-byte aligned):
+/* The decode step's fused GEMVs (T = 1 or 2 tokens, at most small_t; K a multiple of the format's
+ * 16-byte load and of its group; 16-byte aligned; any weight format):
  * input: x (T, K) in dt, or, when xr is not NULL, rmsnorm(xr) * norm_w of the fp32 residual xr (T, K),
  * applied on the fly (the normalized row is not rounded to dt, unlike gpu_add_rmsnorm's output);
  * output GPU_GEMV_STORE: y (T, N) in dt = input . W^T, W (N, K);
@@ -36,11 +45,11 @@ typedef struct gpu_gemv_rope {
     float theta;
     int H;                 /* query heads (kv.Hk key/value heads of kv.d) */
 } gpu_gemv_rope;
-int gpu_gemv_fused_ok(const gpu_gemm_ctx *g, int T, int K);
+int gpu_gemv_fused_ok(const gpu_gemm_ctx *g, const gpu_wdesc *W, int T, int K, gpu_dtype dt);
 int gpu_gemv_fused(gpu_gemm_ctx *g, void *y, gpu_gemv_out out, const void *x, const float *xr, const void *norm_w,
-                   float eps, const void *W, int T, int N, int K, gpu_dtype dt, gpu_stream s);
+                   float eps, const gpu_wdesc *W, int T, int N, int K, gpu_dtype dt, gpu_stream s);
 int gpu_gemv_fused_rope(gpu_gemm_ctx *g, void *y, gpu_gemv_out out, const void *x, const float *xr, const void *norm_w,
-                        float eps, const void *W, int T, int N, int K, const gpu_gemv_rope *rope, gpu_dtype dt,
+                        float eps, const gpu_wdesc *W, int T, int N, int K, const gpu_gemv_rope *rope, gpu_dtype dt,
                         gpu_stream s);
 #ifdef __cplusplus
 }

@@ -132,6 +132,17 @@ extern "C" int gpu_download_i32(int *dst, const int *src, int64_t n)
     return 0;
 }
 
+extern "C" int gpu_upload_bytes(void *dst, const void *src, size_t n)
+{
+    CUDA_CHECK(cudaMemcpy(dst, src, n, cudaMemcpyHostToDevice));
+    return 0;
+}
+extern "C" int gpu_download_bytes(void *dst, const void *src, size_t n)
+{
+    CUDA_CHECK(cudaMemcpy(dst, src, n, cudaMemcpyDeviceToHost));
+    return 0;
+}
+
 extern "C" int gpu_poison(void *p, int64_t n, size_t elem)
 {
     /* 0xFF bytes are a NaN in fp16, bf16 and fp32 alike. */

@@ -33,6 +33,9 @@ int gpu_upload_f32(float *dst, const float *src, int64_t n);
 int gpu_download_f32(float *dst, const float *src, int64_t n);
 int gpu_upload_i32(int *dst, const int *src, int64_t n);
 int gpu_download_i32(int *dst, const int *src, int64_t n);
+/* Raw bytes (quantized codes and scales), unconverted. */
+int gpu_upload_bytes(void *dst, const void *src, size_t n);
+int gpu_download_bytes(void *dst, const void *src, size_t n);
 /* Fills n elements of size `elem` (2 or 4) with NaN so that unwritten outputs show. */
 int gpu_poison(void *p, int64_t n, size_t elem);
 /* Host-side rounding of fp32 values through dt (what an upload keeps). */

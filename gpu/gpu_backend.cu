@@ -19,6 +19,7 @@ extern "C" {
 #include "rope.h"
 #include "sampling.h"
 #include "swiglu.h"
+#include "weights.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,8 +35,9 @@ typedef struct gpu_weight {
 } gpu_weight;
 
 typedef struct gpu_layer {
-    void *attn_norm, *wqkv, *wo;     /* (D) (Q, D) rows [wq; wk; wv] (D, H d) */
-    void *ffn_norm, *wgu, *w_down;   /* (D) (2F, D) rows [w_gate; w_up] (D, F) */
+    void *attn_norm, *ffn_norm;      /* (D) dt */
+    gpu_wdesc wqkv, wo;              /* (Q, D) rows [wq; wk; wv], (D, H d): dense or quantized (weights.h) */
+    gpu_wdesc wgu, w_down;           /* (2F, D) rows [w_gate; w_up], (D, F) */
 } gpu_layer;
 
 typedef struct gpu_state {
@@ -44,6 +46,7 @@ typedef struct gpu_state {
     gpu_dtype dt;
     int n_sm;
     int no_fuse; /* $DUET_NO_FUSE nonzero: decode steps run the unfused kernels (A/B timing) */
+    int fuse_ok[3]; /* [T]: every layer's weights fit the fused decode GEMVs for T = 1, 2 tokens */
     cudaStream_t stream;
     gpu_gemm_ctx *gemm;
     /* weights: one allocation, a table of (name, pointer, size) */
@@ -51,7 +54,9 @@ typedef struct gpu_state {
     size_t wbytes;
     gpu_weight *table;
     int n_weights;
-    void *embed, *final_norm, *lm_head; /* (V, D) (D) (V, D) */
+    void *embed, *final_norm, *lm_head; /* (V, D) (D) (V, D) dt */
+    gpu_wdesc lm_head_w;                /* = gpu_wdesc_dense(lm_head) */
+    duet_qmode weights;                 /* the layers' mode (DUET_Q_NONE: dense) */
     gpu_layer *layers;                  /* [L] */
     /* paged KV cache: (L, 2, n_blocks, Hk, B, d) dt */
     void *kv;
@@ -291,7 +296,7 @@ static int run_layers(duet_backend *be, int T, int max_len, const duet_batch *hb
 
     if (gpu_embedding(s->x, s->embed, d_tok, T, D, dt, st)) return -1; /* x = embed_tokens(ids) */
     if (tap_dev(be, "embed", s->x, 1, T, D, D)) return -1;
-    if (!be->tap && !s->no_fuse && gpu_gemv_fused_ok(s->gemm, T, D) && F % 8 == 0 && Hd % 8 == 0) {
+    if (!be->tap && !s->no_fuse && T >= 1 && T <= 2 && s->fuse_ok[T]) {
         /* The decode step (1-2 tokens, no taps): the same math in 4 GEMVs + attention per layer, RMSNorm
          * fused into the GEMVs that read the residual, RoPE and the KV store into the qkv GEMV, SwiGLU into
          * the gate/up GEMV, the residual adds into the o_proj and down GEMVs (gemm.h says how each rounds). */
@@ -300,13 +305,13 @@ static int run_layers(duet_backend *be, int T, int max_len, const duet_batch *hb
             gpu_kv_view kv = kv_view(s, l);
             gpu_attn_params ap = {s->att, s->qkv, Q, kv, d_pos, d_seq, T, H, max_len, s->ws, s->n_sm, b->pos, b->seq};
             gpu_gemv_rope rope = {kv, d_pos, d_seq, c->rope_theta, H};
-            if (gpu_gemv_fused_rope(s->gemm, s->qkv, GPU_GEMV_ROPE, NULL, s->x, w->attn_norm, c->norm_eps, w->wqkv, T,
+            if (gpu_gemv_fused_rope(s->gemm, s->qkv, GPU_GEMV_ROPE, NULL, s->x, w->attn_norm, c->norm_eps, &w->wqkv, T,
                                     (int)Q, D, &rope, dt, st) ||
                 gpu_attention(&ap, dt, st) ||
-                gpu_gemv_fused(s->gemm, s->x, GPU_GEMV_RESID, s->att, NULL, NULL, 0.0f, w->wo, T, D, (int)Hd, dt, st) ||
-                gpu_gemv_fused(s->gemm, s->act, GPU_GEMV_SWIGLU, NULL, s->x, w->ffn_norm, c->norm_eps, w->wgu, T, F, D,
+                gpu_gemv_fused(s->gemm, s->x, GPU_GEMV_RESID, s->att, NULL, NULL, 0.0f, &w->wo, T, D, (int)Hd, dt, st) ||
+                gpu_gemv_fused(s->gemm, s->act, GPU_GEMV_SWIGLU, NULL, s->x, w->ffn_norm, c->norm_eps, &w->wgu, T, F, D,
                                dt, st) ||
-                gpu_gemv_fused(s->gemm, s->x, GPU_GEMV_RESID, s->act, NULL, NULL, 0.0f, w->w_down, T, D, F, dt, st))
+                gpu_gemv_fused(s->gemm, s->x, GPU_GEMV_RESID, s->act, NULL, NULL, 0.0f, &w->w_down, T, D, F, dt, st))
                 return -1;
         }
         return gpu_add_rmsnorm(s->xn, s->x, NULL, s->final_norm, c->norm_eps, T, D, dt, st);
@@ -319,7 +324,7 @@ static int run_layers(duet_backend *be, int T, int max_len, const duet_batch *hb
         if (l && tap_layer(be, l - 1, "out", s->x, 1, T, D, D)) return -1;
         if (tap_layer(be, l, "attn_norm", s->xn, 0, T, D, D)) return -1;
         /* q|k|v = n . [wq; wk; wv]^T */
-        if (gpu_gemm(s->gemm, s->qkv, 0, s->xn, w->wqkv, T, (int)Q, D, dt, st)) return -1;
+        if (gpu_gemm(s->gemm, s->qkv, 0, s->xn, &w->wqkv, T, (int)Q, D, dt, st)) return -1;
         if (tap_layer(be, l, "q", s->qkv, 0, T, Hd, Q) || tap_layer(be, l, "k", (char *)s->qkv + Hd * 2, 0, T, kvd, Q) ||
             tap_layer(be, l, "v", (char *)s->qkv + (Hd + kvd) * 2, 0, T, kvd, Q))
             return -1;
@@ -332,19 +337,19 @@ static int run_layers(duet_backend *be, int T, int max_len, const duet_batch *hb
         gpu_attn_params ap = {s->att, s->qkv, Q, kv, d_pos, d_seq, T, H, max_len, s->ws, s->n_sm, b->pos, b->seq};
         if (gpu_attention(&ap, dt, st)) return -1;
         if (tap_layer(be, l, "attn", s->att, 0, T, Hd, Hd)) return -1;
-        if (gpu_gemm(s->gemm, s->tmp, 0, s->att, w->wo, T, D, (int)Hd, dt, st)) return -1; /* o_proj */
+        if (gpu_gemm(s->gemm, s->tmp, 0, s->att, &w->wo, T, D, (int)Hd, dt, st)) return -1; /* o_proj */
         if (tap_layer(be, l, "attn_out", s->tmp, 0, T, D, D)) return -1;
         /* x = x + attn_out; n = post_attention_layernorm(x) */
         if (gpu_add_rmsnorm(s->xn, s->x, s->tmp, w->ffn_norm, c->norm_eps, T, D, dt, st)) return -1;
         if (tap_layer(be, l, "resid_mid", s->x, 1, T, D, D) || tap_layer(be, l, "ffn_norm", s->xn, 0, T, D, D)) return -1;
         /* gate|up = n . [w_gate; w_up]^T; act = silu(gate) * up; ffn_out = down_proj(act) */
-        if (gpu_gemm(s->gemm, s->gu, 0, s->xn, w->wgu, T, 2 * F, D, dt, st)) return -1;
+        if (gpu_gemm(s->gemm, s->gu, 0, s->xn, &w->wgu, T, 2 * F, D, dt, st)) return -1;
         if (tap_layer(be, l, "gate", s->gu, 0, T, F, 2 * F) ||
             tap_layer(be, l, "up", (char *)s->gu + (size_t)F * 2, 0, T, F, 2 * F))
             return -1;
         if (gpu_swiglu(s->act, s->gu, T, F, dt, st)) return -1;
         if (tap_layer(be, l, "act", s->act, 0, T, F, F)) return -1;
-        if (gpu_gemm(s->gemm, s->tmp, 0, s->act, w->w_down, T, D, F, dt, st)) return -1;
+        if (gpu_gemm(s->gemm, s->tmp, 0, s->act, &w->w_down, T, D, F, dt, st)) return -1;
         if (tap_layer(be, l, "ffn_out", s->tmp, 0, T, D, D)) return -1;
     }
     /* x = x + ffn_out(L-1); n = norm(x) */
@@ -371,7 +376,7 @@ static int gpu_forward(duet_backend *be, const duet_batch *b, float *logits)
 
     /* lm_head on the rows asked for (every row when a tap wants the logits) */
     if (all_rows) {
-        if (gpu_gemm(s->gemm, s->logits, 1, s->xn, s->lm_head, T, V, D, dt, st)) return -1;
+        if (gpu_gemm(s->gemm, s->logits, 1, s->xn, &s->lm_head_w, T, V, D, dt, st)) return -1;
         if (tap_dev(be, "logits", s->logits, 1, T, V, V)) return -1;
         if (!b->logits_for) {
             CUDA_CHECK(cudaMemcpyAsync(logits, s->logits, sizeof(float) * (size_t)T * V, cudaMemcpyDeviceToHost, st));
@@ -382,7 +387,7 @@ static int gpu_forward(duet_backend *be, const duet_batch *b, float *logits)
         }
     } else if (R > 0) {
         if (gpu_gather_rows(s->xsel, s->xn, d_rows, R, D, dt, st)) return -1;
-        if (gpu_gemm(s->gemm, s->logits, 1, s->xsel, s->lm_head, R, V, D, dt, st)) return -1;
+        if (gpu_gemm(s->gemm, s->logits, 1, s->xsel, &s->lm_head_w, R, V, D, dt, st)) return -1;
         CUDA_CHECK(cudaMemcpyAsync(logits, s->logits, sizeof(float) * (size_t)R * V, cudaMemcpyDeviceToHost, st));
     }
     CUDA_CHECK(cudaStreamSynchronize(st));
@@ -408,7 +413,7 @@ extern "C" int gpu_backend_forward_argmax(duet_backend *be, const duet_batch *b,
         if (gpu_gather_rows(s->xsel, s->xn, s->d_meta + 3 * T, R, D, s->dt, st)) return -1;
         xs = s->xsel;
     }
-    if (gpu_gemm(s->gemm, s->logits, 1, xs, s->lm_head, R, V, D, s->dt, st) ||
+    if (gpu_gemm(s->gemm, s->logits, 1, xs, &s->lm_head_w, R, V, D, s->dt, st) ||
         gpu_argmax(s->d_ids, s->logits, R, V, st))
         return -1;
     CUDA_CHECK(cudaMemcpyAsync(ids, s->d_ids, sizeof(int) * (size_t)R, cudaMemcpyDeviceToHost, st));
@@ -450,7 +455,7 @@ static int decode_step(duet_backend *be, int B, int max_len, int sampled)
     gpu_state *s = (gpu_state *)be->impl;
     cudaStream_t st = s->stream;
     const int V = s->c.vocab_size;
-    if (run_layers(be, B, max_len, NULL) || gpu_gemm(s->gemm, s->logits, 1, s->xn, s->lm_head, B, V, s->c.dim, s->dt, st) ||
+    if (run_layers(be, B, max_len, NULL) || gpu_gemm(s->gemm, s->logits, 1, s->xn, &s->lm_head_w, B, V, s->c.dim, s->dt, st) ||
         (sampled ? gpu_sample(s->d_ids, s->logits, B, V, s->d_params, s->d_steps, s->d_sample_ws, st)
                  : gpu_argmax(s->d_ids, s->logits, B, V, st)))
         return -1;
@@ -625,63 +630,79 @@ static void gpu_backend_release(duet_backend *be)
     free(be);
 }
 
-/* Converts one HF tensor to dt into host buffer dst (numel values). */
-static int convert(uint16_t *dst, const st_tensor *t, gpu_dtype dt, float *tmp)
-{
-    st_dtype want = dt == GPU_BF16 ? ST_BF16 : ST_F16;
-    if (t->dtype == want) {
-        memcpy(dst, t->data, (size_t)t->numel * 2);
-        return 0;
-    }
-    if (st_to_f32(t, tmp)) return -1;
-    for (int64_t i = 0; i < t->numel; i++) dst[i] = dt == GPU_BF16 ? duet_f32_to_bf16(tmp[i]) : duet_f32_to_f16(tmp[i]);
-    return 0;
-}
-
-/* Adds a table entry of `numel` values; returns its device pointer. */
-static void *add_weight(gpu_state *s, size_t *next, const char *name, size_t numel)
+/* Adds a table entry laid out as plan p; returns its device pointer. */
+static void *add_weight(gpu_state *s, size_t *next, const char *name, const gpu_wplan *p)
 {
     gpu_weight *w = &s->table[s->n_weights++];
     snprintf(w->name, sizeof w->name, "%s", name);
     w->ptr = (char *)s->wbuf + *next;
-    w->bytes = numel * 2;
+    w->bytes = gpu_wplan_bytes(p, s->dt);
     *next += (w->bytes + 255) & ~(size_t)255;
     return w->ptr;
 }
 
-/* The weight entries of config c, in table order: per layer attn_norm, wqkv, wo, ffn_norm, w_gate_up,
- * w_down; then embed, final_norm, lm_head (untied only). numel[i], and the total bytes (aligned). */
+/* The weight entries of a config, in table order: per layer attn_norm, wqkv, wo, ffn_norm, w_gate_up,
+ * w_down; then embed, final_norm, lm_head (untied only). Each layer entry has its own plan (a GGUF file
+ * may store layers in different types); the norms, the embedding and lm_head are always dense. */
 #define N_LAYER_ENTRIES 6
-static size_t weight_layout(const duet_config *c, size_t *layer_numel /* [6] */, size_t *tail_numel /* [3] */)
-{
-    int64_t D = c->dim, F = c->ffn_dim, Hd = (int64_t)c->n_heads * c->head_dim,
-            Q = (int64_t)(c->n_heads + 2 * c->n_kv_heads) * c->head_dim, V = c->vocab_size;
-    size_t ln[N_LAYER_ENTRIES] = {(size_t)D, (size_t)(Q * D), (size_t)(D * Hd), (size_t)D, (size_t)(2 * F * D),
-                                  (size_t)(D * F)};
-    size_t tn[3] = {(size_t)(V * D), (size_t)D, c->tie_embeddings ? 0 : (size_t)(V * D)};
-    size_t total = 0;
-    for (int i = 0; i < N_LAYER_ENTRIES; i++) {
-        if (layer_numel) layer_numel[i] = ln[i];
-        total += (size_t)c->n_layers * ((ln[i] * 2 + 255) & ~(size_t)255);
-    }
-    for (int i = 0; i < 3; i++) {
-        if (tail_numel) tail_numel[i] = tn[i];
-        total += (tn[i] * 2 + 255) & ~(size_t)255;
-    }
-    return total;
-}
 static const char *const LAYER_ENTRY[N_LAYER_ENTRIES] = {"attn_norm", "wqkv", "wo", "ffn_norm", "w_gate_up", "w_down"};
 static const char *const TAIL_ENTRY[3] = {"embed", "final_norm", "lm_head"};
 
-static void **layer_slot(gpu_layer *g, int i)
+/* The dense plans of every entry: [L * 6] layer entries, then [3] tail entries (lm_head N = 0 when tied). */
+static void dense_plans(const duet_config *c, gpu_wplan *lp, gpu_wplan *tp)
 {
-    void **slots[N_LAYER_ENTRIES] = {&g->attn_norm, &g->wqkv, &g->wo, &g->ffn_norm, &g->wgu, &g->w_down};
-    return slots[i];
+    int64_t D = c->dim, F = c->ffn_dim, Hd = (int64_t)c->n_heads * c->head_dim,
+            Q = (int64_t)(c->n_heads + 2 * c->n_kv_heads) * c->head_dim, V = c->vocab_size;
+    const int64_t NK[N_LAYER_ENTRIES][2] = {{1, D}, {Q, D}, {D, Hd}, {1, D}, {2 * F, D}, {D, F}};
+    for (int l = 0; l < c->n_layers; l++)
+        for (int i = 0; i < N_LAYER_ENTRIES; i++) lp[l * N_LAYER_ENTRIES + i] = {GPU_W_DENSE, 0, 0, NK[i][0], NK[i][1]};
+    tp[0] = {GPU_W_DENSE, 0, 0, V, D};
+    tp[1] = {GPU_W_DENSE, 0, 0, 1, D};
+    tp[2] = {GPU_W_DENSE, 0, 0, c->tie_embeddings ? 0 : V, D};
+}
+
+static size_t plans_bytes(const gpu_wplan *lp, int n_lp, const gpu_wplan *tp, gpu_dtype dt, size_t *dq_bytes)
+{
+    size_t total = 0;
+    *dq_bytes = 0;
+    for (int i = 0; i < n_lp; i++) {
+        total += (gpu_wplan_bytes(&lp[i], dt) + 255) & ~(size_t)255;
+        size_t dq = (size_t)lp[i].N * lp[i].K * gpu_dtype_size(dt);
+        if (lp[i].fmt != GPU_W_DENSE && dq > *dq_bytes) *dq_bytes = dq;
+    }
+    for (int i = 0; i < 3; i++) total += (gpu_wplan_bytes(&tp[i], dt) + 255) & ~(size_t)255;
+    return total;
+}
+
+/* Places entry i of layer l (its device region p) into the layer's slots. */
+static void place_layer_entry(gpu_state *s, int l, int i, const gpu_wplan *plan, void *p)
+{
+    gpu_layer *g = &s->layers[l];
+    gpu_wdesc *slots[N_LAYER_ENTRIES] = {NULL, &g->wqkv, &g->wo, NULL, &g->wgu, &g->w_down};
+    if (i == 0) g->attn_norm = p;
+    else if (i == 3) g->ffn_norm = p;
+    else gpu_wplan_place(plan, p, s->dt, slots[i]);
+}
+
+/* After the weights are placed: whether the fused decode GEMVs take every layer's weights. */
+static void set_fuse_ok(gpu_state *s)
+{
+    const duet_config *c = &s->c;
+    const int D = c->dim, F = c->ffn_dim, Hd = c->n_heads * c->head_dim;
+    for (int T = 1; T <= 2; T++) {
+        int ok = 1;
+        for (int l = 0; l < c->n_layers && ok; l++) {
+            const gpu_layer *w = &s->layers[l];
+            ok = gpu_gemv_fused_ok(s->gemm, &w->wqkv, T, D, s->dt) && gpu_gemv_fused_ok(s->gemm, &w->wo, T, Hd, s->dt) &&
+                 gpu_gemv_fused_ok(s->gemm, &w->wgu, T, D, s->dt) && gpu_gemv_fused_ok(s->gemm, &w->w_down, T, F, s->dt);
+        }
+        s->fuse_ok[T] = ok;
+    }
 }
 
 /* The engine without weights: checks, device query, memory plan, stream, cuBLAS, KV cache, the weight
  * allocation and its (empty) table. */
-static duet_backend *engine_new(const duet_config *c, const duet_backend_opts *opts)
+static duet_backend *engine_new(const duet_config *c, const duet_backend_opts *opts, size_t wbytes, size_t dq_bytes)
 {
     gpu_dtype dt;
     if (gpu_dtype_parse(opts->dtype, &dt)) return NULL;
@@ -719,7 +740,6 @@ static duet_backend *engine_new(const duet_config *c, const duet_backend_opts *o
     int dev = 0;
     cudaDeviceProp prop;
     size_t free_b = 0, total_b = 0;
-    size_t wbytes = weight_layout(c, NULL, NULL);
     int blocks_per_seq = (opts->max_ctx + GPU_KV_BLOCK - 1) / GPU_KV_BLOCK;
     double kv_d = 2.0 * L * (double)opts->max_seqs * blocks_per_seq * GPU_KV_BLOCK * c->n_kv_heads * c->head_dim * 2;
     double table_d = (double)opts->max_seqs * blocks_per_seq * sizeof(int);
@@ -736,12 +756,12 @@ static duet_backend *engine_new(const duet_config *c, const duet_backend_opts *o
         s->no_fuse = nf && *nf && strcmp(nf, "0");
     }
     {
-        double need = (double)wbytes + kv_d + table_d + hist_d + 96.0 * 1048576; /* + activations, cuBLAS */
+        double need = (double)wbytes + dq_bytes + kv_d + table_d + hist_d + 96.0 * 1048576; /* + activations, cuBLAS */
         if (need > (double)free_b || (double)opts->max_seqs * blocks_per_seq > 2147483647.0) {
-            duet_errorf("gpu: not enough GPU memory: weights %.1f MiB (%s) + KV cache %.1f MiB (max_seqs %d x max_ctx "
-                        "%d, %d layers, %s) + 96 MiB of workspace = %.1f MiB, but %s has %.1f MiB free of %.1f MiB; "
-                        "lower max_seqs or max_ctx",
-                        MiB(wbytes), gpu_dtype_name(dt), MiB(kv_d), opts->max_seqs, opts->max_ctx, L,
+            duet_errorf("gpu: not enough GPU memory: weights %.1f MiB (%s) + %.1f MiB of dequantization workspace + KV "
+                        "cache %.1f MiB (max_seqs %d x max_ctx %d, %d layers, %s) + 96 MiB of workspace = %.1f MiB, but %s "
+                        "has %.1f MiB free of %.1f MiB; lower max_seqs or max_ctx",
+                        MiB(wbytes), gpu_dtype_name(dt), MiB(dq_bytes), MiB(kv_d), opts->max_seqs, opts->max_ctx, L,
                         gpu_dtype_name(dt), MiB(need), prop.name, MiB(free_b), MiB(total_b));
             goto fail;
         }
@@ -752,7 +772,7 @@ static duet_backend *engine_new(const duet_config *c, const duet_backend_opts *o
         duet_errorf("gpu: cudaStreamCreate failed: %s", cudaGetErrorString(cudaGetLastError()));
         goto fail;
     }
-    if (!(s->gemm = gpu_gemm_create())) goto fail;
+    if (!(s->gemm = gpu_gemm_create()) || gpu_gemm_reserve_dequant(s->gemm, dq_bytes)) goto fail;
     if (gpu_block_mgr_init(&s->blocks, s->n_blocks, opts->max_seqs, opts->max_ctx)) goto fail;
     if (!(s->wbuf = gpu_alloc(wbytes)) || !(s->kv = gpu_alloc(s->kv_bytes)) ||
         !(s->d_table = (int *)gpu_alloc((size_t)table_d)) || !(s->d_hist = (int *)gpu_alloc((size_t)hist_d))) {
@@ -776,19 +796,51 @@ fail:
 duet_backend *gpu_backend_create(const duet_model *m, const duet_backend_opts *opts)
 {
     const duet_config *c = &m->cfg;
-    duet_backend *be = engine_new(c, opts);
-    if (!be) return NULL;
+    const int L = c->n_layers;
+    gpu_dtype dt;
+    if (gpu_dtype_parse(opts->dtype, &dt)) return NULL;
+    /* plans: each layer entry in its parts' common quantized format where the kernels take it */
+    gpu_wplan *lp = (gpu_wplan *)malloc(sizeof(gpu_wplan) * N_LAYER_ENTRIES * (size_t)L), tp[3];
+    if (!lp) {
+        duet_errorf("gpu: out of host memory");
+        return NULL;
+    }
+    dense_plans(c, lp, tp);
+    int n_quant = 0, n_mats = 0;
+    for (int l = 0; l < L; l++) {
+        const duet_layer_weights *w = &m->layers[l];
+        const st_tensor *parts[N_LAYER_ENTRIES][3] = {{w->attn_norm}, {w->wq, w->wk, w->wv}, {w->wo},
+                                                      {w->ffn_norm},  {w->w_gate, w->w_up},  {w->w_down}};
+        const int ns[N_LAYER_ENTRIES] = {1, 3, 1, 1, 2, 1};
+        for (int i = 0; i < N_LAYER_ENTRIES; i++) {
+            if (i == 0 || i == 3) continue;
+            gpu_wplan p = gpu_wplan_of(parts[i], ns[i], dt);
+            n_mats++;
+            if (p.fmt != GPU_W_DENSE) lp[l * N_LAYER_ENTRIES + i] = p, n_quant++;
+        }
+    }
+    size_t dq_bytes = 0, wbytes = plans_bytes(lp, N_LAYER_ENTRIES * L, tp, dt, &dq_bytes);
+    duet_backend *be = engine_new(c, opts, wbytes, dq_bytes);
+    if (!be) {
+        free(lp);
+        return NULL;
+    }
     be->model = m;
     gpu_state *s = (gpu_state *)be->impl;
-    const gpu_dtype dt = s->dt;
-    const int L = c->n_layers;
-    size_t ln[N_LAYER_ENTRIES], tn[3], biggest = 0, next = 0;
-    weight_layout(c, ln, tn);
-    for (int i = 0; i < N_LAYER_ENTRIES; i++) biggest = ln[i] > biggest ? ln[i] : biggest;
-    for (int i = 0; i < 3; i++) biggest = tn[i] > biggest ? tn[i] : biggest;
-    /* upload: each entry converted on the host, fused q|k|v and gate|up rows concatenated */
-    uint16_t *host = (uint16_t *)malloc(biggest * sizeof(uint16_t));
-    float *tmp = (float *)malloc(biggest * sizeof(float));
+    size_t biggest = 0, biggest_numel = 0, next = 0;
+    for (int i = 0; i < N_LAYER_ENTRIES * L; i++) {
+        size_t b = gpu_wplan_bytes(&lp[i], dt);
+        biggest = b > biggest ? b : biggest;
+        biggest_numel = (size_t)(lp[i].N * lp[i].K) > biggest_numel ? (size_t)(lp[i].N * lp[i].K) : biggest_numel;
+    }
+    for (int i = 0; i < 3; i++) {
+        size_t b = gpu_wplan_bytes(&tp[i], dt);
+        biggest = b > biggest ? b : biggest;
+        biggest_numel = (size_t)(tp[i].N * tp[i].K) > biggest_numel ? (size_t)(tp[i].N * tp[i].K) : biggest_numel;
+    }
+    /* upload: each entry staged on the host in its device layout, fused q|k|v and gate|up rows stacked */
+    char *host = (char *)malloc(biggest);
+    float *tmp = (float *)malloc(biggest_numel * sizeof(float));
     if (!host || !tmp) {
         duet_errorf("gpu: out of host memory staging the weights");
         goto fail;
@@ -799,43 +851,38 @@ duet_backend *gpu_backend_create(const duet_model *m, const duet_backend_opts *o
                                                       {w->ffn_norm},  {w->w_gate, w->w_up},  {w->w_down}};
         const int ns[N_LAYER_ENTRIES] = {1, 3, 1, 1, 2, 1};
         for (int i = 0; i < N_LAYER_ENTRIES; i++) {
+            const gpu_wplan *pl = &lp[l * N_LAYER_ENTRIES + i];
             char name[64];
             snprintf(name, sizeof name, "layers.%d.%s", l, LAYER_ENTRY[i]);
-            void *p = add_weight(s, &next, name, ln[i]);
-            size_t off = 0;
-            for (int j = 0; j < ns[i]; j++) {
-                if (convert(host + off, parts[i][j], dt, tmp)) goto fail;
-                off += parts[i][j]->numel;
-            }
-            if (off != ln[i]) {
-                duet_errorf("gpu: internal: %s has %zu values, expected %zu", name, off, ln[i]);
-                goto fail;
-            }
-            if (cudaMemcpy(p, host, off * 2, cudaMemcpyHostToDevice) != cudaSuccess) {
+            void *p = add_weight(s, &next, name, pl);
+            if (gpu_wplan_stage(pl, parts[i], ns[i], dt, host, tmp)) goto fail;
+            if (cudaMemcpy(p, host, gpu_wplan_bytes(pl, dt), cudaMemcpyHostToDevice) != cudaSuccess) {
                 duet_errorf("gpu: uploading %s: %s", name, cudaGetErrorString(cudaGetLastError()));
                 goto fail;
             }
-            *layer_slot(&s->layers[l], i) = p;
+            place_layer_entry(s, l, i, pl, p);
         }
     }
     {
         const st_tensor *tails[3] = {m->embed, m->final_norm, m->lm_head};
         void **dst[3] = {&s->embed, &s->final_norm, &s->lm_head};
         for (int i = 0; i < (c->tie_embeddings ? 2 : 3); i++) {
-            void *p = add_weight(s, &next, TAIL_ENTRY[i], tn[i]);
-            if (convert(host, tails[i], dt, tmp)) goto fail;
-            if (cudaMemcpy(p, host, tn[i] * 2, cudaMemcpyHostToDevice) != cudaSuccess) {
+            void *p = add_weight(s, &next, TAIL_ENTRY[i], &tp[i]);
+            if (gpu_wplan_stage(&tp[i], &tails[i], 1, dt, host, tmp)) goto fail;
+            if (cudaMemcpy(p, host, gpu_wplan_bytes(&tp[i], dt), cudaMemcpyHostToDevice) != cudaSuccess) {
                 duet_errorf("gpu: uploading %s: %s", TAIL_ENTRY[i], cudaGetErrorString(cudaGetLastError()));
                 goto fail;
             }
             *dst[i] = p;
         }
         if (c->tie_embeddings) s->lm_head = s->embed;
+        s->lm_head_w = gpu_wdesc_dense(s->lm_head);
     }
     if (next > s->wbytes) {
         duet_errorf("gpu: internal: weight table overflows its allocation (%zu > %zu)", next, s->wbytes);
         goto fail;
     }
+    set_fuse_ok(s);
     free(host);
     free(tmp);
     if (ensure_capacity(s, 64)) goto fail_be;
@@ -843,56 +890,118 @@ duet_backend *gpu_backend_create(const duet_model *m, const duet_backend_opts *o
         char types[96];
         duet_model_weight_types(m, types, sizeof types);
         const char *dts = dt == GPU_BF16 ? "bf16" : "fp16";
-        snprintf(be->summary, sizeof be->summary, "gpu: %s; weights stored as %s, converted to %s on upload%s", dts,
-                 types, dts, strstr(types, "Q") ? " (block types dequantized: no weight-only kernels yet)" : "");
+        s->weights = n_quant ? m->weights : DUET_Q_NONE;
+        if (n_quant)
+            snprintf(be->summary, sizeof be->summary,
+                     "gpu: %s activations; weights stored as %s; %d of %d layer matrices run weight-only quantized (%s "
+                     "codes, fp16 scales), the rest and the embedding converted to %s on upload",
+                     dts, types, n_quant, n_mats, m->weights ? duet_qmode_get(m->weights)->name : "per-matrix", dts);
+        else
+            snprintf(be->summary, sizeof be->summary, "gpu: %s; weights stored as %s, converted to %s on upload%s", dts,
+                     types, dts, strstr(types, "Q") ? " (their types have no weight-only kernel: dequantized)" : "");
     }
+    free(lp);
     return be;
 fail:
     free(host);
     free(tmp);
 fail_be:
+    free(lp);
     gpu_backend_release(be);
     return NULL;
 }
 
-duet_backend *gpu_backend_create_random(const duet_config *c, const duet_backend_opts *opts, uint64_t seed)
+duet_backend *gpu_backend_create_random(const duet_config *c, const duet_backend_opts *opts, uint64_t seed,
+                                        int weights)
 {
-    duet_backend *be = engine_new(c, opts);
-    if (!be) return NULL;
-    gpu_state *s = (gpu_state *)be->impl;
     const int L = c->n_layers;
-    size_t ln[N_LAYER_ENTRIES], tn[3], next = 0;
-    weight_layout(c, ln, tn);
+    gpu_dtype dt;
+    if (gpu_dtype_parse(opts->dtype, &dt)) return NULL;
+    gpu_wplan *lp = (gpu_wplan *)malloc(sizeof(gpu_wplan) * N_LAYER_ENTRIES * (size_t)L), tp[3];
+    if (!lp) {
+        duet_errorf("gpu: out of host memory");
+        return NULL;
+    }
+    dense_plans(c, lp, tp);
+    for (int l = 0; l < L && weights != DUET_Q_NONE; l++)
+        for (int i = 0; i < N_LAYER_ENTRIES; i++) {
+            gpu_wplan *p = &lp[l * N_LAYER_ENTRIES + i];
+            if (i == 0 || i == 3) continue;
+            gpu_wplan q = gpu_wplan_of_mode(weights, p->N, p->K);
+            gpu_wdesc d = {q.fmt, q.group, (const void *)(uintptr_t)256, (const uint16_t *)(uintptr_t)256, NULL,
+                           (const uint16_t *)(uintptr_t)256};
+            if (duet_qmode_check_k((duet_qmode)weights, p->K, LAYER_ENTRY[i]) ||
+                gpu_wdesc_check(&d, p->N, p->K, dt, LAYER_ENTRY[i])) {
+                free(lp);
+                return NULL;
+            }
+            *p = q;
+        }
+    size_t dq_bytes = 0, wbytes = plans_bytes(lp, N_LAYER_ENTRIES * L, tp, dt, &dq_bytes);
+    duet_backend *be = engine_new(c, opts, wbytes, dq_bytes);
+    if (!be) {
+        free(lp);
+        return NULL;
+    }
+    gpu_state *s = (gpu_state *)be->impl;
+    size_t next = 0;
     /* as common/synth.c: matrices std 1/sqrt(in), embedding 1, lm_head 4/sqrt(D), norms 1 + 0.1 noise */
     const float in_of[N_LAYER_ENTRIES] = {0, (float)c->dim, (float)c->n_heads * c->head_dim, 0, (float)c->dim,
                                           (float)c->ffn_dim};
     uint64_t stream = 1;
     for (int l = 0; l < L; l++)
         for (int i = 0; i < N_LAYER_ENTRIES; i++, stream++) {
+            const gpu_wplan *pl = &lp[l * N_LAYER_ENTRIES + i];
             char name[64];
             snprintf(name, sizeof name, "layers.%d.%s", l, LAYER_ENTRY[i]);
-            void *p = add_weight(s, &next, name, ln[i]);
+            void *p = add_weight(s, &next, name, pl);
             float mean = in_of[i] > 0 ? 0.0f : 1.0f, std = in_of[i] > 0 ? 1.0f / sqrtf(in_of[i]) : 0.1f;
-            if (gpu_fill_random(p, (int64_t)ln[i], s->dt, seed, stream, mean, std, s->stream)) goto fail;
-            *layer_slot(&s->layers[l], i) = p;
+            if (gpu_wplan_fill_random(pl, p, s->dt, seed, stream, mean, std, s->stream)) goto fail;
+            place_layer_entry(s, l, i, pl, p);
         }
     {
         void **dst[3] = {&s->embed, &s->final_norm, &s->lm_head};
         const float mean[3] = {0.0f, 1.0f, 0.0f}, std[3] = {1.0f, 0.1f, 4.0f / sqrtf((float)c->dim)};
         for (int i = 0; i < (c->tie_embeddings ? 2 : 3); i++, stream++) {
-            void *p = add_weight(s, &next, TAIL_ENTRY[i], tn[i]);
-            if (gpu_fill_random(p, (int64_t)tn[i], s->dt, seed, stream, mean[i], std[i], s->stream)) goto fail;
+            void *p = add_weight(s, &next, TAIL_ENTRY[i], &tp[i]);
+            if (gpu_fill_random(p, tp[i].N * tp[i].K, s->dt, seed, stream, mean[i], std[i], s->stream)) goto fail;
             *dst[i] = p;
         }
         if (c->tie_embeddings) s->lm_head = s->embed;
+        s->lm_head_w = gpu_wdesc_dense(s->lm_head);
     }
     if (cudaStreamSynchronize(s->stream) != cudaSuccess) {
         duet_errorf("gpu: filling random weights: %s", cudaGetErrorString(cudaGetLastError()));
         goto fail;
     }
+    set_fuse_ok(s);
+    s->weights = (duet_qmode)weights;
     if (ensure_capacity(s, 64)) goto fail;
+    free(lp);
     return be;
 fail:
+    free(lp);
     gpu_backend_release(be);
     return NULL;
+}
+
+extern "C" int gpu_backend_weight(duet_backend *be, int layer, const char *entry, gpu_wdesc *out, int64_t *N,
+                                  int64_t *K)
+{
+    gpu_state *s = (gpu_state *)be->impl;
+    const duet_config *c = &s->c;
+    if (layer < 0 || layer >= c->n_layers) return duet_errorf("gpu_backend_weight: layer %d out of range", layer);
+    const gpu_layer *g = &s->layers[layer];
+    const gpu_wdesc *d[N_LAYER_ENTRIES] = {NULL, &g->wqkv, &g->wo, NULL, &g->wgu, &g->w_down};
+    const int64_t D = c->dim, F = c->ffn_dim, Hd = (int64_t)c->n_heads * c->head_dim,
+                  Q = (int64_t)(c->n_heads + 2 * c->n_kv_heads) * c->head_dim;
+    const int64_t NK[N_LAYER_ENTRIES][2] = {{1, D}, {Q, D}, {D, Hd}, {1, D}, {2 * F, D}, {D, F}};
+    for (int i = 0; i < N_LAYER_ENTRIES; i++)
+        if (d[i] && !strcmp(entry, LAYER_ENTRY[i])) {
+            *out = *d[i];
+            *N = NK[i][0];
+            *K = NK[i][1];
+            return 0;
+        }
+    return duet_errorf("gpu_backend_weight: no matrix entry '%s' (wqkv, wo, w_gate_up, w_down)", entry);
 }

@@ -1,5 +1,5 @@
 /* gpu_backend.h: the CUDA backend behind the backend seam (common/backend.h): weights uploaded once in
- * fp16 or bf16, paged KV cache, cuBLAS GEMMs with fp32 accumulation, fp32 residual stream. */
+ * fp16 or bf16, or as weight-only quantized codes with fp16 scales (weights.h), paged KV cache, cuBLAS GEMMs with fp32 accumulation, fp32 residual stream. */
 #ifndef DUET_GPU_BACKEND_H
 #define DUET_GPU_BACKEND_H
 
@@ -18,7 +18,16 @@ duet_backend *gpu_backend_create(const duet_model *m, const duet_backend_opts *o
 /* The same engine with random weights generated on the GPU (no checkpoint, nothing uploaded; `duet
  * bench`): matrices uniform with std 1/sqrt(in), embedding std 1, lm_head std 4/sqrt(D), norm weights
  * 1 + uniform of std 0.1, from a counter-based hash of (seed, tensor, index). be->model is NULL. */
-duet_backend *gpu_backend_create_random(const duet_config *cfg, const duet_backend_opts *opts, uint64_t seed);
+duet_backend *gpu_backend_create_random(const duet_config *cfg, const duet_backend_opts *opts, uint64_t seed,
+                                        int weights);
+/* weights (a duet_qmode, quant.h): DUET_Q_NONE, or every layer matrix built directly in that mode's
+ * device layout: uniform random codes, scales near the dense std over the codes' std, zero points 8
+ * (nothing quantized: the codes are the seeded data). */
+
+/* The device descriptor of layer `layer`'s matrix entry ("wqkv", "wo", "w_gate_up", "w_down") and its
+ * shape (tests read the codes and scales back). */
+struct gpu_wdesc;
+int gpu_backend_weight(duet_backend *be, int layer, const char *entry, struct gpu_wdesc *out, int64_t *N, int64_t *K);
 
 /* Like forward, but returns the greedy (argmax, lowest id on ties) token of each row that logits_for
  * selects (every row when NULL) in ids[R], computed on the GPU: no logits cross to the host. No taps. */

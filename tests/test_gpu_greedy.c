@@ -116,7 +116,7 @@ START_TEST(test_random_model)
     duet_backend_opts o = {.max_seqs = 2, .max_ctx = 32, .dtype = "fp16"};
     int ids[2][2 * 10];
     for (int r = 0; r < 2; r++) {
-        duet_backend *be = gpu_backend_create_random(&c, &o, 42);
+        duet_backend *be = gpu_backend_create_random(&c, &o, 42, DUET_Q_NONE);
         ck_assert_msg(be != NULL, "%s", duet_error());
         int tok[8] = {1, 2, 3, 4, 5, 6, 7, 8}, pos[8] = {0, 1, 2, 3, 0, 1, 2, 3}, seq[8] = {0, 0, 0, 0, 1, 1, 1, 1};
         uint8_t want[8] = {0, 0, 0, 1, 0, 0, 0, 1};

@@ -10,6 +10,7 @@
 #include "gpu/attention.h"
 #include "gpu/embedding.h"
 #include "gpu/gemm.h"
+#include "gpu/weights.h"
 #include "gpu/gpu.h"
 #include "gpu/kv_cache.h"
 #include "gpu/rmsnorm.h"
@@ -23,6 +24,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+/* a dense weight descriptor of device matrix p (gpu/weights.h) */
+#define DENSE(p) (&(gpu_wdesc){GPU_W_DENSE, 0, (p), NULL, NULL, NULL})
 
 /* Bounds on the relative L2 error per dtype. Outputs stored in fp16 round at 2^-11 relative (rel L2 of
  * pure output rounding ~3e-4), bf16 at 2^-8 (~2.5e-3). Measured on an H100 (see gpu/NOTES.md and the
@@ -161,8 +165,8 @@ START_TEST(test_gemm)
         void *dy = gpu_alloc(2 * (size_t)T * N);
         float *dy32 = gpu_alloc(4 * (size_t)T * N);
         ck_assert(gpu_poison(dy, (int64_t)T * N, 2) == 0 && gpu_poison(dy32, (int64_t)T * N, 4) == 0);
-        ck_assert_msg(gpu_gemm(g, dy, 0, dx, dW, T, N, K, dt, NULL) == 0, "%s", duet_error());
-        ck_assert_msg(gpu_gemm(g, dy32, 1, dx, dW, T, N, K, dt, NULL) == 0, "%s", duet_error());
+        ck_assert_msg(gpu_gemm(g, dy, 0, dx, DENSE(dW), T, N, K, dt, NULL) == 0, "%s", duet_error());
+        ck_assert_msg(gpu_gemm(g, dy32, 1, dx, DENSE(dW), T, N, K, dt, NULL) == 0, "%s", duet_error());
         float *got = download(dy, (int64_t)T * N, dt), *got32 = download_f32(dy32, (int64_t)T * N);
         char what[64];
         snprintf(what, sizeof what, "gemm (%d, %d, %d) -> %s", T, N, K, gpu_dtype_name(dt));
@@ -225,7 +229,7 @@ START_TEST(test_gemv_fused)
         float *dxr = gpu_alloc(4 * (size_t)T * D);
         void *dnw = dev_of(nw, D, dt), *dW = dev_of(W, (int64_t)N * D, dt), *dy = gpu_alloc(2 * (size_t)T * 2 * F);
         ck_assert(gpu_upload_f32(dxr, xr, (int64_t)T * D) == 0 && gpu_poison(dy, (int64_t)T * N, 2) == 0);
-        ck_assert_msg(gpu_gemv_fused(g, dy, GPU_GEMV_STORE, NULL, dxr, dnw, 1e-5f, dW, T, N, D, dt, NULL) == 0, "%s",
+        ck_assert_msg(gpu_gemv_fused(g, dy, GPU_GEMV_STORE, NULL, dxr, dnw, 1e-5f, DENSE(dW), T, N, D, dt, NULL) == 0, "%s",
                       duet_error());
         float *got = download(dy, (int64_t)T * N, dt);
         snprintf(what, sizeof what, "gemv rmsnorm+store (%d, %d, %d)", T, N, D);
@@ -244,7 +248,7 @@ START_TEST(test_gemv_fused)
         ref_swiglu(want, gg, uu, T, F);
         void *dWgu = dev_of(Wgu, (int64_t)2 * F * D, dt);
         ck_assert(gpu_poison(dy, (int64_t)T * F, 2) == 0);
-        ck_assert_msg(gpu_gemv_fused(g, dy, GPU_GEMV_SWIGLU, NULL, dxr, dnw, 1e-5f, dWgu, T, F, D, dt, NULL) == 0, "%s",
+        ck_assert_msg(gpu_gemv_fused(g, dy, GPU_GEMV_SWIGLU, NULL, dxr, dnw, 1e-5f, DENSE(dWgu), T, F, D, dt, NULL) == 0, "%s",
                       duet_error());
         got = download(dy, (int64_t)T * F, dt);
         snprintf(what, sizeof what, "gemv rmsnorm+swiglu (%d, %d, %d)", T, F, D);
@@ -256,8 +260,8 @@ START_TEST(test_gemv_fused)
         void *dxin = dev_of(xin, (int64_t)T * D, dt), *dgu = gpu_alloc(2 * (size_t)T * 2 * F),
              *dact = gpu_alloc(2 * (size_t)T * F);
         ck_assert(gpu_poison(dy, (int64_t)T * F, 2) == 0);
-        ck_assert(gpu_gemv_fused(g, dy, GPU_GEMV_SWIGLU, dxin, NULL, NULL, 0.0f, dWgu, T, F, D, dt, NULL) == 0);
-        ck_assert(gpu_gemm(g, dgu, 0, dxin, dWgu, T, 2 * F, D, dt, NULL) == 0 && gpu_swiglu(dact, dgu, T, F, dt, NULL) == 0);
+        ck_assert(gpu_gemv_fused(g, dy, GPU_GEMV_SWIGLU, dxin, NULL, NULL, 0.0f, DENSE(dWgu), T, F, D, dt, NULL) == 0);
+        ck_assert(gpu_gemm(g, dgu, 0, dxin, DENSE(dWgu), T, 2 * F, D, dt, NULL) == 0 && gpu_swiglu(dact, dgu, T, F, dt, NULL) == 0);
         got = download(dy, (int64_t)T * F, dt);
         float *unf = download(dact, (int64_t)T * F, dt);
         for (int64_t i = 0; i < (int64_t)T * F; i++)
@@ -276,8 +280,8 @@ START_TEST(test_gemv_fused)
              *dnw2 = dev_of(nw, N, dt), *dxn2 = gpu_alloc(2 * (size_t)T * N);
         float *dres = gpu_alloc(4 * (size_t)T * N), *dres2 = gpu_alloc(4 * (size_t)T * N);
         ck_assert(gpu_upload_f32(dres, res, (int64_t)T * N) == 0 && gpu_upload_f32(dres2, res, (int64_t)T * N) == 0);
-        ck_assert(gpu_gemv_fused(g, dres, GPU_GEMV_RESID, da, NULL, NULL, 0.0f, dW2, T, N, K2, dt, NULL) == 0);
-        ck_assert(gpu_gemm(g, dtmp, 0, da, dW2, T, N, K2, dt, NULL) == 0 &&
+        ck_assert(gpu_gemv_fused(g, dres, GPU_GEMV_RESID, da, NULL, NULL, 0.0f, DENSE(dW2), T, N, K2, dt, NULL) == 0);
+        ck_assert(gpu_gemm(g, dtmp, 0, da, DENSE(dW2), T, N, K2, dt, NULL) == 0 &&
                   gpu_add_rmsnorm(dxn2, dres2, dtmp, dnw2, 1e-5f, T, N, dt, NULL) == 0);
         float *gres = download_f32(dres, (int64_t)T * N), *gres2 = download_f32(dres2, (int64_t)T * N);
         snprintf(what, sizeof what, "gemv x+resid (%d, %d, %d) fp32", T, N, K2);
@@ -292,7 +296,11 @@ START_TEST(test_gemv_fused)
             gpu_free(dy);
     }
     /* what the fused path refuses (the engine then runs the unfused kernels) */
-    ck_assert(!gpu_gemv_fused_ok(g, 3, 64) && !gpu_gemv_fused_ok(g, 1, 65) && gpu_gemv_fused_ok(g, 1, 4096));
+    {
+        gpu_wdesc dense = {GPU_W_DENSE, 0, (void *)(uintptr_t)256, NULL, NULL, NULL};
+        ck_assert(!gpu_gemv_fused_ok(g, &dense, 3, 64, GPU_F16) && !gpu_gemv_fused_ok(g, &dense, 1, 65, GPU_F16) &&
+                  gpu_gemv_fused_ok(g, &dense, 1, 4096, GPU_F16));
+    }
     gpu_gemm_free(g);
 }
 END_TEST
@@ -321,11 +329,11 @@ START_TEST(test_gemv_rope)
         void *dx = dev_of(x, (int64_t)T * D, dt), *dW = dev_of(W, (int64_t)Q * D, dt);
         void *qa = gpu_alloc(2 * (size_t)T * Q), *qb = gpu_alloc(2 * (size_t)T * Q);
         ck_assert(gpu_poison(qb, (int64_t)T * Q, 2) == 0);
-        ck_assert_msg(gpu_gemm(g, qa, 0, dx, dW, T, Q, D, dt, NULL) == 0 &&
+        ck_assert_msg(gpu_gemm(g, qa, 0, dx, DENSE(dW), T, Q, D, dt, NULL) == 0 &&
                           gpu_rope_kv(qa, &kva, dpos, dseq, 10000.0f, T, H, dt, NULL) == 0,
                       "%s", duet_error());
         gpu_gemv_rope rope = {kvb, dpos, dseq, 10000.0f, H};
-        ck_assert_msg(gpu_gemv_fused_rope(g, qb, GPU_GEMV_ROPE, dx, NULL, NULL, 0.0f, dW, T, Q, D, &rope, dt, NULL) == 0,
+        ck_assert_msg(gpu_gemv_fused_rope(g, qb, GPU_GEMV_ROPE, dx, NULL, NULL, 0.0f, DENSE(dW), T, Q, D, &rope, dt, NULL) == 0,
                       "%s", duet_error());
         float *ga = download(qa, (int64_t)T * Q, dt), *gb = download(qb, (int64_t)T * Q, dt);
         for (int64_t i = 0; i < (int64_t)T * Q; i++)

@@ -44,7 +44,10 @@ static void usage(FILE *f)
             "  -b, --batch LIST      batch sizes, comma-separated (default 1,8,64)\n"
             "  -l, --lengths LIST    input/output token counts (default 8/50,923/100)\n"
             "  -r, --repeat N        timed runs per case, median reported (default 3)\n"
-            "      --dtype T         fp16 (default) or bf16\n"
+            "      --dtype T         fp16 (default) or bf16 activations\n"
+            "      --weights LIST    weight modes, comma-separated, each benchmarked in turn: none (dense in the\n"
+            "                        activation dtype, the default) or a weight-only mode: %s;\n"
+            "                        the layer matrices are built in that mode's layout from seeded codes\n"
             "      --seed S          weights and prompt tokens (default 1)\n"
             "      --json FILE       also write the JSON lines to FILE\n"
             "      --hf-baseline F   JSON lines of scripts/hf_baseline.py: add HF's numbers and the speedups\n"
@@ -53,7 +56,9 @@ static void usage(FILE *f)
             "example:\n"
             "  duet bench --batch 1,8,64 --lengths 8/50,923/100 --json duet_bench.jsonl \\\n"
             "             --hf-baseline hf_baseline.jsonl\n"
-            "  duet bench --model-shape tiny --batch 4 --lengths 16/8 --repeat 2\n");
+            "  duet bench --model-shape tiny --batch 4 --lengths 16/8 --repeat 2\n"
+            "  duet bench --batch 1,8,64 --weights none,int8,q8_0,int4-g128,q4_0,q4_1\n",
+            duet_qmode_list());
 }
 
 static int parse_list(const char *flag, const char *s, int *a, int *b, int *n, int pairs)
@@ -197,13 +202,34 @@ static double prefill_flops(const duet_config *c, int B, int n)
     return 2.0 * per_tok * T + 2.0 * B * D * c->vocab_size + attn;
 }
 
-static int run_case(const duet_config *c, const char *dtype, uint64_t seed, int B, int n_in, int n_out, int repeat,
-                    case_result *res)
+/* Bytes one decode step reads of the weights in mode q: the layer matrices in the mode's codes, fp16 scales
+ * (and zero points or mins) per group, plus lm_head in fp16. */
+static double weight_bytes(const duet_config *c, duet_qmode q)
+{
+    const duet_qmode_info *m = duet_qmode_get(q);
+    double D = c->dim, F = c->ffn_dim, Hd = (double)c->n_heads * c->head_dim,
+           Q = (double)(c->n_heads + 2 * c->n_kv_heads) * c->head_dim;
+    const double NK[4][2] = {{Q, D}, {D, Hd}, {2 * F, D}, {D, F}};
+    double layer = 0;
+    for (int i = 0; i < 4; i++) {
+        double n = NK[i][0] * NK[i][1];
+        if (q == DUET_Q_NONE) {
+            layer += 2 * n;
+        } else {
+            double groups = n / (m->group ? m->group : NK[i][1]);
+            layer += n * m->bits / 8 + groups * (2 + (m->has_zeros ? 1 : 0) + (q == DUET_Q_Q4_1 ? 2 : 0));
+        }
+    }
+    return c->n_layers * layer + 2.0 * c->vocab_size * D;
+}
+
+static int run_case(const duet_config *c, const char *dtype, duet_qmode weights, uint64_t seed, int B, int n_in,
+                    int n_out, int repeat, case_result *res)
 {
     size_t free0 = 0, free1 = 0;
     if (gpu_device_info(NULL, 0, &free0, NULL, NULL)) return -1;
     duet_backend_opts o = {B, n_in + n_out, dtype, 0};
-    duet_backend *be = gpu_backend_create_random(c, &o, seed, DUET_Q_NONE);
+    duet_backend *be = gpu_backend_create_random(c, &o, seed, weights);
     if (!be) return -1;
     int T = B * n_in, steps = n_out - 1, rc = -1;
     int *tok = malloc(sizeof(int) * T), *pos = malloc(sizeof(int) * T), *seq = malloc(sizeof(int) * T);
@@ -279,12 +305,15 @@ int cmd_bench(int argc, char **argv)
         {"dtype", required_argument, 0, 'd'},       {"seed", required_argument, 0, 's'},
         {"json", required_argument, 0, 'j'},        {"hf-baseline", required_argument, 0, 'f'},
         {"no-ceilings", no_argument, 0, 'n'},       {"help", no_argument, 0, 'h'},
+        {"weights", required_argument, 0, 'w'},
         {0, 0, 0, 0}};
     duet_config c = {4096, 11008, 32, 32, 32, 128, 32000, 4096, 1e-5f, 10000.0f, 0, 1, 2};
     int dim = 0, ffn = 0, layers = 0, heads = 0, kv_heads = 0, vocab = 0, repeat = 3, ceilings = 1;
     int batches[MAX_LIST] = {1, 8, 64}, n_batch = 3, ins[MAX_LIST] = {8, 923}, outs[MAX_LIST] = {50, 100}, n_len = 2;
     const char *dtype = "fp16", *json_path = NULL, *hf_path = NULL;
     uint64_t seed = 1;
+    duet_qmode modes[DUET_Q_N_MODES] = {DUET_Q_NONE};
+    int n_modes = 1;
     int ch;
     optind = 1;
     while ((ch = getopt_long(argc, argv, "b:l:r:h", opts, NULL)) != -1) {
@@ -316,6 +345,28 @@ int cmd_bench(int argc, char **argv)
             dtype = optarg;
             break;
         case 's': if (cli_u64(CMD, "--seed", optarg, &seed)) return 2; break;
+        case 'w': {
+            char buf[256];
+            snprintf(buf, sizeof buf, "%s", optarg);
+            n_modes = 0;
+            for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+                duet_qmode q;
+                if (duet_qmode_parse(tok, &q)) {
+                    fprintf(stderr, "duet %s: --weights: %s\n", CMD, duet_error());
+                    return 2;
+                }
+                if (n_modes == DUET_Q_N_MODES) {
+                    fprintf(stderr, "duet %s: --weights: at most %d modes\n", CMD, DUET_Q_N_MODES);
+                    return 2;
+                }
+                modes[n_modes++] = q;
+            }
+            if (!n_modes) {
+                fprintf(stderr, "duet %s: --weights: empty list\n", CMD);
+                return 2;
+            }
+            break;
+        }
         case 'j': json_path = optarg; break;
         case 'f': hf_path = optarg; break;
         case 'n': ceilings = 0; break;
@@ -345,7 +396,7 @@ int cmd_bench(int argc, char **argv)
     int n_hf = 0;
     if (hf_path && read_hf(hf_path, &hf, &n_hf)) return cli_fail(CMD);
 #ifndef DUET_HAVE_CUDA
-    (void)repeat, (void)ceilings, (void)json_path, (void)dtype, (void)find_hf, (void)emit, (void)median, (void)seed;
+    (void)modes, (void)n_modes, (void)repeat, (void)ceilings, (void)json_path, (void)dtype, (void)find_hf, (void)emit, (void)median, (void)seed;
     free(hf);
     fprintf(stderr, "duet %s: the gpu backend is not built (configure found no nvcc): duet bench measures the gpu "
                     "backend only; rebuild with --with-cuda on a machine with the CUDA toolkit\n", CMD);
@@ -379,11 +430,9 @@ int cmd_bench(int argc, char **argv)
     if (ceilings) {
         double ms = 0;
         const int G = 8192;
-        if (gpu_measure_copy((size_t)2 << 30, 10, &copy_gbps) || gpu_measure_gemm(G, G, G, dt, 0, 10, &ms)) goto fail;
+        if (gpu_measure_copy((size_t)2 << 30, 10, &copy_gbps) || gpu_measure_gemm(G, G, G, dt, DUET_Q_NONE, 0, 10, &ms)) goto fail;
         peak_tflops = 2.0 * G * G * (double)G / (ms * 1e-3) / 1e12;
-        double wbytes = 2.0 * ((double)c.n_layers * ((double)c.dim * (c.n_heads + 2 * c.n_kv_heads) * c.head_dim +
-                                                       (double)c.n_heads * c.head_dim * c.dim + 3.0 * c.dim * c.ffn_dim) +
-                               (double)c.vocab_size * c.dim);
+        double wbytes = weight_bytes(&c, DUET_Q_NONE);
         snprintf(line, sizeof line,
                  "{\"kind\": \"ceilings\", \"gpu\": \"%s\", \"copy_GBps\": %.1f, \"gemm_tflops\": %.1f, "
                  "\"gemm_shape\": [%d, %d, %d], \"dtype\": \"%s\", \"decode_weight_GB\": %.3f, "
@@ -393,45 +442,57 @@ int cmd_bench(int argc, char **argv)
         fprintf(stderr, "# ceilings: copy %.0f GB/s (read + write), cuBLAS %s GEMM %dx%dx%d %.0f TFLOP/s; decode "
                         "weight bytes %.2f GB -> floor %.2f ms/step\n",
                 copy_gbps, dtype, G, G, G, peak_tflops, wbytes / 1e9, wbytes / (copy_gbps * 1e9) * 1e3);
-        /* the GEMMs of one decode step per batch size: the engine's choice, cuBLAS alone, the GEMV kernel */
+        /* the GEMMs of one decode step per weight mode and batch size: the engine's choice, cuBLAS alone (on
+         * the dequantized weights for a quantized mode), the GEMV kernel */
         const int Q = (c.n_heads + 2 * c.n_kv_heads) * c.head_dim, Hd = c.n_heads * c.head_dim;
         const int shp[5][3] = {{Q, c.dim, c.n_layers}, {c.dim, Hd, c.n_layers}, {2 * c.ffn_dim, c.dim, c.n_layers},
                                {c.dim, c.ffn_dim, c.n_layers}, {c.vocab_size, c.dim, 1}};
-        for (int bi = 0; bi < n_batch; bi++) {
-            int B = batches[bi];
-            const int small_t[3] = {-1, 0, 8}; /* engine default, cuBLAS, GEMV (B <= 8) */
-            double tot[3] = {0, 0, 0};
-            for (int path = 0; path < (B <= 8 ? 3 : 2); path++)
-                for (int k = 0; k < 5; k++) {
-                    double m = 0;
-                    if (gpu_measure_gemm(B, shp[k][0], shp[k][1], dt, small_t[path], 20, &m)) goto fail;
-                    tot[path] += m * shp[k][2];
-                }
-            snprintf(line, sizeof line,
-                     "{\"kind\": \"decode_gemms\", \"batch\": %d, \"engine_ms_per_step\": %.3f, "
-                     "\"cublas_ms_per_step\": %.3f, \"gemv_ms_per_step\": %.3f, \"GBps\": %.1f}\n",
-                     B, tot[0], tot[1], tot[2], wbytes / (tot[0] * 1e-3) / 1e9);
-            emit(stdout, jf, line);
-            fprintf(stderr, "# decode GEMMs, batch %d: %.3f ms/step (%.0f GB/s); cuBLAS alone %.3f", B, tot[0],
-                    wbytes / (tot[0] * 1e-3) / 1e9, tot[1]);
-            if (B <= 8) fprintf(stderr, ", GEMV kernel alone %.3f", tot[2]);
-            fprintf(stderr, " ms/step\n");
+        for (int mi = 0; mi < n_modes; mi++) {
+            const char *mname = duet_qmode_get(modes[mi])->name;
+            double mbytes = weight_bytes(&c, modes[mi]);
+            for (int bi = 0; bi < n_batch; bi++) {
+                int B = batches[bi];
+                const int small_t[3] = {-1, 0, 8}; /* engine default, cuBLAS, GEMV (B <= 8) */
+                double tot[3] = {0, 0, 0};
+                for (int path = 0; path < (B <= 8 ? 3 : 2); path++)
+                    for (int k = 0; k < 5; k++) {
+                        double m = 0;
+                        duet_qmode q = k == 4 ? DUET_Q_NONE : modes[mi]; /* lm_head stays dense */
+                        if (gpu_measure_gemm(B, shp[k][0], shp[k][1], dt, q, small_t[path], 20, &m)) goto fail;
+                        tot[path] += m * shp[k][2];
+                    }
+                snprintf(line, sizeof line,
+                         "{\"kind\": \"decode_gemms\", \"weights\": \"%s\", \"batch\": %d, \"weight_GB\": %.3f, "
+                         "\"floor_ms\": %.3f, \"engine_ms_per_step\": %.3f, \"cublas_ms_per_step\": %.3f, "
+                         "\"gemv_ms_per_step\": %.3f, \"GBps\": %.1f, \"pct_of_copy\": %.1f}\n",
+                         mname, B, mbytes / 1e9, mbytes / (copy_gbps * 1e9) * 1e3, tot[0], tot[1], tot[2],
+                         mbytes / (tot[0] * 1e-3) / 1e9, 100.0 * mbytes / (tot[0] * 1e-3) / 1e9 / copy_gbps);
+                emit(stdout, jf, line);
+                fprintf(stderr, "# decode GEMMs, %s, batch %d: %.3f ms/step (%.0f GB/s, %.0f%% of copy; floor %.3f); "
+                                "cuBLAS alone %.3f", mname, B, tot[0], mbytes / (tot[0] * 1e-3) / 1e9,
+                        100.0 * mbytes / (tot[0] * 1e-3) / 1e9 / copy_gbps, mbytes / (copy_gbps * 1e9) * 1e3, tot[1]);
+                if (B <= 8) fprintf(stderr, ", GEMV kernel alone %.3f", tot[2]);
+                fprintf(stderr, " ms/step\n");
+            }
         }
     }
-    case_result res[MAX_LIST * MAX_LIST];
+    case_result res[DUET_Q_N_MODES * MAX_LIST * MAX_LIST];
+    for (int mi = 0; mi < n_modes; mi++)
     for (int li = 0; li < n_len; li++)
         for (int bi = 0; bi < n_batch; bi++) {
             int B = batches[bi], ni = ins[li], no = outs[li];
-            case_result *r = &res[li * n_batch + bi];
-            fprintf(stderr, "# case batch %d, %d/%d ...\n", B, ni, no);
-            if (run_case(&c, dtype, seed, B, ni, no, repeat, r)) goto fail;
+            case_result *r = &res[(mi * n_len + li) * n_batch + bi];
+            const char *mname = duet_qmode_get(modes[mi])->name;
+            fprintf(stderr, "# case weights %s, batch %d, %d/%d ...\n", mname, B, ni, no);
+            if (run_case(&c, dtype, modes[mi], seed, B, ni, no, repeat, r)) goto fail;
             const hf_row *h = find_hf(hf, n_hf, B, ni, no);
             int n = snprintf(line, sizeof line,
-                             "{\"impl\": \"duet\", \"dtype\": \"%s\", \"gpu\": \"%s\", \"batch\": %d, \"input\": %d, "
+                             "{\"impl\": \"duet\", \"dtype\": \"%s\", \"weights\": \"%s\", \"gpu\": \"%s\", "
+                             "\"batch\": %d, \"input\": %d, "
                              "\"output\": %d, \"prefill_tok_s\": %.1f, \"prefill_ms\": %.3f, \"prefill_tflops\": %.1f, "
                              "\"decode_ms_per_token\": %.3f, \"e2e_s\": %.4f, \"peak_mem_gib\": %.2f, "
                              "\"deterministic\": %s, \"repeat\": %d",
-                             dtype, gpu, B, ni, no, B * ni / r->prefill_s, 1e3 * r->prefill_s, r->prefill_tflops,
+                             dtype, mname, gpu, B, ni, no, B * ni / r->prefill_s, 1e3 * r->prefill_s, r->prefill_tflops,
                              r->decode_ms, r->e2e_s, r->peak_gib, r->deterministic ? "true" : "false", repeat);
             if (ceilings && n < (int)sizeof line)
                 n += snprintf(line + n, sizeof line - n, ", \"prefill_pct_of_gemm_peak\": %.1f",
@@ -446,19 +507,20 @@ int cmd_bench(int argc, char **argv)
             emit(stdout, jf, line);
             fflush(stdout);
         }
-    fprintf(stderr, "\n%5s %9s %13s %8s %6s %10s %8s %8s", "batch", "in/out", "prefill tok/s", "TFLOP/s", "%peak",
+    fprintf(stderr, "\n%-9s %5s %9s %13s %8s %6s %10s %8s %8s", "weights", "batch", "in/out", "prefill tok/s", "TFLOP/s", "%peak",
             "dec ms/tok", "e2e s", "peak GiB");
     if (hf) fprintf(stderr, " | %9s %10s %8s %7s %7s %7s", "HF tok/s", "HF ms/tok", "HF e2e", "x e2e", "x pre", "x dec");
     fprintf(stderr, "\n");
+    for (int mi = 0; mi < n_modes; mi++)
     for (int li = 0; li < n_len; li++)
         for (int bi = 0; bi < n_batch; bi++) {
             int B = batches[bi], ni = ins[li], no = outs[li];
-            const case_result *r = &res[li * n_batch + bi];
+            const case_result *r = &res[(mi * n_len + li) * n_batch + bi];
             char io[32];
             snprintf(io, sizeof io, "%d/%d", ni, no);
-            fprintf(stderr, "%5d %9s %13.0f %8.1f %6.1f %10.3f %8.3f %8.2f", B, io, B * ni / r->prefill_s,
-                    r->prefill_tflops, ceilings ? 100.0 * r->prefill_tflops / peak_tflops : 0.0, r->decode_ms, r->e2e_s,
-                    r->peak_gib);
+            fprintf(stderr, "%-9s %5d %9s %13.0f %8.1f %6.1f %10.3f %8.3f %8.2f", duet_qmode_get(modes[mi])->name, B, io,
+                    B * ni / r->prefill_s, r->prefill_tflops, ceilings ? 100.0 * r->prefill_tflops / peak_tflops : 0.0,
+                    r->decode_ms, r->e2e_s, r->peak_gib);
             const hf_row *h = find_hf(hf, n_hf, B, ni, no);
             if (h)
                 fprintf(stderr, " | %9.0f %10.2f %8.3f %7.2f %7.2f %7.2f", h->prefill_tok_s, h->decode_ms, h->e2e_s,

@@ -2,6 +2,7 @@
 #include "bench_gpu.h"
 #include "cuda_check.h"
 #include "gemm.h"
+#include "weights.h"
 
 #include <algorithm>
 #include <stdio.h>
@@ -90,37 +91,35 @@ out:
     return rc;
 }
 
-static int gemm_dense(gpu_gemm_ctx *g, void *y, const void *x, const void *W, int T, int N, int K, gpu_dtype dt)
+extern "C" int gpu_measure_gemm(int T, int N, int K, gpu_dtype dt, int weights, int small_t, int reps, double *ms_out)
 {
-    gpu_wdesc d = gpu_wdesc_dense(W);
-    return gpu_gemm(g, y, 0, x, &d, T, N, K, dt, NULL);
-}
-
-extern "C" int gpu_measure_gemm(int T, int N, int K, gpu_dtype dt, int small_t, int reps, double *ms_out)
-{
-    size_t wbytes = (size_t)N * K * 2;
+    gpu_wplan plan = gpu_wplan_of_mode(weights, N, K);
+    size_t wbytes = gpu_wplan_bytes(&plan, dt);
     int copies = (int)std::min<size_t>(16, std::max<size_t>(1, ((size_t)256 << 20) / wbytes + 1));
     std::vector<void *> W(copies, nullptr);
+    std::vector<gpu_wdesc> Wd(copies);
     void *x = gpu_alloc((size_t)T * K * 2), *y = gpu_alloc((size_t)T * N * 4);
     gpu_gemm_ctx *g = gpu_gemm_create();
     cudaEvent_t e0 = NULL, e1 = NULL;
     std::vector<float> ms;
     int rc = -1;
     if (!x || !y || !g) goto out;
-    if (small_t >= 0) gpu_gemm_set_small_t(g, small_t);
+    if (small_t >= 0) gpu_gemm_set_small_t(g, small_t), gpu_gemm_set_small_t_q(g, small_t);
+    if (plan.fmt != GPU_W_DENSE && gpu_gemm_reserve_dequant(g, (size_t)N * K * 2)) goto out;
     for (int i = 0; i < copies; i++) {
         if (!(W[i] = gpu_alloc(wbytes))) goto out;
-        if (gpu_fill_random(W[i], (int64_t)N * K, dt, 7, 100 + i, 0.0f, 0.02f, NULL)) goto out;
+        if (gpu_wplan_fill_random(&plan, W[i], dt, 7, 100 + i, 0.0f, 0.02f, NULL)) goto out;
+        gpu_wplan_place(&plan, W[i], dt, &Wd[i]);
     }
     if (gpu_fill_random(x, (int64_t)T * K, dt, 7, 99, 0.0f, 1.0f, NULL)) goto out;
     if (cudaEventCreate(&e0) != cudaSuccess || cudaEventCreate(&e1) != cudaSuccess) goto out;
     /* warm-up, then 5 timed bursts of reps back-to-back products (queued, so no per-call event gap) */
     for (int i = 0; i < 3; i++)
-        if (gemm_dense(g, y, x, W[i % copies], T, N, K, dt)) goto out;
+        if (gpu_gemm(g, y, 0, x, &Wd[i % copies], T, N, K, dt, NULL)) goto out;
     for (int b = 0; b < 5; b++) {
         if (cudaEventRecord(e0) != cudaSuccess) goto out;
         for (int i = 0; i < reps; i++)
-            if (gemm_dense(g, y, x, W[i % copies], T, N, K, dt)) goto out;
+            if (gpu_gemm(g, y, 0, x, &Wd[i % copies], T, N, K, dt, NULL)) goto out;
         if (cudaEventRecord(e1) != cudaSuccess || cudaEventSynchronize(e1) != cudaSuccess) {
             duet_errorf("gpu_measure_gemm: %s", cudaGetErrorString(cudaGetLastError()));
             goto out;

@@ -26,9 +26,10 @@ int gpu_device_info(char *name, size_t n, size_t *free_b, size_t *total_b, int *
 /* Median over reps of a device-to-device copy of `bytes`: (bytes read + bytes written) / time, GB/s. */
 int gpu_measure_copy(size_t bytes, int reps, double *gbps);
 
-/* ms of one gpu_gemm (T, N, K) in dt: median of 5 bursts of reps back-to-back calls, rotating among enough weight copies to defeat the L2;
- * small_t as gpu_gemm_set_small_t (-1: the default). Random (non-zero) data. */
-int gpu_measure_gemm(int T, int N, int K, gpu_dtype dt, int small_t, int reps, double *ms);
+/* ms of one gpu_gemm (T, N, K) in dt with weights in mode `weights` (a duet_qmode; 0: dense): median of 5
+ * bursts of reps back-to-back calls, rotating among enough weight copies to defeat the L2; small_t as
+ * gpu_gemm_set_small_t and gpu_gemm_set_small_t_q (-1: the defaults). Random (non-zero) data. */
+int gpu_measure_gemm(int T, int N, int K, gpu_dtype dt, int weights, int small_t, int reps, double *ms);
 
 #ifdef __cplusplus
 }

@@ -62,6 +62,11 @@ void duet_model_close(duet_model *m);
  * naming the tensor when a row length does not fit the mode. DUET_Q_NONE does nothing. */
 int duet_model_quantize(duet_model *m, duet_qmode q, void (*progress)(void *ctx, int done, int total), void *ctx);
 
+/* How the weights are held, for startup lines: "int4-g64 (quantized on load)"; "stored as Q8_0, F32, Q4_1
+ * (linear weights q4_1)" for a file whose linear weights are all in one mode (m->weights); else "stored as
+ * F32". */
+void duet_model_weights_describe(const duet_model *m, char *buf, size_t n);
+
 /* The distinct stored types of the model's weights, comma-separated in first-seen order ("Q8_0, F32,
  * Q4_1"), into buf. */
 void duet_model_weight_types(const duet_model *m, char *buf, size_t n);

@@ -108,9 +108,13 @@ const st_tensor *duet_planar_load(duet_model *m, const char *base, int64_t N, in
                     st_dtype_name(qt->dtype), info->name, st_dtype_name(want));
         return NULL;
     }
-    int64_t shape[2] = {N, info->bits == 8 ? K : K / 2};
-    if (st_check_shape(qt, 2, shape)) {
-        duet_error_prefix("mode %s: ", info->name);
+    int64_t cols = info->bits == 8 ? K : K / 2;
+    if (qt->ndim != 2 || qt->shape[0] != N || qt->shape[1] != cols) {
+        char got[64] = "";
+        for (int d = 0; d < qt->ndim && d < 4; d++)
+            snprintf(got + strlen(got), sizeof got - strlen(got), d ? ", %lld" : "%lld", (long long)qt->shape[d]);
+        duet_errorf("%s: tensor '%s': shape [%s], expected [%lld, %lld] (mode %s: %s)", qt->file, name, got, (long long)N,
+                    (long long)cols, info->name, info->bits == 8 ? "one int8 code per weight" : "two 4-bit codes a byte");
         return NULL;
     }
     int64_t ngroups = K / group;

@@ -2,7 +2,9 @@
  * llama.cpp GGUF file: config + the weight tensors, found by name and shape-checked against the
  * config. Tensors keep their stored type (F32/F16/BF16, or GGUF blocks such as Q4_1 and Q8_0; see
  * dtype.h) and point into the mmap'ed file, except GGUF q/k projections, whose rows are un-permuted
- * into a buffer the model owns (model_gguf.c says why).
+ * into a buffer the model owns (model_gguf.c says why), and quantized linear weights: duet's planar
+ * ones (<name>.qweight + .scales/.zeros, model_planar.c) and duet_model_quantize's, whose st_tensors
+ * the model owns (m->quant, model_quant.h).
  * Legend: D hidden, F ffn, L layers, H heads, Hk kv heads, d head_dim, V vocab. Every matrix is
  * row-major (out, in), as nn.Linear stores it. */
 #ifndef DUET_MODEL_H

@@ -95,6 +95,28 @@ int cli_open_model(const char *cmd, const char *path, struct duet_model **m, str
     return 0;
 }
 
+int cli_weights(const char *cmd, const char *s)
+{
+    duet_qmode q;
+    if (duet_qmode_parse(s, &q) == 0) return (int)q;
+    fprintf(stderr, "duet %s: --weights '%s' is not a mode: none, %s\n", cmd, s, duet_qmode_list());
+    return -1;
+}
+
+int cli_open_model_weights(const char *cmd, const char *path, int weights, struct duet_model **m,
+                           struct duet_tokenizer **tok)
+{
+    if (cli_open_model(cmd, path, m, tok)) return -1;
+    if (weights != DUET_Q_NONE && duet_model_quantize(*m, (duet_qmode)weights, NULL, NULL)) {
+        duet_error_prefix("--weights %s: ", duet_qmode_get((duet_qmode)weights)->name);
+        if (tok) duet_tokenizer_free(*tok), *tok = NULL;
+        duet_model_close(*m);
+        *m = NULL;
+        return -1;
+    }
+    return 0;
+}
+
 int cli_fail(const char *cmd)
 {
     fprintf(stderr, "duet %s: %s\n", cmd, duet_error());

@@ -30,6 +30,14 @@ struct duet_model;
 struct duet_tokenizer;
 int cli_open_model(const char *cmd, const char *path, struct duet_model **m, struct duet_tokenizer **tok);
 
+/* --weights MODE (quant.h's modes; "none" = as stored): the mode, or -1 after printing "duet CMD: --weights
+ * 'S' is not a mode: int8, int4, ..." (a usage error: exit 2). */
+int cli_weights(const char *cmd, const char *s);
+/* cli_open_model, then the linear weights quantized in memory in mode `weights` (duet_model_quantize;
+ * DUET_Q_NONE: as stored), the one place --weights is applied. */
+int cli_open_model_weights(const char *cmd, const char *path, int weights, struct duet_model **m,
+                           struct duet_tokenizer **tok);
+
 /* The id generation stops at: the tokenizer's EOS, else config.json's eos_token_id (-1: none). */
 struct duet_tokenizer;
 struct duet_model;

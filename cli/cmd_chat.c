@@ -45,6 +45,8 @@ static void usage(FILE *f)
             "      --seed S        sampling seed (default 0); same seed and input, same conversation\n"
             "      --backend B     ref (CPU fp32 reference) or gpu (default ref)\n"
             "      --dtype T       fp32 (ref), fp16 or bf16 (gpu)\n"
+            "      --weights MODE  quantize the linear weights on load (as `duet quantize`: int8, int4,\n"
+            "                      int4-g128, int4-g64, q8_0, q4_0, q4_1; default none = as stored)\n"
             "  -h, --help          this text\n\n"
             "example:\n"
             "  printf 'What is the capital of France?\\nAnd of Italy?\\n' | duet chat --temp 0\n",
@@ -65,7 +67,9 @@ int cmd_chat(int argc, char **argv)
         {"top-p", required_argument, 0, 'P'},   {"seed", required_argument, 0, 's'},
         {"backend", required_argument, 0, 'b'}, {"dtype", required_argument, 0, 'd'},
         {"system", required_argument, 0, 'S'},  {"ctx", required_argument, 0, 'C'},
-        {"help", no_argument, 0, 'h'},          {0, 0, 0, 0}};
+        {"weights", required_argument, 0, 'W'}, {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0}};
+    int weights = DUET_Q_NONE;
     const char *model_dir = NULL, *backend = "ref", *dtype = NULL, *system = NULL;
     int n_new = 512, top_k = 0, ctx = DEFAULT_CTX, ctx_given = 0;
     float temp = 1.0f, top_p = 1.0f;
@@ -84,6 +88,7 @@ int cmd_chat(int argc, char **argv)
         case 'C': if (cli_int(CMD, "--ctx", optarg, 1, 1 << 24, &ctx)) return 2; ctx_given = 1; break;
         case 'b': backend = optarg; break;
         case 'd': dtype = optarg; break;
+        case 'W': if ((weights = cli_weights(CMD, optarg)) < 0) return 2; break;
         case 'h': usage(stdout); return 0;
         default: return cli_bad_option(CMD);
         }
@@ -104,7 +109,7 @@ int cmd_chat(int argc, char **argv)
     int *out = NULL, end_id = -1;
     char *line = NULL;
     size_t line_cap = 0;
-    if (cli_open_model(CMD, model_dir, &m, &tok)) goto done;
+    if (cli_open_model_weights(CMD, model_dir, weights, &m, &tok)) goto done;
     if (cli_chat_template(m, tok, &tmpl, &end_id)) goto done;
     if (end_id < 0 && (end_id = cli_eos_id(tok, m)) < 0) {
         duet_errorf("%s: no end token: the template ends turns at EOS and the model has none", model_dir);

@@ -30,6 +30,8 @@ static void usage(FILE *f)
             "      --mode M            tolerance mode and backend dtype: fp32, fp16, bf16 (default: fp32 for ref,\n"
             "                          fp16 for gpu; the first form reads FILE's metadata)\n"
             "      --threads N         CPU threads for the ref (default 1)\n"
+            "      --weights MODE      second form: quantize DIR's linear weights on load (as `duet quantize`:\n"
+            "                          int8, int4, int4-g128, int4-g64, q8_0, q4_0, q4_1; default none)\n"
             "      --tolerances FILE   the bounds (default $DUET_TOLERANCES, else 'tolerances' beside GOLDEN,\n"
             "                          else the source tree's golden/tolerances, else the installed one)\n"
             "  -h, --help              this text\n\n"
@@ -90,14 +92,14 @@ static int io_fail(void)
 
 int cmd_diff(int argc, char **argv)
 {
-    enum { O_BACKEND = 256, O_MODE, O_THREADS, O_TOL };
+    enum { O_BACKEND = 256, O_MODE, O_THREADS, O_TOL, O_WEIGHTS };
     static const struct option opts[] = {
         {"model", required_argument, 0, 'm'},       {"backend", required_argument, 0, O_BACKEND},
         {"mode", required_argument, 0, O_MODE},     {"threads", required_argument, 0, O_THREADS},
-        {"tolerances", required_argument, 0, O_TOL}, {"help", no_argument, 0, 'h'},
-        {0, 0, 0, 0}};
+        {"tolerances", required_argument, 0, O_TOL}, {"weights", required_argument, 0, O_WEIGHTS},
+        {"help", no_argument, 0, 'h'},              {0, 0, 0, 0}};
     const char *dir = NULL, *backend = "ref", *mode = NULL, *tol_path = NULL;
-    int threads = 1, c;
+    int threads = 1, weights = DUET_Q_NONE, c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "m:h", opts, NULL)) != -1) {
         switch (c) {
@@ -106,9 +108,15 @@ int cmd_diff(int argc, char **argv)
         case O_MODE: mode = optarg; break;
         case O_THREADS: if (cli_int(CMD, "--threads", optarg, 0, 1024, &threads)) return 2; break;
         case O_TOL: tol_path = optarg; break;
+        case O_WEIGHTS: if ((weights = cli_weights(CMD, optarg)) < 0) return 2; break;
         case 'h': usage(stdout); return 0;
         default: return cli_bad_option(CMD);
         }
+    }
+    if (weights != DUET_Q_NONE && !dir) {
+        fprintf(stderr, "duet %s: --weights goes with -m DIR (it quantizes the model that is run); see duet %s --help\n",
+                CMD, CMD);
+        return 2;
     }
     int npos = argc - optind;
     if ((dir && npos != 1) || (!dir && npos != 2)) {
@@ -161,8 +169,7 @@ int cmd_diff(int argc, char **argv)
             fprintf(stderr, "duet %s: %s: %s\n", CMD, golden_path, duet_error());
             goto out;
         }
-        m = duet_model_open(dir);
-        if (!m) {
+        if (cli_open_model_weights(CMD, dir, weights, &m, NULL)) {
             io_fail();
             goto out;
         }

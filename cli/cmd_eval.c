@@ -44,6 +44,8 @@ static void usage(FILE *f)
             "      --max-output N     new tokens at most (default 100)\n"
             "      --backend B        ref or gpu (default ref)\n"
             "      --dtype T          fp32 (ref), fp16 or bf16 (gpu)\n"
+            "      --weights MODE     quantize the linear weights on load (as `duet quantize`: int8, int4,\n"
+            "                         int4-g128, int4-g64, q8_0, q4_0, q4_1; default none = as stored)\n"
             "      --stem             Porter stemmer in ROUGE (off by default, as summarize.py)\n"
             "      --json FILE        write the run (config, latency, ROUGE, every item's ids and summary)\n"
             "      --check-accuracy   exit 1 when ROUGE-1 (mid F x100) is below --rouge1-threshold\n"
@@ -138,8 +140,9 @@ int cmd_eval(int argc, char **argv)
         {"dtype", required_argument, 0, 'd'},     {"stem", no_argument, 0, 's'},
         {"json", required_argument, 0, 'j'},      {"check-accuracy", no_argument, 0, 'c'},
         {"rouge1-threshold", required_argument, 0, 't'}, {"compare", no_argument, 0, 'C'},
-        {"prompt", required_argument, 0, 'p'},    {"help", no_argument, 0, 'h'},
-        {0, 0, 0, 0}};
+        {"prompt", required_argument, 0, 'p'},    {"weights", required_argument, 0, 'W'},
+        {"help", no_argument, 0, 'h'},            {0, 0, 0, 0}};
+    int weights = DUET_Q_NONE;
     const char *model_dir = NULL, *data = NULL, *backend = "ref", *dtype = NULL, *json_path = NULL;
     const char *prompt_kind = "summarize";
     int n_items = 20, max_input = 923, max_output = 100, stem = 0, check = 0, do_compare = 0, input_given = 0;
@@ -167,6 +170,7 @@ int cmd_eval(int argc, char **argv)
         case 'c': check = 1; break;
         case 't': if (cli_float(CMD, "--rouge1-threshold", optarg, 0, 100, &threshold)) return 2; break;
         case 'C': do_compare = 1; break;
+        case 'W': if ((weights = cli_weights(CMD, optarg)) < 0) return 2; break;
         case 'h': usage(stdout); return 0;
         default: return cli_bad_option(CMD);
         }
@@ -206,7 +210,7 @@ int cmd_eval(int argc, char **argv)
     duet_chat_template tmpl = {0};
     const int chat = !strcmp(prompt_kind, "chat");
     int end_id = -1;
-    if (cli_open_model(CMD, model_dir, &m, &tok)) goto done;
+    if (cli_open_model_weights(CMD, model_dir, weights, &m, &tok)) goto done;
     if (chat) {
         if (cli_chat_template(m, tok, &tmpl, &end_id)) goto done;
     }
@@ -285,8 +289,9 @@ int cmd_eval(int argc, char **argv)
            n_loaded);
     rouge_print_table(stdout, &agg);
     if (json_path) {
-        json_t *root = json_pack("{s:s, s:s, s:s, s:s, s:s, s:i, s:i, s:i, s:b, s:f, s:I, s:f, s:o, s:o}", "model",
-                                 model_dir, "data", data, "prompt", prompt_kind, "backend", be->name, "dtype", dt, "n_items", (int)n_loaded, "max_input",
+        json_t *root = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:i, s:i, s:i, s:b, s:f, s:I, s:f, s:o, s:o}", "model",
+                                 model_dir, "data", data, "prompt", prompt_kind, "backend", be->name, "dtype", dt,
+                                 "weights", duet_qmode_get(m->weights)->name, "n_items", (int)n_loaded, "max_input",
                                  max_input, "max_output", max_output, "stem", stem, "latency_s", latency,
                                  "output_tokens", (json_int_t)out_tokens, "tokens_per_s",
                                  latency > 0 ? out_tokens / latency : 0.0, "rouge", aggregate_json(&agg), "items",

@@ -38,6 +38,8 @@ static void usage(FILE *f)
             "      --ignore-eos    do not stop at EOS\n"
             "      --backend B     ref (CPU fp32 reference) or gpu (default ref)\n"
             "      --dtype T       fp32 (ref), fp16 or bf16 (gpu)\n"
+            "      --weights MODE  quantize the linear weights on load (as `duet quantize`: int8, int4,\n"
+            "                      int4-g128, int4-g64, q8_0, q4_0, q4_1; default none = as stored)\n"
             "      --host-sampling gpu: sample on the host from each step's logits instead of decoding in\n"
             "                      chunks of CUDA-graph steps with sampling on the GPU (same tokens, slower)\n"
             "  -h, --help          this text\n\n"
@@ -57,8 +59,9 @@ int cmd_generate(int argc, char **argv)
         {"backend", required_argument, 0, 'b'}, {"dtype", required_argument, 0, 'd'},
         {"host-sampling", no_argument, 0, 'H'}, {"chat", no_argument, 0, 'c'},
         {"system", required_argument, 0, 'S'}, {"parse-special", no_argument, 0, 'x'},
-        {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+        {"weights", required_argument, 0, 'W'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     const char *model_dir = NULL, *prompt = "", *backend = "ref", *dtype = NULL, *system = NULL;
+    int weights = DUET_Q_NONE;
     int n_new = 256, top_k = 0, ignore_eos = 0, host_sampling = 0, chat = 0, parse_special = 0;
     float temp = 1.0f, top_p = 1.0f;
     uint64_t seed = 0;
@@ -80,6 +83,7 @@ int cmd_generate(int argc, char **argv)
         case 'x': parse_special = 1; break;
         case 'b': backend = optarg; break;
         case 'd': dtype = optarg; break;
+        case 'W': if ((weights = cli_weights(CMD, optarg)) < 0) return 2; break;
         case 'h': usage(stdout); return 0;
         default: return cli_bad_option(CMD);
         }
@@ -104,7 +108,7 @@ int cmd_generate(int argc, char **argv)
     size_t n_ids = 0;
     char *rendered = NULL;
     int end_id = -1;
-    if (cli_open_model(CMD, model_dir, &m, &tok)) goto done;
+    if (cli_open_model_weights(CMD, model_dir, weights, &m, &tok)) goto done;
     if (chat) {
         duet_chat_msg msg = {"user", prompt};
         if (cli_chat_template(m, tok, &tmpl, &end_id) || !(rendered = duet_chat_render(&tmpl, &msg, 1, system, 1)))

@@ -29,6 +29,9 @@ static void usage(FILE *f)
             "      --backend B     ref or gpu (default ref)\n"
             "      --mode M        fp32 (ref), fp16 or bf16 (gpu) (default fp32)\n"
             "      --threads N     CPU threads for the ref (default 1: goldens are made single-threaded)\n"
+            "      --weights MODE  quantize the linear weights on load (as `duet quantize`: int8, int4,\n"
+            "                      int4-g128, int4-g64, q8_0, q4_0, q4_1; recorded as 'weights' in\n"
+            "                      __metadata__; default none = as stored)\n"
             "  -h, --help          this text\n\n"
             "example:\n"
             "  duet synth -o /tmp/tiny && duet golden -m /tmp/tiny --ids 1,17,42,7 -o /tmp/tiny.fp32.safetensors\n");
@@ -36,15 +39,15 @@ static void usage(FILE *f)
 
 int cmd_golden(int argc, char **argv)
 {
-    enum { O_IDS = 256, O_BACKEND, O_MODE, O_THREADS };
+    enum { O_IDS = 256, O_BACKEND, O_MODE, O_THREADS, O_WEIGHTS };
     static const struct option opts[] = {
         {"model", required_argument, 0, 'm'},   {"prompt", required_argument, 0, 'p'},
         {"ids", required_argument, 0, O_IDS},   {"output", required_argument, 0, 'o'},
         {"backend", required_argument, 0, O_BACKEND}, {"mode", required_argument, 0, O_MODE},
-        {"threads", required_argument, 0, O_THREADS}, {"help", no_argument, 0, 'h'},
-        {0, 0, 0, 0}};
+        {"threads", required_argument, 0, O_THREADS}, {"weights", required_argument, 0, O_WEIGHTS},
+        {"help", no_argument, 0, 'h'},          {0, 0, 0, 0}};
     const char *dir = NULL, *prompt = NULL, *ids_text = NULL, *out = NULL, *backend = "ref", *mode = "fp32";
-    int threads = 1, c;
+    int threads = 1, weights = DUET_Q_NONE, c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "m:p:o:h", opts, NULL)) != -1) {
         switch (c) {
@@ -55,6 +58,7 @@ int cmd_golden(int argc, char **argv)
         case O_BACKEND: backend = optarg; break;
         case O_MODE: mode = optarg; break;
         case O_THREADS: if (cli_int(CMD, "--threads", optarg, 0, 1024, &threads)) return 2; break;
+        case O_WEIGHTS: if ((weights = cli_weights(CMD, optarg)) < 0) return 2; break;
         case 'h': usage(stdout); return 0;
         default: return cli_bad_option(CMD);
         }
@@ -91,8 +95,8 @@ int cmd_golden(int argc, char **argv)
         if (rc) return cli_fail(CMD);
         n = (int)nn;
     }
-    duet_model *m = duet_model_open(dir);
-    if (!m) {
+    duet_model *m = NULL;
+    if (cli_open_model_weights(CMD, dir, weights, &m, NULL)) {
         free(ids);
         return cli_fail(CMD);
     }
@@ -117,6 +121,7 @@ int cmd_golden(int argc, char **argv)
         duet_tapfile_set_meta(f, "duet_version", PACKAGE_VERSION);
         duet_tapfile_set_meta(f, "blas", blas);
         duet_tapfile_set_meta(f, "made_by", "duet golden");
+        if (weights != DUET_Q_NONE) duet_tapfile_set_meta(f, "weights", duet_qmode_get((duet_qmode)weights)->name);
         if (duet_tapfile_save(f, out)) rc = cli_fail(CMD);
         else fprintf(stderr, "duet %s: wrote %d taps for %d tokens to %s\n", CMD, f->n, n, out);
     }

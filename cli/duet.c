@@ -21,6 +21,7 @@ static const struct command commands[] = {
     {"rouge",    cmd_rouge,    "score predictions against references with ROUGE-1/2/L/Lsum"},
     {"bench",    cmd_bench,    "benchmark the gpu backend on a synthetic LLaMA-7B (prefill, decode, end to end, vs HF)"},
     {"convert",  cmd_convert,  "convert a model: Hugging Face folder -> GGUF file, or GGUF -> Hugging Face folder"},
+    {"quantize", cmd_quantize, "quantize a model's linear weights (int8, int4, int4-g128/g64, q8_0, q4_0, q4_1) and write it"},
     {"eval",     cmd_eval,     "summarize cnn_dailymail (summarize.py protocol) and report latency and ROUGE"},
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])

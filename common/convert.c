@@ -149,13 +149,16 @@ static int same_config(const duet_config *a, const duet_config *b)
            a->tie_embeddings == b->tie_embeddings;
 }
 
-/* Opens what was written and checks config and tokenizer against the source. */
-static int verify(const char *path, const duet_model *src, const duet_tokenizer *src_tok)
+/* Opens what was written and checks config and tokenizer (and, when check_weights, the weights: see
+ * same_weights) against the source. */
+static int same_weights(const char *path, const duet_model *a, const duet_model *b);
+static int verify(const char *path, const duet_model *src, const duet_tokenizer *src_tok, int check_weights)
 {
     duet_model *m = duet_model_open(path);
     if (!m) return duet_error_prefix("reading back %s: ", path);
     int rc = 0;
     if (!same_config(&m->cfg, &src->cfg)) rc = duet_errorf("%s: its config differs from the source's", path);
+    if (!rc && check_weights) rc = same_weights(path, src, m);
     duet_tokenizer *t = rc ? NULL : duet_model_tokenizer(m);
     if (!rc && !t) rc = duet_error_prefix("reading back the tokenizer of %s: ", path);
     char why[512];
@@ -206,16 +209,73 @@ static int set_llama_meta(gguf_writer *w, const duet_config *c, const char *name
            gguf_writer_set_f32(w, "llama.rope.freq_base", c->rope_theta);
 }
 
-int duet_convert_hf_to_gguf(const char *dir, const char *out, const duet_convert_opts *o)
+/* The written model's weights equal the source's byte for byte, tensor by tensor (q/k in HF row order on
+ * both sides: the GGUF loader un-permutes them), planar scales and zero points included. */
+static int same_weights(const char *path, const duet_model *a, const duet_model *b)
 {
-    if (check_type(o->type) || check_output(out, o->force, 0)) return -1;
-    progress(o, "reading the model", 0, 0);
-    duet_model *m = duet_model_open(dir);
-    if (!m) return -1;
-    if (m->gguf) {
-        duet_model_close(m);
-        return duet_errorf("%s: is a GGUF file, not a Hugging Face folder", dir);
+    conv_tensor *la = NULL, *lb = NULL;
+    int na = 0, nb = 0, rc = 0;
+    if (list_tensors(a, 0, &la, &na) || list_tensors(b, 0, &lb, &nb)) rc = -1;
+    for (int i = 0; !rc && i < na && i < nb; i++) {
+        const st_tensor *x = la[i].t, *y = lb[i].t;
+        int same = x->dtype == y->dtype && x->numel == y->numel && x->nbytes == y->nbytes &&
+                   !memcmp(x->data, y->data, x->nbytes);
+        if (x->dtype != y->dtype && x->numel == y->numel) { /* widened (GGUF blocks to F32): the values */
+            float *fx = NULL, *fy = NULL;
+            if ((uint64_t)x->numel > SIZE_MAX / sizeof(float) || !(fx = malloc((size_t)x->numel * sizeof *fx + 1)) ||
+                !(fy = malloc((size_t)x->numel * sizeof *fy + 1))) {
+                free(fx);
+                rc = duet_errorf("%s: out of memory comparing tensor '%s'", path, la[i].name);
+                break;
+            }
+            same = !st_to_f32(x, fx) && !st_to_f32(y, fy) && !memcmp(fx, fy, (size_t)x->numel * sizeof *fx);
+            free(fx);
+            free(fy);
+        }
+        if (same && (x->dtype == ST_QI8 || x->dtype == ST_QU4)) {
+            size_t ng = (size_t)(x->numel / x->q.group);
+            same = x->q.group == y->q.group && !memcmp(x->q.scales, y->q.scales, ng * 2) && !x->q.zeros == !y->q.zeros &&
+                   (!x->q.zeros || !memcmp(x->q.zeros, y->q.zeros, ng));
+        }
+        if (!same) rc = duet_errorf("%s: tensor '%s' does not read back as the source's (%s)", path, la[i].name,
+                                    st_dtype_name(x->dtype));
     }
+    if (!rc && na != nb) rc = duet_errorf("%s: %d tensors read back, the source has %d", path, nb, na);
+    free(la);
+    free(lb);
+    return rc;
+}
+
+/* The model's chat template (GGUF tokenizer.chat_template, or tokenizer_config.json's), malloc'ed, or NULL. */
+static char *model_chat_template(const duet_model *m)
+{
+    if (!m->gguf) return hf_chat_template(m->path);
+    gguf_str t = {0};
+    if (gguf_get_str(m->gguf, "tokenizer.chat_template", &t) != 0 || !t.s) return NULL;
+    char *copy = malloc(t.len + 1);
+    if (copy) memcpy(copy, t.s, t.len), copy[t.len] = 0;
+    return copy;
+}
+
+/* LLAMA_FTYPE of a matrix type (llama.cpp's general.file_type: "mostly" that type), -1 when it has none. */
+static int file_type_of(st_dtype t)
+{
+    switch (t) {
+    case ST_F32: return 0;
+    case ST_F16: return 1;
+    case ST_Q4_0: return 2;
+    case ST_Q4_1: return 3;
+    case ST_Q8_0: return 7;
+    case ST_BF16: return 32;
+    default: return -1;
+    }
+}
+
+/* Writes the opened model m (an HF folder or GGUF file, possibly quantized in memory: block tensors are
+ * written as they are, their rows permuted whole) as one GGUF file; check_weights: what was written must
+ * read back with m's weights byte for byte. */
+static int write_gguf(const duet_model *m, const char *out, const duet_convert_opts *o, int check_weights)
+{
     duet_tokenizer *tok = duet_model_tokenizer(m);
     char *tmpl = NULL, tmp[4200], name[256];
     conv_tensor *list = NULL;
@@ -223,14 +283,18 @@ int duet_convert_hf_to_gguf(const char *dir, const char *out, const duet_convert
     gguf_writer *w = gguf_writer_new();
     snprintf(tmp, sizeof tmp, "%s.tmp-convert", out);
     if (!tok) {
-        duet_error_prefix("%s: the tokenizer: ", dir);
+        duet_error_prefix("%s: the tokenizer: ", m->path);
         goto out;
     }
     if (!w || list_tensors(m, 1, &list, &n)) goto out;
-    if (set_llama_meta(w, &m->cfg, base_name(dir, name, sizeof name))) goto out;
+    gguf_str gname = {0};
+    if (m->gguf && gguf_get_str(m->gguf, "general.name", &gname) == 0 && gname.len && gname.len < sizeof name)
+        snprintf(name, sizeof name, "%.*s", (int)gname.len, gname.s);
+    else base_name(m->path, name, sizeof name);
+    if (set_llama_meta(w, &m->cfg, name)) goto out;
     progress(o, "tokenizer", 0, 0);
-    if (duet_tokenizer_to_gguf(tok, w, dir)) goto out;
-    if ((tmpl = hf_chat_template(dir)) && gguf_writer_set_str(w, "tokenizer.chat_template", tmpl, strlen(tmpl))) goto out;
+    if (duet_tokenizer_to_gguf(tok, w, m->path)) goto out;
+    if ((tmpl = model_chat_template(m)) && gguf_writer_set_str(w, "tokenizer.chat_template", tmpl, strlen(tmpl))) goto out;
     for (int i = 0; i < n; i++) {
         const st_tensor *t = list[i].t;
         /* as llama.cpp's converter: a chosen 16-bit type is for the matrices, norms stay F32 */
@@ -238,14 +302,16 @@ int duet_convert_hf_to_gguf(const char *dir, const char *out, const duet_convert
         size_t nbytes;
         void *data = tensor_as(t, to, &nbytes);
         if (!data) goto out;
+        /* rows are whole blocks (K is a multiple of the block), so a permuted row keeps its blocks intact */
         int bad = list[i].heads && permute_rows(data, t->shape[0], nbytes / (size_t)t->shape[0], list[i].heads);
         bad = bad || gguf_writer_add_tensor(w, list[i].name, to, t->ndim, t->shape, data);
         free(data);
         if (bad) goto out;
-        /* general.file_type: 0 all F32, 1 mostly F16, 32 mostly BF16 (llama.cpp's LLAMA_FTYPE values),
-         * from the matrices */
-        int ft = to == ST_F32 ? 0 : to == ST_F16 ? 1 : 32;
-        if (t->ndim == 2) file_type = file_type == -2 || file_type == ft ? ft : -1;
+        /* general.file_type from the layers' matrices (llama.cpp's LLAMA_FTYPE: 0 all F32, 1 mostly F16,
+         * 2 Q4_0, 3 Q4_1, 7 Q8_0, 32 BF16); absent when they are mixed */
+        int ft = file_type_of(to);
+        if (t->ndim == 2 && strncmp(list[i].name, "blk.", 4) == 0)
+            file_type = (file_type == -2 || file_type == ft) && ft >= 0 ? ft : -1;
         progress(o, list[i].name, i + 1, n);
     }
     if (file_type >= 0 && gguf_writer_set_u32(w, "general.file_type", (uint32_t)file_type)) goto out;
@@ -254,7 +320,7 @@ int duet_convert_hf_to_gguf(const char *dir, const char *out, const duet_convert
     gguf_writer_free(w);
     w = NULL;
     progress(o, "checking what was written", 0, 0);
-    if (verify(tmp, m, tok)) goto out;
+    if (verify(tmp, m, tok, check_weights)) goto out;
     if (rename(tmp, out) != 0) {
         duet_errorf("%s: cannot rename to %s: %s", tmp, out, strerror(errno));
         goto out;
@@ -266,6 +332,16 @@ out:
     free(list);
     free(tmpl);
     duet_tokenizer_free(tok);
+    return rc;
+}
+
+int duet_convert_hf_to_gguf(const char *dir, const char *out, const duet_convert_opts *o)
+{
+    if (check_type(o->type) || check_output(out, o->force, 0)) return -1;
+    progress(o, "reading the model", 0, 0);
+    duet_model *m = duet_model_open(dir);
+    if (!m) return -1;
+    int rc = m->gguf ? duet_errorf("%s: is a GGUF file, not a Hugging Face folder", dir) : write_gguf(m, out, o, 0);
     duet_model_close(m);
     return rc;
 }
@@ -283,7 +359,8 @@ static void remove_tmp_dir(const char *tmp)
     rmdir(tmp);
 }
 
-/* Moves the written folder into place: a rename, or file by file into an existing folder. */
+/* Moves the written folder into place: a rename, or file by file into an existing folder (a file the
+ * source had none of, such as tokenizer_config.json, is removed there). */
 static int move_into(const char *tmp, const char *out)
 {
     struct stat sb;
@@ -295,23 +372,66 @@ static int move_into(const char *tmp, const char *out)
     for (size_t i = 0; i < N_HF_FILES; i++) {
         snprintf(a, sizeof a, "%s/%s", tmp, hf_files[i]);
         snprintf(b, sizeof b, "%s/%s", out, hf_files[i]);
+        if (access(a, F_OK) != 0) {
+            unlink(b);
+            continue;
+        }
         if (rename(a, b) != 0) return duet_errorf("%s: cannot move into %s: %s", a, out, strerror(errno));
     }
     rmdir(tmp);
     return 0;
 }
 
-int duet_convert_gguf_to_hf(const char *path, const char *out, const duet_convert_opts *o)
+/* Copies <src>/<name> to <dst>/<name> byte for byte; a missing source file is fine when !required. */
+static int copy_file(const char *src, const char *dst, const char *name, int required)
 {
-    if (check_type(o->type) || check_output(out, o->force, 1)) return -1;
-    progress(o, "reading the model", 0, 0);
-    duet_model *m = duet_model_open(path);
-    if (!m) return -1;
-    if (!m->gguf) {
-        duet_model_close(m);
-        return duet_errorf("%s: is a Hugging Face folder, not a GGUF file", path);
+    char a[4300], b[4300];
+    snprintf(a, sizeof a, "%s/%s", src, name);
+    snprintf(b, sizeof b, "%s/%s", dst, name);
+    FILE *in = fopen(a, "rb");
+    if (!in) return required ? duet_errorf("%s: cannot open: %s", a, strerror(errno)) : 0;
+    FILE *o = fopen(b, "wb");
+    if (!o) {
+        fclose(in);
+        return duet_errorf("%s: cannot create: %s", b, strerror(errno));
     }
-    st_dtype to = o->type >= 0 ? (st_dtype)o->type : ST_F32;
+    char buf[65536];
+    size_t got;
+    int ok = 1;
+    while (ok && (got = fread(buf, 1, sizeof buf, in)) > 0) ok = fwrite(buf, 1, got, o) == got;
+    ok = ok && !ferror(in);
+    fclose(in);
+    if (fclose(o) != 0 || !ok) return duet_errorf("%s: copying to %s failed: %s", a, b, strerror(errno));
+    return 0;
+}
+
+/* Adds linear weight t (planar ST_QI8 / ST_QU4) as <base>.qweight, .scales and .zeros (model_planar.c's
+ * layout); name is its "<base>.weight". */
+static int add_planar(st_writer *w, const char *name, const st_tensor *t)
+{
+    char base[96], n[128];
+    size_t len = strlen(name);
+    if (len < 7 || strcmp(name + len - 7, ".weight")) return duet_errorf("tensor '%s': not a .weight", name);
+    snprintf(base, sizeof base, "%.*s", (int)(len - 7), name);
+    int64_t N = t->shape[0], K = t->shape[1], G = t->q.group;
+    if (t->ndim != 2 || G <= 0 || K % G) return duet_errorf("tensor '%s': not a planar quantized matrix", name);
+    int64_t qshape[2] = {N, t->dtype == ST_QU4 ? K / 2 : K}, sshape[2] = {N, K / G};
+    snprintf(n, sizeof n, "%s.qweight", base);
+    if (st_writer_add(w, n, t->dtype == ST_QU4 ? ST_U8 : ST_I8, 2, qshape, t->data)) return -1;
+    snprintf(n, sizeof n, "%s.scales", base);
+    if (st_writer_add(w, n, ST_F16, 2, sshape, t->q.scales)) return -1;
+    snprintf(n, sizeof n, "%s.zeros", base);
+    if (t->q.zeros && st_writer_add(w, n, ST_U8, 2, sshape, t->q.zeros)) return -1;
+    return 0;
+}
+
+/* Writes the opened model m as an HF folder: config.json, model.safetensors (planar quantized weights
+ * in model_planar.c's layout with their duet.weights / duet.group_size metadata; the other tensors in
+ * o->type, else as stored when keep_types and safetensors has the type, else F32: GGUF blocks widen
+ * exactly), and the tokenizer: an HF source's tokenizer.json / tokenizer_config.json copied, a GGUF
+ * source's written from its vocabulary. keep_types also checks the weights read back byte for byte. */
+static int write_hf(const duet_model *m, const char *out, const duet_convert_opts *o, int keep_types)
+{
     duet_tokenizer *tok = duet_model_tokenizer(m);
     conv_tensor *list = NULL;
     int n = 0, rc = -1;
@@ -319,7 +439,7 @@ int duet_convert_gguf_to_hf(const char *path, const char *out, const duet_conver
     st_writer *w = st_writer_new();
     snprintf(tmp, sizeof tmp, "%s.tmp-convert", out);
     if (!tok) {
-        duet_error_prefix("%s: the tokenizer: ", path);
+        duet_error_prefix("%s: the tokenizer: ", m->path);
         goto out;
     }
     remove_tmp_dir(tmp); /* a leftover of an interrupted run */
@@ -330,14 +450,33 @@ int duet_convert_gguf_to_hf(const char *path, const char *out, const duet_conver
     snprintf(file, sizeof file, "%s/config.json", tmp);
     if (!w || duet_config_write(&m->cfg, file) || list_tensors(m, 0, &list, &n) || st_writer_meta(w, "format", "pt"))
         goto fail;
+    const duet_qmode_info *qi = duet_qmode_get(m->weights);
+    if (qi && (qi->dtype == ST_QI8 || qi->dtype == ST_QU4)) {
+        char g[16];
+        if (qi->group) snprintf(g, sizeof g, "%d", qi->group);
+        else snprintf(g, sizeof g, "row");
+        if (st_writer_meta(w, "duet.weights", qi->name) || st_writer_meta(w, "duet.group_size", g)) goto fail;
+    }
     for (int i = 0; i < n; i++) {
         const st_tensor *t = list[i].t;
-        size_t nbytes;
-        void *data = tensor_as(t, to, &nbytes); /* q/k: the loader's un-permuted rows, HF order */
-        if (!data) goto fail;
-        int bad = st_writer_add(w, list[i].name, to, t->ndim, t->shape, data);
-        free(data);
-        if (bad) goto fail;
+        if (t->dtype == ST_QI8 || t->dtype == ST_QU4) {
+            if (!qi || (qi->dtype != ST_QI8 && qi->dtype != ST_QU4) || duet_qmode_of(t) != (int)m->weights) {
+                duet_errorf("%s: tensor '%s': planar weights of a mode the model's other weights do not share", m->path,
+                            list[i].name);
+                goto fail;
+            }
+            if (add_planar(w, list[i].name, t)) goto fail;
+        } else {
+            st_dtype to = o->type >= 0 ? (st_dtype)o->type
+                          : keep_types && (t->dtype == ST_F32 || t->dtype == ST_F16 || t->dtype == ST_BF16) ? t->dtype
+                                                                                                         : ST_F32;
+            size_t nbytes;
+            void *data = tensor_as(t, to, &nbytes); /* q/k: the loader's un-permuted rows, HF order */
+            if (!data) goto fail;
+            int bad = st_writer_add(w, list[i].name, to, t->ndim, t->shape, data);
+            free(data);
+            if (bad) goto fail;
+        }
         progress(o, list[i].name, i + 1, n);
     }
     progress(o, "writing", 0, 0);
@@ -346,11 +485,15 @@ int duet_convert_gguf_to_hf(const char *path, const char *out, const duet_conver
     st_writer_free(w);
     w = NULL;
     progress(o, "tokenizer", 0, 0);
-    gguf_str tmpl = {0};
-    if (gguf_get_str(m->gguf, "tokenizer.chat_template", &tmpl) < 0) goto fail;
-    if (duet_tokenizer_write_json(tok, tmp, tmpl.s, (size_t)tmpl.len)) goto fail;
+    if (m->gguf) {
+        gguf_str tmpl = {0};
+        if (gguf_get_str(m->gguf, "tokenizer.chat_template", &tmpl) < 0) goto fail;
+        if (duet_tokenizer_write_json(tok, tmp, tmpl.s, (size_t)tmpl.len)) goto fail;
+    } else if (copy_file(m->path, tmp, "tokenizer.json", 1) || copy_file(m->path, tmp, "tokenizer_config.json", 0)) {
+        goto fail;
+    }
     progress(o, "checking what was written", 0, 0);
-    if (verify(tmp, m, tok) || move_into(tmp, out)) goto fail;
+    if (verify(tmp, m, tok, keep_types) || move_into(tmp, out)) goto fail;
     rc = 0;
     goto out;
 fail:
@@ -359,8 +502,30 @@ out:
     st_writer_free(w);
     free(list);
     duet_tokenizer_free(tok);
+    return rc;
+}
+
+int duet_convert_gguf_to_hf(const char *path, const char *out, const duet_convert_opts *o)
+{
+    if (check_type(o->type) || check_output(out, o->force, 1)) return -1;
+    progress(o, "reading the model", 0, 0);
+    duet_model *m = duet_model_open(path);
+    if (!m) return -1;
+    int rc = !m->gguf ? duet_errorf("%s: is a Hugging Face folder, not a GGUF file", path) : write_hf(m, out, o, 0);
     duet_model_close(m);
     return rc;
+}
+
+int duet_model_save_gguf(const duet_model *m, const char *out, const duet_convert_opts *o)
+{
+    if (check_type(o->type) || check_output(out, o->force, 0)) return -1;
+    return write_gguf(m, out, o, 1);
+}
+
+int duet_model_save_hf(const duet_model *m, const char *out, const duet_convert_opts *o)
+{
+    if (check_type(o->type) || check_output(out, o->force, 1)) return -1;
+    return write_hf(m, out, o, 1);
 }
 
 int duet_convert(const char *in, const char *out, const duet_convert_opts *o)

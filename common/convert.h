@@ -35,4 +35,17 @@ int duet_convert(const char *in, const char *out, const duet_convert_opts *opts)
 int duet_convert_hf_to_gguf(const char *dir, const char *out_gguf, const duet_convert_opts *opts);
 int duet_convert_gguf_to_hf(const char *gguf, const char *out_dir, const duet_convert_opts *opts);
 
+/* Writes an opened model (`duet quantize`: quantized in memory, duet_model_quantize) as it is held:
+ *   duet_model_save_gguf: one GGUF file as duet_convert_hf_to_gguf writes one, block tensors (Q8_0,
+ *     Q4_0, Q4_1, ...) as they are, q/k rows of blocks permuted whole; general.file_type from the
+ *     layers' matrices; the tokenizer and chat template of the source (GGUF or HF folder);
+ *   duet_model_save_hf: an HF folder with duet's planar quantized weights (model_planar.c has the layout)
+ *     and the other tensors as stored when safetensors has their type, else F32 (exact); the source
+ *     folder's tokenizer.json / tokenizer_config.json copied, or a GGUF source's tokenizer written.
+ * Both read what they wrote back and require the weights equal to m's byte for byte. o->type: -1 (as
+ * stored) or a type for the unquantized tensors. */
+struct duet_model;
+int duet_model_save_gguf(const struct duet_model *m, const char *out, const duet_convert_opts *o);
+int duet_model_save_hf(const struct duet_model *m, const char *out, const duet_convert_opts *o);
+
 #endif

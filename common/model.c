@@ -1,5 +1,6 @@
 /* model.c: opens a model (see model.h): the HF-folder loader here, GGUF in model_gguf.c. */
 #include "model.h"
+#include "model_quant.h"
 #include "error.h"
 #include "gguf.h"
 
@@ -22,6 +23,16 @@ static const st_tensor *need(duet_model *m, const char *name, int ndim, int64_t 
         return NULL;
     }
     return t;
+}
+
+/* A linear weight: <base>.weight in a float type, else duet's planar quantized <base>.qweight with its
+ * scales (model_planar.c). */
+static const st_tensor *need_linear(duet_model *m, const char *base, int64_t N, int64_t K)
+{
+    char n[320];
+    snprintf(n, sizeof n, "%s.weight", base);
+    if (st_set_find(m->st, n)) return need(m, n, 2, N, K);
+    return duet_planar_load(m, base, N, K);
 }
 
 /* A tensor of a layer the config does not have (model.layers.N.* with N >= num_hidden_layers) means the
@@ -60,6 +71,7 @@ duet_model *duet_model_open(const char *path)
     }
     if (S_ISREG(sb.st_mode)) {
         if (duet_model_open_gguf(m, path)) goto fail;
+        duet_model_set_weights_mode(m);
         return m;
     }
     const char *dir = path;
@@ -83,18 +95,23 @@ duet_model *duet_model_open(const char *path)
 #define NEED(field, suffix, nd, a, b)                                    \
     snprintf(n, sizeof n, "model.layers.%d.%s.weight", l, suffix);      \
     if (!(w->field = need(m, n, nd, a, b))) goto fail;
+#define LINEAR(field, suffix, a, b)                                      \
+    snprintf(n, sizeof n, "model.layers.%d.%s", l, suffix);             \
+    if (!(w->field = need_linear(m, n, a, b))) goto fail;
         NEED(attn_norm, "input_layernorm", 1, D, 0);
-        NEED(wq, "self_attn.q_proj", 2, q, D);
-        NEED(wk, "self_attn.k_proj", 2, kv, D);
-        NEED(wv, "self_attn.v_proj", 2, kv, D);
-        NEED(wo, "self_attn.o_proj", 2, D, q);
+        LINEAR(wq, "self_attn.q_proj", q, D);
+        LINEAR(wk, "self_attn.k_proj", kv, D);
+        LINEAR(wv, "self_attn.v_proj", kv, D);
+        LINEAR(wo, "self_attn.o_proj", D, q);
         NEED(ffn_norm, "post_attention_layernorm", 1, D, 0);
-        NEED(w_gate, "mlp.gate_proj", 2, F, D);
-        NEED(w_up, "mlp.up_proj", 2, F, D);
-        NEED(w_down, "mlp.down_proj", 2, D, F);
+        LINEAR(w_gate, "mlp.gate_proj", F, D);
+        LINEAR(w_up, "mlp.up_proj", F, D);
+        LINEAR(w_down, "mlp.down_proj", D, F);
 #undef NEED
+#undef LINEAR
     }
     if (check_no_extra_layers(m)) goto fail;
+    duet_model_set_weights_mode(m);
     return m;
 fail:
     duet_model_close(m);
@@ -129,6 +146,7 @@ void duet_model_close(duet_model *m)
     gguf_close(m->gguf);
     free(m->owned);
     free(m->owned_data);
+    duet_model_quant_free(m->quant);
     free(m->layers);
     free(m->path);
     free(m);

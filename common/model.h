@@ -2,7 +2,9 @@
  * llama.cpp GGUF file: config + the weight tensors, found by name and shape-checked against the
  * config. Tensors keep their stored type (F32/F16/BF16, or GGUF blocks such as Q4_1 and Q8_0; see
  * dtype.h) and point into the mmap'ed file, except GGUF q/k projections, whose rows are un-permuted
- * into a buffer the model owns (model_gguf.c says why).
+ * into a buffer the model owns (model_gguf.c says why), and quantized linear weights: duet's planar
+ * ones (<name>.qweight + .scales/.zeros, model_planar.c) and duet_model_quantize's, whose st_tensors
+ * the model owns (m->quant, model_quant.h).
  * Legend: D hidden, F ffn, L layers, H heads, Hk kv heads, d head_dim, V vocab. Every matrix is
  * row-major (out, in), as nn.Linear stores it. */
 #ifndef DUET_MODEL_H
@@ -61,6 +63,11 @@ void duet_model_close(duet_model *m);
  * with their scales otherwise). progress (may be NULL) is called after each layer. -1 + duet_error()
  * naming the tensor when a row length does not fit the mode. DUET_Q_NONE does nothing. */
 int duet_model_quantize(duet_model *m, duet_qmode q, void (*progress)(void *ctx, int done, int total), void *ctx);
+
+/* How the weights are held, for startup lines: "int4-g64 (quantized on load)"; "stored as Q8_0, F32, Q4_1
+ * (linear weights q4_1)" for a file whose linear weights are all in one mode (m->weights); else "stored as
+ * F32". */
+void duet_model_weights_describe(const duet_model *m, char *buf, size_t n);
 
 /* The distinct stored types of the model's weights, comma-separated in first-seen order ("Q8_0, F32,
  * Q4_1"), into buf. */

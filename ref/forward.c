@@ -229,9 +229,9 @@ duet_backend *ref_backend_create(const duet_model *m, const duet_backend_opts *o
             !(r->w_up = load(w->w_up, &next)) || !(r->w_down = load(w->w_down, &next)))
             goto fail;
     }
-    char types[96];
-    duet_model_weight_types(m, types, sizeof types);
-    snprintf(be->summary, sizeof be->summary, "ref: fp32; weights stored as %s, dequantized to fp32 exactly", types);
+    char weights[160];
+    duet_model_weights_describe(m, weights, sizeof weights);
+    snprintf(be->summary, sizeof be->summary, "ref: fp32; weights %s, dequantized to fp32 exactly", weights);
     return be;
 fail:
     ref_free(be);

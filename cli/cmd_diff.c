@@ -31,13 +31,17 @@ static void usage(FILE *f)
             "                          fp16 for gpu; the first form reads FILE's metadata)\n"
             "      --threads N         CPU threads for the ref (default 1)\n"
             "      --weights MODE      second form: quantize DIR's linear weights on load (as `duet quantize`:\n"
-            "                          int8, int4, int4-g128, int4-g64, q8_0, q4_0, q4_1; default none)\n"
+            "                          int8, int4, int4-g128, int4-g64, q8_0, q4_0, q4_1; default none). The\n"
+            "                          golden must be the ref's in the same mode (duet golden --weights MODE);\n"
+            "                          the bounds are the rows of mode DTYPE:MODE (e.g. fp16:q4_1)\n"
             "      --tolerances FILE   the bounds (default $DUET_TOLERANCES, else 'tolerances' beside GOLDEN,\n"
             "                          else the source tree's golden/tolerances, else the installed one)\n"
             "  -h, --help              this text\n\n"
             "examples:\n"
             "  duet diff golden/mha.p7.fp32.safetensors /tmp/mine.safetensors\n"
-            "  duet diff -m /tmp/mha golden/mha.p7.fp32.safetensors --backend ref\n");
+            "  duet diff -m /tmp/mha golden/mha.p7.fp32.safetensors --backend ref\n"
+            "  duet golden -m /tmp/q --ids 1,5,9,2 --weights q4_1 -o /tmp/q4_1.safetensors\n"
+            "  duet diff -m /tmp/q /tmp/q4_1.safetensors --backend gpu --mode fp16 --weights q4_1\n");
 }
 
 #ifndef DUET_SOURCE_DIR
@@ -185,7 +189,24 @@ int cmd_diff(int argc, char **argv)
             goto out;
         }
     }
-    int fails = duet_diff_taps(stdout, gold, cand, tol, mode);
+    /* quantized weights: the tolerance rows of "DTYPE:WEIGHTS" (golden/tolerances), against a golden of the
+     * ref in the same mode */
+    char tol_mode[64];
+    snprintf(tol_mode, sizeof tol_mode, "%s", mode);
+    if (dir && weights != DUET_Q_NONE) {
+        const char *wname = duet_qmode_get((duet_qmode)weights)->name, *gw = duet_tapfile_meta(gold, "weights");
+        if (!gw || strcmp(gw, wname)) {
+            fprintf(stderr, "duet %s: %s was made with weights '%s', not '%s': make the golden with `duet golden "
+                    "--weights %s` (the ref in the same mode)\n", CMD, golden_path, gw ? gw : "none", wname, wname);
+            goto out;
+        }
+        snprintf(tol_mode, sizeof tol_mode, "%s:%s", mode, wname);
+        if (!mode_covered(tol, tol_mode)) {
+            rc = mode_fail(tol, tol_mode, "--mode with --weights");
+            goto out;
+        }
+    }
+    int fails = duet_diff_taps(stdout, gold, cand, tol, tol_mode);
     rc = fails ? 1 : 0;
 out:
     duet_tolerances_free(tol);

@@ -13,6 +13,7 @@
 #include "cuda_check.h"
 #include "gemm.h"
 #include "kv_cache.h"
+#include "perturb.h"
 #include "weights.h"
 
 #include <cublas_v2.h>
@@ -547,8 +548,19 @@ extern "C" int gpu_gemm_reserve_dequant(gpu_gemm_ctx *g, size_t bytes)
     return 0;
 }
 
+static int gemm_any(gpu_gemm_ctx *g, void *y, int y_f32, const void *x, const gpu_wdesc *Wd, int T, int N, int K,
+                    gpu_dtype dt, gpu_stream s);
+
+/* DUET_PERTURB=qgemm breaks the products with quantized weights (perturb.h) */
 extern "C" int gpu_gemm(gpu_gemm_ctx *g, void *y, int y_f32, const void *x, const gpu_wdesc *Wd, int T, int N, int K,
                         gpu_dtype dt, gpu_stream s)
+{
+    if (gemm_any(g, y, y_f32, x, Wd, T, N, K, dt, s)) return -1;
+    return Wd->fmt == GPU_W_DENSE || y_f32 ? 0 : gpu_perturb("qgemm", y, (int64_t)T * N, dt, s);
+}
+
+static int gemm_any(gpu_gemm_ctx *g, void *y, int y_f32, const void *x, const gpu_wdesc *Wd, int T, int N, int K,
+                    gpu_dtype dt, gpu_stream s)
 {
     if (gemv_ok(g, x, Wd, T, K, dt)) {
         gemv_args a = {y, x, NULL, NULL, 0.0f, *Wd, N, K, 1};

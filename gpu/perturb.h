@@ -1,7 +1,8 @@
 /* perturb.h: a deliberately broken kernel on demand, to show that `duet diff` names the right tap:
  * with DUET_PERTURB=<op> in the environment, that op's launcher scales its output by 1.1 on the
  * device, so every tap from that op on moves and the op's own tap is the first out of tolerance.
- * Ops: rmsnorm (taps attn_norm / ffn_norm / final_norm), swiglu (act). Unset: one cached getenv. */
+ * Ops: rmsnorm (taps attn_norm / ffn_norm / final_norm), swiglu (act), qgemm (every product with
+ * weight-only quantized weights: q/k/v first; gemm.cu). Unset: one cached getenv. */
 #ifndef DUET_GPU_PERTURB_H
 #define DUET_GPU_PERTURB_H
 #include "gpu.h"

@@ -1,23 +1,80 @@
 #!/bin/bash
-# scripts/gpu_quant.sh: on the lent GPU machine, build duet out of tree (/tmp/duet-build, kept while the
-# machine stays warm) and run the GPU suites of weight-only quantization and the kernels they share:
-# test_gpu_quant, test_gpu_ops, test_gpu_greedy, test_gpu_model. Logs under $OUT. Usage, from the source
-# root, with carry [".debs", ".devdata"]: DUET_DATA=$PWD/.devdata bash scripts/gpu_quant.sh [suite...]
+# scripts/gpu_quant.sh: weight-only quantization on the lent GPU machine, in stages (one device call
+# each, back to back while the machine stays warm; /tmp survives between them):
+#   build  unpack .debs (scripts/device_env.sh), build duet and the test programs with CUDA in
+#          /tmp/duet-build; keep the first half of the default model (.mpart/*.part00) in /tmp
+#   bench  duet bench on the synthetic LLaMA-7B in every weight mode ($OUT/bench.jsonl, bench.txt)
+#   test   join the model halves, run the GPU suites of quantization and those they share
+#          (test_gpu_quant, test_gpu_model, test_gpu_greedy, test_gpu_diff.sh, test_cli_smollm2.sh)
+#   eval   ROUGE on cnn_dailymail items 0-49 with SmolLM2 on the GPU: fp16 (its Q4_1 dequantized, the
+#          HF folder duet convert writes), its native Q4_1, and every mode requantized from the fp16 one
+#          ($OUT/eval_*.json, eval.txt)
+# usage, from the source root, carry [".debs", ".devdata", ".mpart" or one half of it]:
+#   DUET_DATA=$PWD/.devdata bash scripts/gpu_quant.sh build bench   (then: test, eval)
 set -u
 out=${OUT:-$PWD/gpu_quant_out}
 mkdir -p "$out"
 src=$PWD
+b=/tmp/duet-build
+model=/tmp/smollm2.gguf
+export DUET_DATA=${DUET_DATA:-$src/.devdata}
 [ -f scripts/device_env.sh ] && [ -d .debs ] && source scripts/device_env.sh
-autoreconf -fi >/dev/null 2>&1 || { echo "autoreconf failed"; exit 1; }
-mkdir -p /tmp/duet-build && cd /tmp/duet-build
-[ -f Makefile ] || "$src"/configure -q >/tmp/configure.log 2>&1 || { tail -20 /tmp/configure.log; exit 1; }
-suites=${*:-test_gpu_quant test_gpu_ops test_gpu_greedy test_gpu_model}
-t0=$(date +%s)
-make -j16 duet $(for t in $suites; do echo tests/$t; done) >/tmp/build.log 2>&1 || { grep -E "error|Error" /tmp/build.log | head -30; exit 1; }
-echo "build: $(( $(date +%s) - t0 )) s"
-for t in $suites; do
-    t1=$(date +%s)
-    ./tests/$t >"$out/$t.txt" 2>&1
-    echo "== $t rc=$? ($(( $(date +%s) - t1 )) s)"
-    grep -E "^[0-9]+%|Checks|Failures|Errors|FAIL|worst" "$out/$t.txt" | head -20
+join_model() {
+    [ -f $model ] && return 0
+    for p in .mpart/*.part01; do [ -f "$p" ] && cat /tmp/smollm2.part00 "$p" >$model; done
+    [ -f $model ] && sha256sum $model
+}
+for stage in "$@"; do
+    t0=$(date +%s)
+    echo "== stage $stage"
+    case $stage in
+    build)
+        for p in .mpart/*.part00; do [ -f "$p" ] && cp "$p" /tmp/; done
+        nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm --format=csv,noheader
+        autoreconf -fi >/dev/null 2>&1 || { echo "autoreconf failed"; exit 1; }
+        mkdir -p $b && cd $b
+        [ -f Makefile ] || "$src"/configure -q >/tmp/configure.log 2>&1 || { tail -20 /tmp/configure.log; exit 1; }
+        make -j16 >/tmp/build.log 2>&1 || { grep -E "error" /tmp/build.log | head -30; exit 1; }
+        make -j16 check TESTS= >/tmp/build_tests.log 2>&1 || { grep -E "error" /tmp/build_tests.log | head; exit 1; }
+        cd "$src"
+        ;;
+    bench)
+        $b/duet bench --batch 1,8,64 --lengths 8/50,923/100 --repeat 1 --weights none,int8,q8_0,int4-g128,q4_0,q4_1 \
+            --json "$out/bench.jsonl" >/dev/null 2>"$out/bench.txt"
+        echo "bench rc=$?"
+        grep -E "^#( ceilings| decode GEMMs)|^[a-z0-9-]+ +[0-9]+ " "$out/bench.txt" | grep -v "^# case"
+        ;;
+    test)
+        join_model
+        export DUET_MODEL=$model
+        cd $b
+        make -j16 check TESTS="tests/test_gpu_quant tests/test_gpu_model tests/test_gpu_greedy tests/test_gpu_diff.sh \
+            tests/test_cli_smollm2.sh" >/tmp/check.log 2>&1
+        grep -E "^(PASS|FAIL|SKIP|ERROR)|^# " /tmp/check.log
+        for t in test_gpu_quant test_gpu_model test_gpu_greedy test_gpu_diff.sh test_cli_smollm2.sh; do
+            cp tests/$t.log "$out/$t.log" 2>/dev/null
+        done
+        grep -E "not ok|FAIL" tests/test_gpu_diff.sh.log | head -20
+        grep -E "taps out|all .* taps" tests/test_gpu_diff.sh.log | head -40
+        cd "$src"
+        ;;
+    eval)
+        join_model
+        d=$b/duet
+        [ -d /tmp/smol_hf ] || $d convert $model -o /tmp/smol_hf --type f32 >/dev/null 2>&1 || { echo "convert failed"; exit 1; }
+        run() { # NAME ARGS...
+            local name=$1; shift
+            $d eval -n 50 --backend gpu --dtype fp16 --json "$out/eval_$name.json" "$@" >/tmp/eval_$name.txt 2>&1
+            echo "$name rc=$? $(grep -E 'rouge1|ROUGE-1|rouge-1' /tmp/eval_$name.txt | head -1)"
+        }
+        run fp16 -m /tmp/smol_hf
+        run q4_1_native -m $model
+        for w in int8 int4 int4-g64 q8_0 q4_0 q4_1; do run $w -m /tmp/smol_hf --weights $w; done
+        for w in q4_1_native int8 int4 int4-g64 q8_0 q4_0 q4_1; do
+            echo "== fp16 -> $w"; $d eval --compare "$out/eval_fp16.json" "$out/eval_$w.json" 2>&1 | tail -6
+        done >"$out/eval.txt"
+        cat "$out/eval.txt"
+        ;;
+    esac
+    echo "== stage $stage: $(( $(date +%s) - t0 )) s"
 done

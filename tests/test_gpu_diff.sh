@@ -67,7 +67,34 @@ else
     echo "(stories260K not found under $data: its diff is not run)"
 fi
 
-# The default model (SmolLM2-135M-Instruct, Q4_1/Q8_0 GGUF, dequantized on upload): every tap of a ChatML
+# Weight-only quantized modes: the gpu backend with --weights MODE against the ref's golden in the same
+# mode (rows DTYPE:MODE of golden/tolerances), a 12-token prefill (dequantize + cuBLAS) and a 5-token one
+# (the GEMV); DUET_PERTURB=qgemm (the quantized products broken) fails at the first one, layers.0.q.
+"$duet" synth -o "$tmp/qsynth" --dim 256 --ffn 768 --layers 2 --heads 4 --kv-heads 2 --head-dim 64 --vocab 512 2>/dev/null
+check "quantized modes: a synthetic model (D 256, F 768) exits 0" test $? -eq 0
+for w in int8 int4 int4-g128 int4-g64 q8_0 q4_0 q4_1; do
+    for ids in 5,17,99,3,250,41,7,300,12,1,88,64 9,33,2,150,77; do
+        "$duet" golden -m "$tmp/qsynth" --ids "$ids" --weights $w -o "$tmp/q.$w.safetensors" 2>"$tmp/why"
+        check "$w: the ref golden in the mode exits 0" test $? -eq 0 || cat "$tmp/why"
+        for mode in fp16 bf16; do
+            "$duet" diff -m "$tmp/qsynth" "$tmp/q.$w.safetensors" --backend gpu --mode $mode --weights $w \
+                --tolerances "$tol" >"$tmp/out" 2>&1
+            rc=$?
+            check "$w gpu $mode ($(echo $ids | tr ',' ' ' | wc -w) tokens): every tap within the $mode:$w rows" test $rc -eq 0
+            [ $rc -eq 0 ] || cat "$tmp/out"
+            tail -1 "$tmp/out"
+        done
+    done
+    DUET_PERTURB=qgemm "$duet" diff -m "$tmp/qsynth" "$tmp/q.$w.safetensors" --backend gpu --mode fp16 --weights $w \
+        --tolerances "$tol" >"$tmp/out" 2>&1
+    rc=$?
+    check "$w DUET_PERTURB=qgemm: exit 1" test $rc -eq 1
+    check "$w DUET_PERTURB=qgemm: first failure is layers.0.q" grep -q "first: layers.0.q$" "$tmp/out"
+done
+"$duet" diff -m "$tmp/qsynth" "$tmp/q.q4_1.safetensors" --backend gpu --weights q8_0 >"$tmp/out" 2>&1
+check "a golden of another mode than --weights: exit 2 naming both" sh -c "test $? -eq 2 && grep -q \"weights 'q4_1', not 'q8_0'\" '$tmp/out'"
+
+# The default model (SmolLM2-135M-Instruct, Q4_1/Q8_0 GGUF, run natively: weight-only kernels): every tap of a ChatML
 # prompt within golden/tolerances, and --chat on the GPU answers as the ref does.
 smol="${DUET_MODEL:-$src/models/SmolLM2-135M-Instruct.Q4_1.gguf}"
 if [ -f "$smol" ]; then

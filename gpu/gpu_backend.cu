@@ -930,7 +930,7 @@ duet_backend *gpu_backend_create_random(const duet_config *c, const duet_backend
             gpu_wplan q = gpu_wplan_of_mode(weights, p->N, p->K);
             gpu_wdesc d = {q.fmt, q.group, (const void *)(uintptr_t)256, (const uint16_t *)(uintptr_t)256, NULL,
                            (const uint16_t *)(uintptr_t)256};
-            if (duet_qmode_check_k((duet_qmode)weights, p->K, LAYER_ENTRY[i]) ||
+            if (duet_qmode_check_k((duet_qmode)weights, p->K, LAYER_ENTRY[i]) < 0 ||
                 gpu_wdesc_check(&d, p->N, p->K, dt, LAYER_ENTRY[i])) {
                 free(lp);
                 return NULL;

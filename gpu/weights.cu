@@ -41,42 +41,43 @@ extern "C" int gpu_wdesc_check(const gpu_wdesc *W, int64_t N, int64_t K, gpu_dty
     return 0;
 }
 
-/* dst (N, K) in T: thread i makes elements 8i .. 8i + 7 (one group: groups are multiples of 16), as the
- * GEMV's decode would, then scale (and zero point or min), rounded to T once. */
+/* dst (N, K) in T: row n = blockIdx.y; thread x of the row makes elements 8x .. 8x + 7 (one group:
+ * groups are multiples of 16) from one 8-byte (int8) or 4-byte (uint4) load and writes them as one
+ * 16-byte store (coalesced), each weight s (q - z) or s q + m in fp32, rounded to T once. */
 template <typename T, int WF>
-__global__ void dequant_kernel(T *dst, gpu_wdesc W, int64_t N, int K)
+__global__ void dequant_kernel(T *dst, gpu_wdesc W, int K)
 {
-    int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x, e = i * 8;
-    if (e >= N * K) return;
-    int64_t n = e / K;
-    int k = (int)(e % K), G = K / W.group, gi = k / W.group;
-    float s = __half2float(__ushort_as_half(W.scales[n * G + gi])), z = 0.0f, q[8];
+    const int x = blockIdx.x * blockDim.x + threadIdx.x, k = 8 * x, n = blockIdx.y;
+    if (k >= K) return;
+    const int G = K / W.group, gi = k / W.group;
+    const int64_t gidx = (int64_t)n * G + gi;
+    float s = __half2float(__ushort_as_half(W.scales[gidx])), z = 0.0f, q[8];
     if (WF == GPU_W_I8) {
-        const int8_t *c = (const int8_t *)W.w + n * K + k;
+        uint2 v = *(const uint2 *)((const int8_t *)W.w + (int64_t)n * K + k);
+        const int8_t *c = (const int8_t *)&v;
 #pragma unroll
         for (int j = 0; j < 8; j++) q[j] = (float)c[j];
     } else {
-        const uint8_t *c = (const uint8_t *)W.w + (n * K + k) / 2;
+        uint32_t v = *(const uint32_t *)((const uint8_t *)W.w + ((int64_t)n * K + k) / 2);
 #pragma unroll
-        for (int j = 0; j < 4; j++) q[2 * j] = (float)(c[j] & 15), q[2 * j + 1] = (float)(c[j] >> 4);
-        if (WF == GPU_W_U4) z = W.zeros ? (float)W.zeros[n * G + gi] : 8.0f;
-        else z = __half2float(__ushort_as_half(W.mins[n * G + gi]));
+        for (int j = 0; j < 8; j++) q[j] = (float)((v >> (4 * j)) & 15);
+        if (WF == GPU_W_U4) z = W.zeros ? (float)W.zeros[gidx] : 8.0f;
+        else z = __half2float(__ushort_as_half(W.mins[gidx]));
     }
+    uint4 out;
+    T *o = (T *)&out;
 #pragma unroll
-    for (int j = 0; j < 8; j++) {
-        float w = WF == GPU_W_U4_MIN ? fmaf(s, q[j], z) : s * (q[j] - z);
-        dst[n * K + k + j] = from_f32<T>(w);
-    }
+    for (int j = 0; j < 8; j++) o[j] = from_f32<T>(WF == GPU_W_U4_MIN ? fmaf(s, q[j], z) : s * (q[j] - z));
+    *(uint4 *)(dst + (int64_t)n * K + k) = out;
 }
 
 template <typename T> static cudaError_t dequant_t(void *dst, const gpu_wdesc *W, int N, int K, cudaStream_t s)
 {
-    int64_t threads = (int64_t)N * K / 8;
-    dim3 grid((unsigned)((threads + 255) / 256)), block(256);
+    dim3 block(128), grid((unsigned)((K / 8 + 127) / 128), (unsigned)N);
     switch (W->fmt) {
-    case GPU_W_I8: dequant_kernel<T, GPU_W_I8><<<grid, block, 0, s>>>((T *)dst, *W, N, K); break;
-    case GPU_W_U4: dequant_kernel<T, GPU_W_U4><<<grid, block, 0, s>>>((T *)dst, *W, N, K); break;
-    default: dequant_kernel<T, GPU_W_U4_MIN><<<grid, block, 0, s>>>((T *)dst, *W, N, K); break;
+    case GPU_W_I8: dequant_kernel<T, GPU_W_I8><<<grid, block, 0, s>>>((T *)dst, *W, K); break;
+    case GPU_W_U4: dequant_kernel<T, GPU_W_U4><<<grid, block, 0, s>>>((T *)dst, *W, K); break;
+    default: dequant_kernel<T, GPU_W_U4_MIN><<<grid, block, 0, s>>>((T *)dst, *W, K); break;
     }
     return cudaGetLastError();
 }

@@ -152,7 +152,8 @@ template <> struct wf_traits<GPU_W_I8> { static constexpr int E = 16, BITS = 8; 
 template <> struct wf_traits<GPU_W_U4> { static constexpr int E = 32, BITS = 4; };
 template <> struct wf_traits<GPU_W_U4_MIN> { static constexpr int E = 32, BITS = 4; };
 
-template <int WF, typename T> __device__ __forceinline__ void decode8(const uint4 &w, int p, float c[8])
+template <int WF, typename T>
+__device__ __forceinline__ void decode8(const uint4 &w, int p, float c[8], uint32_t hz2)
 {
     const uint32_t *u = (const uint32_t *)&w;
     if (WF == GPU_W_DENSE) {
@@ -167,14 +168,16 @@ template <int WF, typename T> __device__ __forceinline__ void decode8(const uint
                 c[4 * h + j] = __uint_as_float(__byte_perm(v, 0x4B000000u, 0x7440u | j)) - 8388736.0f;
         }
     } else {
-        /* 8 nibbles of word p, nibble i = element i: (1024 + q) as fp16 pairs (elements i, i + 4), minus 1024 */
+        /* 8 nibbles of word p, nibble i = element i: (1024 + q) as fp16 pairs (elements i, i + 4), minus
+         * hz2 = (1024 + z) in both halves: q - z, a small integer, exact in fp16 and then in fp32 */
         uint32_t v = u[p];
 #pragma unroll
         for (int i = 0; i < 4; i++) {
             uint32_t hb = ((v >> (4 * i)) & 0x000F000Fu) | 0x64006400u;
-            float2 f = __half22float2(*(const __half2 *)&hb);
-            c[i] = f.x - 1024.0f;
-            c[i + 4] = f.y - 1024.0f;
+            __half2 d = __hsub2(*(const __half2 *)&hb, *(const __half2 *)&hz2);
+            float2 f = __half22float2(d);
+            c[i] = f.x;
+            c[i + 4] = f.y;
         }
     }
 }
@@ -260,16 +263,24 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32) gemv_kernel(gemv_args a)
                 int kc = k0 + u * step;
                 if (kc < K) {
                     /* dense: the products go straight into acc; quantized: per token the code products of the
-                     * chunk (one group) and its sum of x, scaled once at the end of the chunk */
-                    float dq[2][NT], sx[NT];
+                     * chunk (one group), in two interleaved chains (even and odd elements: more FMAs in flight),
+                     * and for U4_MIN its sum of x; scaled once at the end of the chunk */
+                    float dq[2][2][NT], sx[NT];
 #pragma unroll
-                    for (int t = 0; t < NT; t++) dq[0][t] = dq[1][t] = sx[t] = 0.0f;
+                    for (int t = 0; t < NT; t++) dq[0][0][t] = dq[0][1][t] = dq[1][0][t] = dq[1][1][t] = sx[t] = 0.0f;
+                    uint32_t hz2[2] = {0x64006400u, 0x64006400u}; /* (1024 + z) as a half2: U4's zero point */
+                    if (WF == GPU_W_U4)
+#pragma unroll
+                        for (int r = 0; r < 2; r++) {
+                            __half2 h = __float2half2_rn(1024.0f + wc.z[u][r]);
+                            hz2[r] = *(const uint32_t *)&h;
+                        }
 #pragma unroll
                     for (int pc = 0; pc < E / 8; pc++) {
                         const int k = kc + 8 * pc;
                         float wf[2][8];
-                        decode8<WF, T>(wc.w[u][0], pc, wf[0]);
-                        decode8<WF, T>(wc.w[u][1], pc, wf[1]);
+                        decode8<WF, T>(wc.w[u][0], pc, wf[0], hz2[0]);
+                        decode8<WF, T>(wc.w[u][1], pc, wf[1], hz2[1]);
 #pragma unroll
                         for (int t = 0; t < NT; t++) {
                             float xf[8];
@@ -291,9 +302,9 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32) gemv_kernel(gemv_args a)
 #pragma unroll
                                 for (int i = 0; i < 8; i++) {
                                     if (WF == GPU_W_DENSE) acc[r][t] = fmaf(wf[r][i], xf[i], acc[r][t]);
-                                    else dq[r][t] = fmaf(wf[r][i], xf[i], dq[r][t]);
+                                    else dq[r][i & 1][t] = fmaf(wf[r][i], xf[i], dq[r][i & 1][t]);
                                 }
-                            if (WF == GPU_W_U4 || WF == GPU_W_U4_MIN)
+                            if (WF == GPU_W_U4_MIN)
 #pragma unroll
                                 for (int i = 0; i < 8; i++) sx[t] += xf[i];
                         }
@@ -302,11 +313,9 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32) gemv_kernel(gemv_args a)
                     for (int t = 0; t < NT; t++)
 #pragma unroll
                         for (int r = 0; r < 2; r++) {
-                            if (WF == GPU_W_I8) acc[r][t] = fmaf(wc.s[u][r], dq[r][t], acc[r][t]);
-                            else if (WF == GPU_W_U4)
-                                acc[r][t] = fmaf(wc.s[u][r], fmaf(-wc.z[u][r], sx[t], dq[r][t]), acc[r][t]);
-                            else if (WF == GPU_W_U4_MIN)
-                                acc[r][t] = fmaf(wc.z[u][r], sx[t], fmaf(wc.s[u][r], dq[r][t], acc[r][t]));
+                            float d = dq[r][0][t] + dq[r][1][t];
+                            if (WF == GPU_W_I8 || WF == GPU_W_U4) acc[r][t] = fmaf(wc.s[u][r], d, acc[r][t]);
+                            else if (WF == GPU_W_U4_MIN) acc[r][t] = fmaf(wc.z[u][r], sx[t], fmaf(wc.s[u][r], d, acc[r][t]));
                         }
                 }
             }

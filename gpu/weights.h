@@ -12,7 +12,7 @@
  * modes map without touching a code: int8 and q8_0 are I8 (group K and 32), int4, int4-g128/g64 and q4_0
  * are U4 (q4_0 and int4 with z = 8), q4_1 is U4_MIN. Concatenated matrices (q|k|v, gate|up) are their
  * rows stacked, codes and scales alike. The products apply the scale after the code product in fp32
- * (s (sum q x - z sum x), s sum q x + m sum x): the weights are exactly the ref's, only the fp32
+ * (s sum (q - z) x with q - z exact in fp16, s sum q x + m sum x): the weights are exactly the ref's, only the fp32
  * summation order differs. */
 #ifndef DUET_GPU_WEIGHTS_H
 #define DUET_GPU_WEIGHTS_H

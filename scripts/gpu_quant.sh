@@ -61,7 +61,7 @@ for stage in "$@"; do
     eval)
         join_model
         d=$b/duet
-        [ -d /tmp/smol_hf ] || $d convert $model -o /tmp/smol_hf --type f32 >/dev/null 2>&1 || { echo "convert failed"; exit 1; }
+        [ -d /tmp/smol_hf ] || $d convert $model /tmp/smol_hf --type f32 >/dev/null 2>&1 || { echo "convert failed"; exit 1; }
         run() { # NAME ARGS...
             local name=$1; shift
             $d eval -n 50 --backend gpu --dtype fp16 --json "$out/eval_$name.json" "$@" >/tmp/eval_$name.txt 2>&1

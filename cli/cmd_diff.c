@@ -34,6 +34,9 @@ static void usage(FILE *f)
             "                          int8, int4, int4-g128, int4-g64, q8_0, q4_0, q4_1; default none). The\n"
             "                          golden must be the ref's in the same mode (duet golden --weights MODE);\n"
             "                          the bounds are the rows of mode DTYPE:MODE (e.g. fp16:q4_1)\n"
+            "      --cost              with --weights: the mode's accuracy cost against an unquantized golden\n"
+            "                          (e.g. fp32, made without --weights): every tap's error printed, no bounds;\n"
+            "                          exit 1 only for NaN/Inf, a shape change or a missing tap\n"
             "      --tolerances FILE   the bounds (default $DUET_TOLERANCES, else 'tolerances' beside GOLDEN,\n"
             "                          else the source tree's golden/tolerances, else the installed one)\n"
             "  -h, --help              this text\n\n"
@@ -41,7 +44,8 @@ static void usage(FILE *f)
             "  duet diff golden/mha.p7.fp32.safetensors /tmp/mine.safetensors\n"
             "  duet diff -m /tmp/mha golden/mha.p7.fp32.safetensors --backend ref\n"
             "  duet golden -m /tmp/q --ids 1,5,9,2 --weights q4_1 -o /tmp/q4_1.safetensors\n"
-            "  duet diff -m /tmp/q /tmp/q4_1.safetensors --backend gpu --mode fp16 --weights q4_1\n");
+            "  duet diff -m /tmp/q /tmp/q4_1.safetensors --backend gpu --mode fp16 --weights q4_1\n"
+            "  duet diff -m /tmp/mha golden/mha.p7.fp32.safetensors --weights int4-g64 --cost\n");
 }
 
 #ifndef DUET_SOURCE_DIR
@@ -96,14 +100,15 @@ static int io_fail(void)
 
 int cmd_diff(int argc, char **argv)
 {
-    enum { O_BACKEND = 256, O_MODE, O_THREADS, O_TOL, O_WEIGHTS };
+    enum { O_BACKEND = 256, O_MODE, O_THREADS, O_TOL, O_WEIGHTS, O_COST };
     static const struct option opts[] = {
         {"model", required_argument, 0, 'm'},       {"backend", required_argument, 0, O_BACKEND},
         {"mode", required_argument, 0, O_MODE},     {"threads", required_argument, 0, O_THREADS},
         {"tolerances", required_argument, 0, O_TOL}, {"weights", required_argument, 0, O_WEIGHTS},
+        {"cost", no_argument, 0, O_COST},
         {"help", no_argument, 0, 'h'},              {0, 0, 0, 0}};
     const char *dir = NULL, *backend = "ref", *mode = NULL, *tol_path = NULL;
-    int threads = 1, weights = DUET_Q_NONE, c;
+    int threads = 1, weights = DUET_Q_NONE, cost = 0, c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "m:h", opts, NULL)) != -1) {
         switch (c) {
@@ -113,9 +118,15 @@ int cmd_diff(int argc, char **argv)
         case O_THREADS: if (cli_int(CMD, "--threads", optarg, 0, 1024, &threads)) return 2; break;
         case O_TOL: tol_path = optarg; break;
         case O_WEIGHTS: if ((weights = cli_weights(CMD, optarg)) < 0) return 2; break;
+        case O_COST: cost = 1; break;
         case 'h': usage(stdout); return 0;
         default: return cli_bad_option(CMD);
         }
+    }
+    if (cost && (weights == DUET_Q_NONE || !dir)) {
+        fprintf(stderr, "duet %s: --cost goes with -m DIR and --weights MODE (the mode's accuracy cost against an "
+                "unquantized golden); see duet %s --help\n", CMD, CMD);
+        return 2;
     }
     if (weights != DUET_Q_NONE && !dir) {
         fprintf(stderr, "duet %s: --weights goes with -m DIR (it quantizes the model that is run); see duet %s --help\n",
@@ -134,7 +145,10 @@ int cmd_diff(int argc, char **argv)
         default_tolerances(golden_path, tbuf, sizeof tbuf);
         tol_path = tbuf;
     }
-    duet_tolerances *tol = duet_tolerances_load(tol_path);
+    /* --cost: no bounds (every metric reported, only NaN/Inf, shape or missing taps fail) */
+    static const char open_rules[] = "* logits top1 0\n* logits kl 1e300\n* * rel_l2 1e300\n";
+    duet_tolerances *tol = cost ? duet_tolerances_parse(open_rules, "no bounds: the accuracy cost, reported, not failed")
+                                : duet_tolerances_load(tol_path);
     if (!tol) return io_fail();
     if (mode && !mode_covered(tol, mode)) {
         int r = mode_fail(tol, mode, "--mode");
@@ -195,12 +209,17 @@ int cmd_diff(int argc, char **argv)
     snprintf(tol_mode, sizeof tol_mode, "%s", mode);
     if (dir && weights != DUET_Q_NONE) {
         const char *wname = duet_qmode_get((duet_qmode)weights)->name, *gw = duet_tapfile_meta(gold, "weights");
-        if (!gw || strcmp(gw, wname)) {
+        if (cost && gw) {
+            fprintf(stderr, "duet %s: --cost compares with an unquantized golden, but %s was made with weights '%s'\n",
+                    CMD, golden_path, gw);
+            goto out;
+        }
+        if (!cost && (!gw || strcmp(gw, wname))) {
             fprintf(stderr, "duet %s: %s was made with weights '%s', not '%s': make the golden with `duet golden "
                     "--weights %s` (the ref in the same mode)\n", CMD, golden_path, gw ? gw : "none", wname, wname);
             goto out;
         }
-        snprintf(tol_mode, sizeof tol_mode, "%s:%s", mode, wname);
+        snprintf(tol_mode, sizeof tol_mode, "%s:%s%s", mode, wname, cost ? " cost" : "");
         if (!mode_covered(tol, tol_mode)) {
             rc = mode_fail(tol, tol_mode, "--mode with --weights");
             goto out;

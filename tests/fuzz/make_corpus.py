@@ -163,3 +163,32 @@ put("tokenizer_gguf", "hand.gguf", gguf(
      ("tokenizer.ggml.merges", 9, (8, ["a b", "\u0120 a"])), ("tokenizer.ggml.bos_token_id", 4, 0),
      ("tokenizer.ggml.eos_token_id", 4, 1), ("tokenizer.ggml.unknown_token_id", 4, 7),
      ("tokenizer.ggml.add_bos_token", 7, True)], []))
+
+# model_planar: the planar quantized layout (docs/design.md) of the harness's fixed tiny config (hidden 64,
+# ffn 128, 1 layer, 2 heads of 32, vocab 16) in int8, int4 and int4-g64; small scales, codes from a counter.
+def planar(mode):
+    D, F, V = 64, 128, 16
+    mats = [("self_attn.q_proj", D, D), ("self_attn.k_proj", D, D), ("self_attn.v_proj", D, D),
+            ("self_attn.o_proj", D, D), ("mlp.gate_proj", F, D), ("mlp.up_proj", F, D), ("mlp.down_proj", D, F)]
+    t = [("model.embed_tokens.weight", "F32", [V, D], f32(*[((i * 7) % 13 - 6) / 8 for i in range(V * D)])),
+         ("model.norm.weight", "F32", [D], f32(*[1.0] * D)),
+         ("lm_head.weight", "F32", [V, D], f32(*[((i * 5) % 11 - 5) / 16 for i in range(V * D)])),
+         ("model.layers.0.input_layernorm.weight", "F32", [D], f32(*[1.0] * D)),
+         ("model.layers.0.post_attention_layernorm.weight", "F32", [D], f32(*[1.0] * D))]
+    group = {"int8": None, "int4": None, "int4-g64": 64}[mode]
+    for name, n, k in mats:
+        g = group or k
+        pre = f"model.layers.0.{name}"
+        if mode == "int8":
+            t.append((pre + ".qweight", "I8", [n, k], bytes(((i * 37) % 255) for i in range(n * k))))
+        else:
+            t.append((pre + ".qweight", "U8", [n, k // 2], bytes(((i * 29) % 256) for i in range(n * k // 2))))
+        t.append((pre + ".scales", "F16", [n, k // g], struct.pack(f"<{n * k // g}H", *[0x2000] * (n * k // g))))
+        if group:
+            t.append((pre + ".zeros", "U8", [n, k // g], bytes((i % 16) for i in range(n * k // g))))
+    meta = {"duet.weights": mode, "duet.group_size": str(group) if group else "row"}
+    return safetensors(t, meta)
+
+
+for mode in ("int8", "int4", "int4-g64"):
+    put("model_planar", f"{mode}.st", planar(mode))

@@ -173,13 +173,19 @@ static int to_f16_checked(float v, uint16_t *h, const char *label, const char *w
     return 0;
 }
 
-/* int8 (per-channel, n = K): s = fp16(amax / 127); q = clamp(round(w / s), -127, 127); s = 0: q = 0. */
-static int quant_int8(const float *x, int64_t n, uint8_t *codes, uint16_t *scale, const char *what, int64_t r)
+/* max |x[i]| over n elements (0 for an all-zero row) */
+static float amax_of(const float *x, int64_t n)
 {
     float a = 0.0f;
     for (int64_t i = 0; i < n; i++)
         if (fabsf(x[i]) > a) a = fabsf(x[i]);
-    if (to_f16_checked(a / 127.0f, scale, "scale", what, r, 0)) return -1;
+    return a;
+}
+
+/* int8 (per-channel, n = K): s = fp16(amax / 127); q = clamp(round(w / s), -127, 127); s = 0: q = 0. */
+static int quant_int8(const float *x, int64_t n, uint8_t *codes, uint16_t *scale, const char *what, int64_t r)
+{
+    if (to_f16_checked(amax_of(x, n) / 127.0f, scale, "scale", what, r, 0)) return -1;
     float s = duet_f16_to_f32(*scale);
     for (int64_t i = 0; i < n; i++) codes[i] = (uint8_t)(int8_t)(s == 0.0f ? 0 : (int)clampf(roundf(x[i] / s), -127, 127));
     return 0;
@@ -188,10 +194,7 @@ static int quant_int8(const float *x, int64_t n, uint8_t *codes, uint16_t *scale
 /* int4 (per-channel): s = fp16(amax / 7); q = clamp(round(w / s), -8, 7) + 8; s = 0: q = 8. */
 static int quant_int4(const float *x, int64_t n, uint8_t *codes, uint16_t *scale, const char *what, int64_t r)
 {
-    float a = 0.0f;
-    for (int64_t i = 0; i < n; i++)
-        if (fabsf(x[i]) > a) a = fabsf(x[i]);
-    if (to_f16_checked(a / 7.0f, scale, "scale", what, r, 0)) return -1;
+    if (to_f16_checked(amax_of(x, n) / 7.0f, scale, "scale", what, r, 0)) return -1;
     float s = duet_f16_to_f32(*scale);
     for (int64_t i = 0; i < n; i++) put4(codes, i, s == 0.0f ? 8 : (int)clampf(roundf(x[i] / s), -8, 7) + 8);
     return 0;
@@ -223,10 +226,7 @@ static int quant_int4g(const float *x, int64_t n, uint8_t *codes, int64_t e0, ui
 /* q8_0 (llama.cpp's quantize_row_q8_0_ref): d = amax / 127, q = round(w * (1 / d)), d stored as fp16. */
 static int quant_q8_0(const float *x, uint8_t *codes, uint16_t *scale, const char *what, int64_t r, int64_t g)
 {
-    float amax = 0.0f;
-    for (int i = 0; i < 32; i++)
-        if (fabsf(x[i]) > amax) amax = fabsf(x[i]);
-    const float d = amax / 127.0f;
+    const float d = amax_of(x, 32) / 127.0f;
     const float id = d != 0.0f ? 1.0f / d : 0.0f;
     if (to_f16_checked(d, scale, "scale", what, r, g)) return -1;
     for (int i = 0; i < 32; i++) {

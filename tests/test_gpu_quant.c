@@ -9,12 +9,14 @@
  * duet_qweight_to_f32 of the same codes (which st_to_f32 of the stored tensor must equal bit for bit), so
  * the GEMV (T <= 8) sees the ref's weights exactly and the bound is the activation dtype's rounding
  * (test_gpu_ops' BOUND). Above T = 8 the product dequantizes to the dtype first (each weight rounded once,
- * about the same size as the output rounding) and uses cuBLAS: the same bound. */
+ * about the same size as the output rounding) and uses cuBLAS: the same bound. The tensor-core product
+ * (gpu/qmma.h, T up to 64) sees the ref's weights exactly, as the GEMV: the same bound, and 1e-5 in fp32. */
 #include "test_gpu_util.h"
 
 #include "error.h"
 #include "gpu/gemm.h"
 #include "gpu/gpu.h"
+#include "gpu/qmma.h"
 #include "gpu/weights.h"
 #include "quant.h"
 #include "ref/ops.h"
@@ -196,6 +198,50 @@ START_TEST(test_gemm)
 }
 END_TEST
 
+/* The tensor-core product (gpu/qmma.h) on the same matrices: y in dt against BOUND, and fp32 y, where only
+ * the fp32 summation order differs from the ref, at 1e-5; T across its token tiles (8, 16, 32, 64) and
+ * their partial fills. */
+static void qmma_case(duet_qmode mode, gpu_dtype dt, int N, int K)
+{
+    qmat m;
+    qmat_make(&m, mode, N, K, dt);
+    const int Ts[] = {1, 8, 9, 16, 33, 64};
+    for (int i = 0; i < (int)(sizeof Ts / sizeof Ts[0]); i++) {
+        int T = Ts[i];
+        float *x = rand_vec((int64_t)T * K, 1.0f, dt, 1), *want = malloc(sizeof(float) * T * N),
+              *got = malloc(sizeof(float) * T * N);
+        ref_matmul(want, x, m.wref, T, N, K);
+        void *dx = dev_of(x, (int64_t)T * K, dt), *dy = gpu_alloc(4 * (size_t)T * N);
+        ck_assert_msg(gpu_qmma_ok(dx, &m.d, T, N, K, dt), "gpu_qmma refuses %s (%d, %d) T %d",
+                      duet_qmode_get(mode)->name, N, K, T);
+        ck_assert(gpu_poison(dy, (int64_t)T * N, 2) == 0);
+        ck_assert_msg(gpu_qmma(dy, 0, dx, &m.d, T, N, K, dt, NULL) == 0, "%s", duet_error());
+        ck_assert(gpu_sync() == 0 && gpu_download(got, dy, (int64_t)T * N, dt) == 0);
+        char what[64];
+        snprintf(what, sizeof what, "qmma T %d (%d, %d)", T, N, K);
+        check(what, mode, dt, got, want, (int64_t)T * N, BOUND[dt]);
+        ck_assert(gpu_poison(dy, (int64_t)T * N, 4) == 0);
+        ck_assert_msg(gpu_qmma(dy, 1, dx, &m.d, T, N, K, dt, NULL) == 0, "%s", duet_error());
+        ck_assert(gpu_sync() == 0 && gpu_download_f32(got, dy, (int64_t)T * N) == 0);
+        snprintf(what, sizeof what, "qmma T %d (%d, %d) fp32 out", T, N, K);
+        check(what, mode, dt, got, want, (int64_t)T * N, 1e-5);
+        free(x), free(want), free(got);
+        gpu_free(dx), gpu_free(dy);
+    }
+    qmat_free(&m);
+}
+
+START_TEST(test_qmma)
+{
+    gpu_dtype dt = (gpu_dtype)(_i % 2);
+    duet_qmode mode = MODES[_i / 2];
+    /* gemm_case's shapes: K = 576 ends in a partial 128-element chunk, odd N a partial 16-row tile */
+    qmma_case(mode, dt, 67, 1536);
+    qmma_case(mode, dt, 130, 4096);
+    if (mode != DUET_Q_INT4_G128) qmma_case(mode, dt, 96, 576);
+}
+END_TEST
+
 /* The fused decode GEMVs with quantized weights: RMSNorm input -> store, x -> SwiGLU, x -> residual add. */
 START_TEST(test_fused)
 {
@@ -311,6 +357,7 @@ int main(void)
     tcase_set_timeout(tc, 600);
     tcase_add_loop_test(tc, test_gemm, 0, 2 * N_MODES);
     tcase_add_loop_test(tc, test_fused, 0, 2 * N_MODES);
+    tcase_add_loop_test(tc, test_qmma, 0, 2 * N_MODES);
     tcase_add_loop_test(tc, test_dequant, 0, 2 * N_MODES);
     tcase_add_test(tc, test_bad_desc);
     suite_add_tcase(s, tc);

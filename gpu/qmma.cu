@@ -1,0 +1,479 @@
+/* qmma.cu: y = x . W^T for weight-only quantized W (weights.h: GPU_W_I8, GPU_W_U4, GPU_W_U4_MIN) on tensor
+ * cores, T = 1..64 tokens (qmma.h). mma.sync.aligned.m16n8k16, fp32 accumulation: A = 16 rows of W (the M
+ * side), B = x^T (16 k x 8 tokens), C = 16 rows x 8 tokens.
+ *
+ * Exactness. The MMA never sees a scaled weight: A holds the integer codes q - z (U4), q (I8) or q
+ * (U4_MIN), |value| <= 127, exact in fp16 and bf16 alike. Each k16 tile lies inside one group, so a
+ * group's tiles accumulate into their own fp32 fragment gacc, which is then folded into the output
+ * fragment acc += s_row * gacc (U4_MIN: + m_row * sum_x, the group's x sum per token, fp32). The weights
+ * are the ref's bit for bit; only the fp32 summation order differs (as the GEMV in gemm.cu).
+ *
+ * Arrays (row-major):
+ *   x      (T, K) in T (fp16 / bf16), 16-byte aligned rows (K % 32 == 0), read through the read-only path
+ *          (L1-cached: the warps of a block that share a K chunk read the same x bytes);
+ *   codes  (N, K bits / 8) bytes: I8 one int8 per element, U4 / U4_MIN element 2j in the low nibble of
+ *          byte j, 2j + 1 in the high nibble; 16-byte aligned rows; read with L1::no_allocate (streamed);
+ *   scales (N, G) fp16 raw bits, G = K / group; zeros (N, G) uint8 (U4; NULL: 8); mins (N, G) fp16 (U4_MIN);
+ *   y      (T, N) in TO (fp16 / bf16 / fp32);
+ *   part   shared, (QM_WARPS, NT8 * 4, 32) fp32: the split-K partial fragments, lane-minor (no conflicts).
+ *
+ * Fragments (PTX ISA, mma.m16n8k16 with .f16/.bf16 A/B and .f32 C; lane = 4 g + t, g = groupID 0..7,
+ * t = threadID_in_group 0..3; a register of two 16-bit values holds the lower-numbered one in its low half):
+ *   A (16 x 16, row): a0,a1 (reg 0): row g,     k 2t, 2t+1     a2,a3 (reg 1): row g + 8, k 2t, 2t+1
+ *                     a4,a5 (reg 2): row g,     k 2t+8, 2t+9   a6,a7 (reg 3): row g + 8, k 2t+8, 2t+9
+ *   B (16 x 8, col):  b0,b1 (reg 0): k 2t, 2t+1, token g      b2,b3 (reg 1): k 2t+8, 2t+9, token g
+ *   C (16 x 8):       c0,c1: row g, tokens 2t, 2t+1            c2,c3: row g + 8, tokens 2t, 2t+1
+ * So lane (g, t) holds A's rows g and g + 8 and B's token g at the same four k slots {2t, 2t+1, 2t+8,
+ * 2t+9}. Any permutation of the 16 physical k of a tile onto the logical k works as long as A and B use
+ * the same one; we use that freedom to make a lane's slots contiguous in memory:
+ *
+ * k mapping. K is walked in chunks of QM_CH = 128 elements = four 32-element "slots" per lane. A slot is
+ * 8 consecutive elements e0..e7 of rows g and g + 8 (4 bytes of U4 codes, 8 bytes of I8) and of x's token
+ * rows, and feeds two k16 tiles: decoded into pairs P_i = (e_i, e_{i+4}) (the natural nibble pairs of a U4
+ * word), tile h = 0, 1 takes A reg 0 / reg 2 = P_{2h} / P_{2h+1} of row g, reg 1 / reg 3 the same of row
+ * g + 8, and B reg 0 / reg 1 = the same pairs of x. The four lanes t of a quad hold the four 8-element
+ * pieces of a tile's 32 elements, so a tile's 16 k lie in those 32 elements:
+ *   - "plain" layout (group a multiple of 128, or the whole row, and a full chunk): lane t loads its 16
+ *     bytes (U4) / 32 bytes (I8) of row g at chunk offset 32 t elements, and its slot j is elements
+ *     32 t + 8 j .. + 7: the chunk's tiles mix 32-element blocks, fine because the whole chunk is one group;
+ *   - "transposed" layout (groups of 32 or 64, q4_0 / q4_1 / q8_0 / int4-g64): the same 16- / 32-byte
+ *     loads, then a 4 x 4 transpose of 4-byte words (8-byte units for I8) across the quad (4 shuffles per
+ *     word column), so slot j is elements 32 j + 8 t .. + 7: slot j's two tiles cover the 32-element block
+ *     j, which lies in one group (groups are multiples of 32). The chunk at the end of a row with K % 128
+ *     != 0 uses this layout too, loaded directly as 4- / 8-byte pieces.
+ * The group accumulator gacc is folded into acc at every group end and at the end of every chunk (a
+ * warp's chunks are not contiguous in k), so it never spans two groups.
+ *
+ * Work split. A block is QM_WARPS = 8 warps = MW row tiles x KW k-splits (MW KW = 8, KW picked at launch
+ * from 1, 2, 4, 8 by the resident-block count, as gemm.cu's GEMV plans its KS); warp (mw, kw) owns the 16
+ * rows 16 (MW blockIdx + mw) .. + 15 and the chunks kw, kw + KW, ... of K. Each lane keeps QM_U = 2 chunks
+ * of codes in flight (U4: 64 bytes, I8: 128 bytes per lane), reloading a chunk's registers right after it
+ * is consumed. At the end the KW warps of a row tile add their fragments in kw order through shared
+ * memory (deterministic), and warp kw = 0 stores. The x loads (NT8 16-byte loads per slot) come from L1 /
+ * L2; the MW warps at one kw read the same x bytes at about the same time. */
+#include "cuda_check.h"
+#include "qmma.h"
+#include "weights.h"
+
+#include <stdint.h>
+
+#define QM_WARPS 8
+#define QM_CH 128 /* elements of K per chunk: 4 slots of 8 elements per lane */
+#define QM_U 2    /* chunks of codes in flight per lane */
+#define QM_MAX_T 64
+
+/* ---- PTX helpers ------------------------------------------------------------------------------ */
+
+/* c (16x8 fp32) += a (16x16) . b (16x8) */
+template <typename T> __device__ __forceinline__ void qm_mma(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1);
+template <> __device__ __forceinline__ void qm_mma<__half>(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1)
+{
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+                 "{%0,%1,%2,%3};\n"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+template <>
+__device__ __forceinline__ void qm_mma<__nv_bfloat16>(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1)
+{
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+                 "{%0,%1,%2,%3};\n"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+/* 16 bytes of streamed weights: not kept in L1 (x is) */
+__device__ __forceinline__ uint4 ld_stream16(const void *p)
+{
+    uint4 v;
+    asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+                 : "l"(p));
+    return v;
+}
+
+/* 4 x 4 transpose of words across the quad: lane t's v[j] = M[t][j] becomes v[j] = M[j][t]. Two
+ * butterfly stages (xor 2 swaps 2 x 2 blocks of words, xor 1 swaps single words), 4 shuffles. */
+__device__ __forceinline__ void quad_transpose(uint32_t &v0, uint32_t &v1, uint32_t &v2, uint32_t &v3, int t)
+{
+    const bool b1 = (t & 2) != 0, b0 = (t & 1) != 0;
+    uint32_t r0 = __shfl_xor_sync(0xffffffffu, b1 ? v0 : v2, 2);
+    uint32_t r1 = __shfl_xor_sync(0xffffffffu, b1 ? v1 : v3, 2);
+    if (b1) v0 = r0, v1 = r1;
+    else v2 = r0, v3 = r1;
+    r0 = __shfl_xor_sync(0xffffffffu, b0 ? v0 : v1, 1);
+    r1 = __shfl_xor_sync(0xffffffffu, b0 ? v2 : v3, 1);
+    if (b0) v0 = r0, v2 = r1;
+    else v1 = r0, v3 = r1;
+}
+
+/* ---- codes -> exact integer pairs --------------------------------------------------------------- */
+
+/* A slot's 8 codes of one row (U4: word lo, nibble i = element i; I8: lo = e0..e3, hi = e4..e7 bytes) ->
+ * p[i] = (e_i - z, e_{i+4} - z) as two T values (z: U4's zero point, 0 otherwise), exact integers. */
+template <int WF, typename T> __device__ __forceinline__ void qm_decode(uint32_t lo, uint32_t hi, uint32_t z, uint32_t p[4]);
+
+template <> __device__ __forceinline__ void qm_decode<GPU_W_U4, __half>(uint32_t lo, uint32_t, uint32_t z, uint32_t p[4])
+{
+    /* (1024 + q) - (1024 + z) in fp16: every term an integer below 2048, exact */
+    const uint32_t hz = 0x64006400u | z | (z << 16);
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        uint32_t hb = ((lo >> (4 * i)) & 0x000F000Fu) | 0x64006400u;
+        __half2 d = __hsub2(*(const __half2 *)&hb, *(const __half2 *)&hz);
+        p[i] = *(const uint32_t *)&d;
+    }
+}
+template <>
+__device__ __forceinline__ void qm_decode<GPU_W_U4, __nv_bfloat16>(uint32_t lo, uint32_t, uint32_t z, uint32_t p[4])
+{
+    /* (128 + q) - (128 + z) in bf16 (2^7, 7 mantissa bits: 128..255 exact; z <= 15 from the quantizer) */
+    const uint32_t hz = 0x43004300u | z | (z << 16);
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        uint32_t hb = ((lo >> (4 * i)) & 0x000F000Fu) | 0x43004300u;
+        __nv_bfloat162 d = __hsub2(*(const __nv_bfloat162 *)&hb, *(const __nv_bfloat162 *)&hz);
+        p[i] = *(const uint32_t *)&d;
+    }
+}
+template <>
+__device__ __forceinline__ void qm_decode<GPU_W_U4_MIN, __half>(uint32_t lo, uint32_t hi, uint32_t, uint32_t p[4])
+{
+    qm_decode<GPU_W_U4, __half>(lo, hi, 0u, p);
+}
+template <>
+__device__ __forceinline__ void qm_decode<GPU_W_U4_MIN, __nv_bfloat16>(uint32_t lo, uint32_t hi, uint32_t, uint32_t p[4])
+{
+    qm_decode<GPU_W_U4, __nv_bfloat16>(lo, hi, 0u, p);
+}
+template <> __device__ __forceinline__ void qm_decode<GPU_W_I8, __half>(uint32_t lo, uint32_t hi, uint32_t, uint32_t p[4])
+{
+    /* byte ^ 0x80 = q + 128; fp16 bits 0x64 | that = 1024 + q + 128; minus 1152: q exactly */
+    const uint32_t x = lo ^ 0x80808080u, y = hi ^ 0x80808080u, h1152 = 0x64806480u;
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        uint32_t xy = __byte_perm(x, y, (uint32_t)(i | ((4 + i) << 4))); /* bytes: x.b_i, y.b_i */
+        uint32_t hb = __byte_perm(xy, 0x64646464u, 0x5140u);              /* xy.b0, 0x64, xy.b1, 0x64 */
+        __half2 d = __hsub2(*(const __half2 *)&hb, *(const __half2 *)&h1152);
+        p[i] = *(const uint32_t *)&d;
+    }
+}
+template <>
+__device__ __forceinline__ void qm_decode<GPU_W_I8, __nv_bfloat16>(uint32_t lo, uint32_t hi, uint32_t, uint32_t p[4])
+{
+    /* through fp32 (2^23 + q + 128 under the exponent, as gemm.cu's decode8), then to bf16: |q| <= 128 exact */
+    const uint32_t x = lo ^ 0x80808080u, y = hi ^ 0x80808080u;
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        float a = __uint_as_float(__byte_perm(x, 0x4B000000u, 0x7440u | i)) - 8388736.0f;
+        float b = __uint_as_float(__byte_perm(y, 0x4B000000u, 0x7440u | i)) - 8388736.0f;
+        __nv_bfloat162 d = __floats2bfloat162_rn(a, b);
+        p[i] = *(const uint32_t *)&d;
+    }
+}
+
+/* x's 8 elements of a slot (one 16-byte load, words w0 = (e0, e1) .. w3 = (e6, e7)) -> the pairs
+ * (e_i, e_{i+4}) the A side uses */
+__device__ __forceinline__ void x_pairs(const uint4 &v, uint32_t b[4])
+{
+    b[0] = __byte_perm(v.x, v.z, 0x5410u); /* (e0, e4) */
+    b[1] = __byte_perm(v.x, v.z, 0x7632u); /* (e1, e5) */
+    b[2] = __byte_perm(v.y, v.w, 0x5410u); /* (e2, e6) */
+    b[3] = __byte_perm(v.y, v.w, 0x7632u); /* (e3, e7) */
+}
+
+__device__ __forceinline__ float x_sum8(const uint4 &v, __half)
+{
+    float f[8];
+    cvt8(v, f, __half());
+    return ((f[0] + f[1]) + (f[2] + f[3])) + ((f[4] + f[5]) + (f[6] + f[7]));
+}
+__device__ __forceinline__ float x_sum8(const uint4 &v, __nv_bfloat16)
+{
+    float f[8];
+    cvt8(v, f, __nv_bfloat16());
+    return ((f[0] + f[1]) + (f[2] + f[3])) + ((f[4] + f[5]) + (f[6] + f[7]));
+}
+
+/* ---- one chunk ---------------------------------------------------------------------------------- */
+
+template <int WF> struct qm_fmt { static constexpr int WPS = WF == GPU_W_I8 ? 2 : 1; }; /* code words per slot */
+
+/* A lane's registers for one chunk: the codes of rows g and g + 8 (slot j = words WPS j ..), and per slot
+ * the raw fp16 scale and the zero point (U4) or the raw fp16 min (U4_MIN) of the slot's group. */
+template <int WF> struct qm_chunk {
+    uint32_t w[2][4 * qm_fmt<WF>::WPS];
+    uint32_t s[2][4], z[2][4];
+};
+
+/* the chunk's geometry: slots in K (4 but at the row's end), layout, whether the loads need the transpose */
+struct qm_geom {
+    int k0, nslot;
+    bool tr, shuffle;
+};
+__device__ __forceinline__ qm_geom qm_geom_of(int c, int K, int group)
+{
+    qm_geom q;
+    q.k0 = c * QM_CH;
+    int left = (K - q.k0) / 32;
+    q.nslot = left < 4 ? left : 4;
+    bool full = q.nslot == 4, plain = group % QM_CH == 0 || group == K;
+    q.tr = !full || !plain;
+    q.shuffle = full && !plain;
+    return q;
+}
+/* first element of slot j of lane t, relative to the chunk */
+__device__ __forceinline__ int qm_off(const qm_geom &q, int j, int t) { return q.tr ? 32 * j + 8 * t : 32 * t + 8 * j; }
+
+template <int WF>
+__device__ __forceinline__ void qm_load(qm_chunk<WF> &ch, const gpu_wdesc &W, const int rows[2], int c, int K, int t)
+{
+    constexpr int WPS = qm_fmt<WF>::WPS;
+    const qm_geom q = qm_geom_of(c, K, W.group);
+    const int G = K / W.group;
+    const int64_t rb = (int64_t)K * WPS / 2; /* row bytes: K (I8) or K / 2 */
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        const uint8_t *row = (const uint8_t *)W.w + rows[r] * rb;
+        if (q.nslot == 4) { /* lane t: 16 WPS bytes at element 32 t */
+            const uint8_t *p = row + (int64_t)(q.k0 + 32 * t) * WPS / 2;
+            uint4 a = ld_stream16(p);
+            ch.w[r][0] = a.x, ch.w[r][1] = a.y, ch.w[r][2] = a.z, ch.w[r][3] = a.w;
+            if (WPS == 2) {
+                uint4 b = ld_stream16(p + 16);
+                ch.w[r][4 % (4 * WPS)] = b.x, ch.w[r][5 % (4 * WPS)] = b.y, ch.w[r][6 % (4 * WPS)] = b.z,
+                ch.w[r][7 % (4 * WPS)] = b.w;
+            }
+        } else { /* the row's last chunk: slot j's piece at element 32 j + 8 t directly */
+#pragma unroll
+            for (int j = 0; j < 4; j++) {
+                const uint8_t *p = row + (int64_t)(q.k0 + 32 * j + 8 * t) * WPS / 2;
+                if (j >= q.nslot) {
+#pragma unroll
+                    for (int i = 0; i < WPS; i++) ch.w[r][WPS * j + i] = 0u;
+                } else if (WPS == 2) {
+                    uint2 v = __ldg((const uint2 *)p);
+                    ch.w[r][WPS * j] = v.x, ch.w[r][(WPS * j + 1) % (4 * WPS)] = v.y;
+                } else {
+                    ch.w[r][WPS * j] = __ldg((const uint32_t *)p);
+                }
+            }
+        }
+        const int64_t sb = (int64_t)rows[r] * G;
+#pragma unroll
+        for (int j = 0; j < 4; j++) {
+            int gi = (q.k0 + (q.tr ? 32 * j : 0)) / W.group;
+            if (j >= q.nslot) gi = 0;
+            ch.s[r][j] = __ldg(W.scales + sb + gi);
+            if (WF == GPU_W_U4) ch.z[r][j] = W.zeros ? (uint32_t)__ldg(W.zeros + sb + gi) : 8u;
+            else if (WF == GPU_W_U4_MIN) ch.z[r][j] = __ldg(W.mins + sb + gi);
+            else ch.z[r][j] = 0u;
+        }
+    }
+}
+
+__device__ __forceinline__ float h2f(uint32_t raw) { return __half2float(__ushort_as_half((unsigned short)raw)); }
+
+template <typename T, int WF, int NT8>
+__device__ __forceinline__ void qm_compute(qm_chunk<WF> &ch, float acc[NT8][4], float gacc[NT8][4], float psx[NT8],
+                                           const T *x, int T_, int K, int group, int c, int g, int t)
+{
+    constexpr int WPS = qm_fmt<WF>::WPS;
+    const qm_geom q = qm_geom_of(c, K, group);
+    if (q.shuffle) {
+        quad_transpose(ch.w[0][0], ch.w[0][WPS], ch.w[0][2 * WPS], ch.w[0][3 * WPS], t);
+        quad_transpose(ch.w[1][0], ch.w[1][WPS], ch.w[1][2 * WPS], ch.w[1][3 * WPS], t);
+        if (WPS == 2) {
+            constexpr int o = WPS - 1; /* 1 for I8: the units' second words */
+            quad_transpose(ch.w[0][o], ch.w[0][WPS + o], ch.w[0][2 * WPS + o], ch.w[0][3 * WPS + o], t);
+            quad_transpose(ch.w[1][o], ch.w[1][WPS + o], ch.w[1][2 * WPS + o], ch.w[1][3 * WPS + o], t);
+        }
+    }
+#pragma unroll
+    for (int j = 0; j < 4; j++) {
+        if (j >= q.nslot) break;
+        uint32_t p0[4], p1[4];
+        qm_decode<WF, T>(ch.w[0][WPS * j], ch.w[0][(WPS * j + WPS - 1)], ch.z[0][j], p0);
+        qm_decode<WF, T>(ch.w[1][WPS * j], ch.w[1][(WPS * j + WPS - 1)], ch.z[1][j], p1);
+        const uint32_t a0[4] = {p0[0], p1[0], p0[1], p1[1]}, a1[4] = {p0[2], p1[2], p0[3], p1[3]};
+        const int k = q.k0 + qm_off(q, j, t);
+#pragma unroll
+        for (int nt = 0; nt < NT8; nt++) {
+            const int tok = 8 * nt + g;
+            uint4 xv = make_uint4(0u, 0u, 0u, 0u);
+            if (tok < T_) xv = __ldg((const uint4 *)(x + (int64_t)tok * K + k));
+            uint32_t b[4];
+            x_pairs(xv, b);
+            qm_mma<T>(gacc[nt], a0, b[0], b[1]);
+            qm_mma<T>(gacc[nt], a1, b[2], b[3]);
+            if (WF == GPU_W_U4_MIN) psx[nt] += x_sum8(xv, T());
+        }
+        /* fold at the group's end and at the chunk's end */
+        bool last = j == q.nslot - 1 || (q.tr && (q.k0 + 32 * j + 32) / group != (q.k0 + 32 * j) / group);
+        if (!last) continue;
+        const float s0 = h2f(ch.s[0][j]), s1 = h2f(ch.s[1][j]);
+#pragma unroll
+        for (int nt = 0; nt < NT8; nt++) {
+            acc[nt][0] = fmaf(s0, gacc[nt][0], acc[nt][0]);
+            acc[nt][1] = fmaf(s0, gacc[nt][1], acc[nt][1]);
+            acc[nt][2] = fmaf(s1, gacc[nt][2], acc[nt][2]);
+            acc[nt][3] = fmaf(s1, gacc[nt][3], acc[nt][3]);
+            gacc[nt][0] = gacc[nt][1] = gacc[nt][2] = gacc[nt][3] = 0.0f;
+            if (WF == GPU_W_U4_MIN) {
+                /* token 8 nt + g's sum over the quad's pieces, then tokens 2t, 2t + 1 (C's columns) from the
+                 * lanes holding them (g = 2t, 2t + 1) */
+                float v = psx[nt];
+                v += __shfl_xor_sync(0xffffffffu, v, 1);
+                v += __shfl_xor_sync(0xffffffffu, v, 2);
+                const float sa = __shfl_sync(0xffffffffu, v, 8 * t), sb = __shfl_sync(0xffffffffu, v, 8 * t + 4);
+                const float m0 = h2f(ch.z[0][j]), m1 = h2f(ch.z[1][j]);
+                acc[nt][0] = fmaf(m0, sa, acc[nt][0]);
+                acc[nt][1] = fmaf(m0, sb, acc[nt][1]);
+                acc[nt][2] = fmaf(m1, sa, acc[nt][2]);
+                acc[nt][3] = fmaf(m1, sb, acc[nt][3]);
+                psx[nt] = 0.0f;
+            }
+        }
+    }
+}
+
+/* ---- kernel ------------------------------------------------------------------------------------- */
+
+template <typename T, typename TO, int WF, int NT8>
+__global__ void __launch_bounds__(QM_WARPS * 32) qmma_kernel(TO *y, const T *x, gpu_wdesc W, int T_, int N, int K, int kw_n)
+{
+    extern __shared__ float part[];
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
+    const int mw_n = QM_WARPS / kw_n, mw = warp / kw_n, kw = warp % kw_n;
+    const int row0 = (blockIdx.x * mw_n + mw) * 16 + g;
+    const int rows[2] = {row0 < N ? row0 : N - 1, row0 + 8 < N ? row0 + 8 : N - 1}; /* past N: loads only */
+    const int NC = (K + QM_CH - 1) / QM_CH;
+
+    float acc[NT8][4], gacc[NT8][4], psx[NT8];
+#pragma unroll
+    for (int nt = 0; nt < NT8; nt++) {
+        psx[nt] = 0.0f;
+#pragma unroll
+        for (int i = 0; i < 4; i++) acc[nt][i] = gacc[nt][i] = 0.0f;
+    }
+    qm_chunk<WF> ch[QM_U];
+#pragma unroll
+    for (int u = 0; u < QM_U; u++)
+        if (kw + u * kw_n < NC) qm_load<WF>(ch[u], W, rows, kw + u * kw_n, K, t);
+    pdl_trigger();
+    pdl_wait(); /* x was written by the previous kernel; W never is */
+    for (int c = kw; c < NC; c += QM_U * kw_n) {
+#pragma unroll
+        for (int u = 0; u < QM_U; u++) {
+            const int cc = c + u * kw_n;
+            if (cc >= NC) break;
+            qm_compute<T, WF, NT8>(ch[u], acc, gacc, psx, x, T_, K, W.group, cc, g, t);
+            if (cc + QM_U * kw_n < NC) qm_load<WF>(ch[u], W, rows, cc + QM_U * kw_n, K, t);
+        }
+    }
+    if (kw_n > 1) { /* the row tile's warps add their fragments in kw order */
+        if (kw != 0)
+#pragma unroll
+            for (int nt = 0; nt < NT8; nt++)
+#pragma unroll
+                for (int i = 0; i < 4; i++) part[((warp * NT8 + nt) * 4 + i) * 32 + lane] = acc[nt][i];
+        __syncthreads();
+        if (kw != 0) return;
+        for (int j = 1; j < kw_n; j++)
+#pragma unroll
+            for (int nt = 0; nt < NT8; nt++)
+#pragma unroll
+                for (int i = 0; i < 4; i++) acc[nt][i] += part[(((warp + j) * NT8 + nt) * 4 + i) * 32 + lane];
+    }
+#pragma unroll
+    for (int nt = 0; nt < NT8; nt++)
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            const int r = row0 + (i >> 1) * 8, tok = 8 * nt + 2 * t + (i & 1);
+            if (r < N && tok < T_) y[(int64_t)tok * N + r] = from_f32<TO>(acc[nt][i]);
+        }
+}
+
+/* ---- launch ------------------------------------------------------------------------------------- */
+
+template <int NT8> static size_t qmma_smem(int kw_n) { return kw_n > 1 ? (size_t)QM_WARPS * NT8 * 4 * 32 * sizeof(float) : 0; }
+
+/* KW of {1, 2, 4, 8}: the fewest rounds of chunk steps, ceil(tiles / (resident blocks x MW)) x ceil(chunks /
+ * KW), among those that leave each warp QM_U chunks (its loads in flight); ties to the smaller KW (more row
+ * tiles share the x bytes in L1). The resident count is queried once per instantiation, at the largest
+ * shared memory. */
+template <typename T, typename TO, int WF, int NT8>
+static cudaError_t qmma_launch(void *y, const void *x, const gpu_wdesc &W, int T_, int N, int K, cudaStream_t s)
+{
+    static int resident = 0;
+    if (!resident) {
+        int dev = 0, n_sm = 0, per_sm = 0;
+        cudaError_t e = cudaGetDevice(&dev);
+        if (e == cudaSuccess) e = cudaDeviceGetAttribute(&n_sm, cudaDevAttrMultiProcessorCount, dev);
+        if (e == cudaSuccess)
+            e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, qmma_kernel<T, TO, WF, NT8>, QM_WARPS * 32,
+                                                              qmma_smem<NT8>(QM_WARPS));
+        if (e != cudaSuccess) return e;
+        resident = n_sm * (per_sm > 0 ? per_sm : 1);
+    }
+    const int64_t tiles = (N + 15) / 16, NC = (K + QM_CH - 1) / QM_CH;
+    int kw_n = 1;
+    double best = 1e30;
+    for (int k = 1; k <= QM_WARPS; k *= 2) {
+        if (k > 1 && NC < (int64_t)QM_U * k) break;
+        const int64_t mw = QM_WARPS / k, nb = (tiles + mw - 1) / mw, groups = (nb < resident ? nb : resident) * mw;
+        const double cost = (double)((tiles + groups - 1) / groups) * (double)((NC + k - 1) / k);
+        if (cost < best - 1e-9) best = cost, kw_n = k;
+    }
+    const int64_t mw = QM_WARPS / kw_n, blocks = (tiles + mw - 1) / mw;
+    return gpu_launch(qmma_kernel<T, TO, WF, NT8>, dim3((unsigned)blocks), dim3(QM_WARPS * 32), qmma_smem<NT8>(kw_n), s,
+                      (TO *)y, (const T *)x, W, T_, N, K, kw_n);
+}
+
+template <typename T, typename TO, int NT8>
+static cudaError_t qmma_wf(void *y, const void *x, const gpu_wdesc &W, int T_, int N, int K, cudaStream_t s)
+{
+    switch (W.fmt) {
+    case GPU_W_I8: return qmma_launch<T, TO, GPU_W_I8, NT8>(y, x, W, T_, N, K, s);
+    case GPU_W_U4: return qmma_launch<T, TO, GPU_W_U4, NT8>(y, x, W, T_, N, K, s);
+    default: return qmma_launch<T, TO, GPU_W_U4_MIN, NT8>(y, x, W, T_, N, K, s);
+    }
+}
+
+/* token tiles: 8, 16, 32 or 64 tokens (a T between two runs the larger one, its extra tokens zero) */
+template <typename T, typename TO>
+static cudaError_t qmma_t(void *y, const void *x, const gpu_wdesc &W, int T_, int N, int K, cudaStream_t s)
+{
+    if (T_ <= 8) return qmma_wf<T, TO, 1>(y, x, W, T_, N, K, s);
+    if (T_ <= 16) return qmma_wf<T, TO, 2>(y, x, W, T_, N, K, s);
+    if (T_ <= 32) return qmma_wf<T, TO, 4>(y, x, W, T_, N, K, s);
+    return qmma_wf<T, TO, 8>(y, x, W, T_, N, K, s);
+}
+
+extern "C" int gpu_qmma_ok(const void *x, const gpu_wdesc *W, int T, int N, int K, gpu_dtype dt)
+{
+    if (!W || (W->fmt != GPU_W_I8 && W->fmt != GPU_W_U4 && W->fmt != GPU_W_U4_MIN)) return 0;
+    if (T < 1 || T > QM_MAX_T || N < 1 || K < 32 || K % 32 || W->group <= 0 || W->group % 32 || K % W->group) return 0;
+    if (!x || ((uintptr_t)x & 15) || !W->w || ((uintptr_t)W->w & 15) || !W->scales) return 0;
+    if (W->fmt == GPU_W_U4_MIN && !W->mins) return 0;
+    return gpu_wdesc_row_bytes(W->fmt, K, dt) % 16 == 0;
+}
+
+extern "C" int gpu_qmma(void *y, int y_f32, const void *x, const gpu_wdesc *W, int T, int N, int K, gpu_dtype dt,
+                        gpu_stream s)
+{
+    if (!W) return duet_errorf("gpu_qmma: no weight descriptor");
+    if (W->fmt == GPU_W_DENSE) return duet_errorf("gpu_qmma: dense weights (quantized formats only)");
+    if (gpu_wdesc_check(W, N, K, dt, "gpu_qmma")) return -1;
+    if (!gpu_qmma_ok(x, W, T, N, K, dt))
+        return duet_errorf("gpu_qmma: T %d (1..%d), N %d, K %d, group %d (multiples of 32) or an unaligned x do not fit",
+                           T, QM_MAX_T, N, K, W->group);
+    cudaError_t e;
+    if (dt == GPU_BF16)
+        e = y_f32 ? qmma_t<__nv_bfloat16, float>(y, x, *W, T, N, K, s)
+                  : qmma_t<__nv_bfloat16, __nv_bfloat16>(y, x, *W, T, N, K, s);
+    else e = y_f32 ? qmma_t<__half, float>(y, x, *W, T, N, K, s) : qmma_t<__half, __half>(y, x, *W, T, N, K, s);
+    CUDA_CHECK(e);
+    LAUNCH_CHECK();
+    return 0;
+}

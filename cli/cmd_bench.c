@@ -430,7 +430,7 @@ int cmd_bench(int argc, char **argv)
     if (ceilings) {
         double ms = 0;
         const int G = 8192;
-        if (gpu_measure_copy((size_t)2 << 30, 10, &copy_gbps) || gpu_measure_gemm(G, G, G, dt, DUET_Q_NONE, 0, 10, &ms)) goto fail;
+        if (gpu_measure_copy((size_t)2 << 30, 10, &copy_gbps) || gpu_measure_gemm(G, G, G, dt, DUET_Q_NONE, GPU_PATH_CUBLAS, 10, &ms)) goto fail;
         peak_tflops = 2.0 * G * G * (double)G / (ms * 1e-3) / 1e12;
         double wbytes = weight_bytes(&c, DUET_Q_NONE);
         snprintf(line, sizeof line,
@@ -443,7 +443,8 @@ int cmd_bench(int argc, char **argv)
                         "weight bytes %.2f GB -> floor %.2f ms/step\n",
                 copy_gbps, dtype, G, G, G, peak_tflops, wbytes / 1e9, wbytes / (copy_gbps * 1e9) * 1e3);
         /* the GEMMs of one decode step per weight mode and batch size: the engine's choice, cuBLAS alone (on
-         * the dequantized weights for a quantized mode), the GEMV kernel */
+         * slices dequantized to dt for a quantized mode), the GEMV kernel (B <= 8), the tensor-core qmma
+         * (quantized, B <= 64) */
         const int Q = (c.n_heads + 2 * c.n_kv_heads) * c.head_dim, Hd = c.n_heads * c.head_dim;
         const int shp[5][3] = {{Q, c.dim, c.n_layers}, {c.dim, Hd, c.n_layers}, {2 * c.ffn_dim, c.dim, c.n_layers},
                                {c.dim, c.ffn_dim, c.n_layers}, {c.vocab_size, c.dim, 1}};
@@ -452,26 +453,38 @@ int cmd_bench(int argc, char **argv)
             double mbytes = weight_bytes(&c, modes[mi]);
             for (int bi = 0; bi < n_batch; bi++) {
                 int B = batches[bi];
-                const int small_t[3] = {-1, 0, 8}; /* engine default, cuBLAS, GEMV (B <= 8) */
-                double tot[3] = {0, 0, 0};
-                for (int path = 0; path < (B <= 8 ? 3 : 2); path++)
+                const gpu_gemm_path paths[4] = {GPU_PATH_ENGINE, GPU_PATH_CUBLAS, GPU_PATH_GEMV, GPU_PATH_QMMA};
+                double tot[4] = {0, 0, 0, 0}; /* < 0: the path does not take this case */
+                for (int path = 0; path < 4; path++) {
+                    if ((paths[path] == GPU_PATH_GEMV && B > 8) ||
+                        (paths[path] == GPU_PATH_QMMA && (B > 64 || modes[mi] == DUET_Q_NONE))) {
+                        tot[path] = -1;
+                        continue;
+                    }
                     for (int k = 0; k < 5; k++) {
                         double m = 0;
                         duet_qmode q = k == 4 ? DUET_Q_NONE : modes[mi]; /* lm_head stays dense */
-                        if (gpu_measure_gemm(B, shp[k][0], shp[k][1], dt, q, small_t[path], 20, &m)) goto fail;
+                        /* lm_head is dense: qmma does not take it, the engine's choice stands in */
+                        gpu_gemm_path p = k == 4 && paths[path] == GPU_PATH_QMMA ? GPU_PATH_ENGINE : paths[path];
+                        if (gpu_measure_gemm(B, shp[k][0], shp[k][1], dt, q, p, 20, &m)) goto fail;
                         tot[path] += m * shp[k][2];
                     }
+                }
+                char gv[32] = "null", qm[32] = "null"; /* null: the path does not take this case */
+                if (tot[2] >= 0) snprintf(gv, sizeof gv, "%.3f", tot[2]);
+                if (tot[3] >= 0) snprintf(qm, sizeof qm, "%.3f", tot[3]);
                 snprintf(line, sizeof line,
                          "{\"kind\": \"decode_gemms\", \"weights\": \"%s\", \"batch\": %d, \"weight_GB\": %.3f, "
                          "\"floor_ms\": %.3f, \"engine_ms_per_step\": %.3f, \"cublas_ms_per_step\": %.3f, "
-                         "\"gemv_ms_per_step\": %.3f, \"GBps\": %.1f, \"pct_of_copy\": %.1f}\n",
-                         mname, B, mbytes / 1e9, mbytes / (copy_gbps * 1e9) * 1e3, tot[0], tot[1], tot[2],
+                         "\"gemv_ms_per_step\": %s, \"qmma_ms_per_step\": %s, \"GBps\": %.1f, \"pct_of_copy\": %.1f}\n",
+                         mname, B, mbytes / 1e9, mbytes / (copy_gbps * 1e9) * 1e3, tot[0], tot[1], gv, qm,
                          mbytes / (tot[0] * 1e-3) / 1e9, 100.0 * mbytes / (tot[0] * 1e-3) / 1e9 / copy_gbps);
                 emit(stdout, jf, line);
                 fprintf(stderr, "# decode GEMMs, %s, batch %d: %.3f ms/step (%.0f GB/s, %.0f%% of copy; floor %.3f); "
                                 "cuBLAS alone %.3f", mname, B, tot[0], mbytes / (tot[0] * 1e-3) / 1e9,
                         100.0 * mbytes / (tot[0] * 1e-3) / 1e9 / copy_gbps, mbytes / (copy_gbps * 1e9) * 1e3, tot[1]);
-                if (B <= 8) fprintf(stderr, ", GEMV kernel alone %.3f", tot[2]);
+                if (tot[2] >= 0) fprintf(stderr, ", GEMV kernel alone %.3f", tot[2]);
+                if (tot[3] >= 0) fprintf(stderr, ", qmma alone %.3f", tot[3]);
                 fprintf(stderr, " ms/step\n");
             }
         }

@@ -91,7 +91,8 @@ out:
     return rc;
 }
 
-extern "C" int gpu_measure_gemm(int T, int N, int K, gpu_dtype dt, int weights, int small_t, int reps, double *ms_out)
+extern "C" int gpu_measure_gemm(int T, int N, int K, gpu_dtype dt, int weights, gpu_gemm_path path, int reps,
+                                double *ms_out)
 {
     gpu_wplan plan = gpu_wplan_of_mode(weights, N, K);
     size_t wbytes = gpu_wplan_bytes(&plan, dt);
@@ -104,7 +105,12 @@ extern "C" int gpu_measure_gemm(int T, int N, int K, gpu_dtype dt, int weights, 
     std::vector<float> ms;
     int rc = -1;
     if (!x || !y || !g) goto out;
-    if (small_t >= 0) gpu_gemm_set_small_t(g, small_t), gpu_gemm_set_small_t_q(g, small_t);
+    if (path != GPU_PATH_ENGINE) {
+        const int gemv = path == GPU_PATH_GEMV ? 8 : 0;
+        gpu_gemm_set_small_t(g, gemv);
+        gpu_gemm_set_small_t_q(g, gemv);
+        gpu_gemm_set_qmma_max_t(g, path == GPU_PATH_QMMA ? 64 : 0);
+    }
     if (plan.fmt != GPU_W_DENSE && gpu_gemm_reserve_dequant(g, (size_t)N * K * 2)) goto out;
     for (int i = 0; i < copies; i++) {
         if (!(W[i] = gpu_alloc(wbytes))) goto out;

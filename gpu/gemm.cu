@@ -1,10 +1,12 @@
-/* gemm.cu: y = x . W^T. Two paths, same contract (fp32 accumulation):
+/* gemm.cu: y = x . W^T. The paths, same contract (fp32 accumulation):
  *  - few tokens (T <= small_t, default 2, 8 for quantized weights; decode steps): a weight-streaming GEMV
  *    kernel (gemv.cuh, instantiated per weight format in gemv_<format>.cu; picked here). Each
  *    warp owns 2 output rows of W and walks K with 16-byte loads, 4 chunks deep (8 loads in flight per
  *    lane), reusing each loaded x chunk for both rows; x (T, K) is tiny and stays in L1/L2. Needs K % 8
  *    == 0 and 16-byte aligned rows; anything else goes to cuBLAS. The same kernel has fused forms for the
  *    decode step (gpu_gemv_fused): RMSNorm in its prologue, SwiGLU or the residual add in its epilogue.
+ *  - quantized weights above the GEMV's T, up to 64 tokens: the tensor-core product of gpu/qmma.cu;
+ *  - quantized weights beyond: dequantize slices of rows into an L2-sized workspace and cuBLAS each;
  *  - otherwise cublasGemmEx, fp32 compute (CUBLAS_COMPUTE_32F, no reduced-precision reductions), default
  *    algorithm selection, a fixed workspace (so that the calls can be captured in a CUDA graph).
  * Row-major to cuBLAS column-major, said once: a row-major (R, C) matrix is the column-major (C, R)
@@ -16,6 +18,7 @@
 #include "gemv.h"
 #include "kv_cache.h"
 #include "perturb.h"
+#include "qmma.h"
 #include "weights.h"
 
 #include <cublas_v2.h>
@@ -23,6 +26,8 @@
 #include <stdlib.h>
 
 #define GEMM_WS_BYTES (32u << 20)
+/* the prefill path's dequantized slice of W: small enough to stay in the L2 (50 MiB on an H100/H200) */
+#define GEMM_DQ_SLICE_BYTES ((size_t)16 << 20)
 
 struct gpu_gemm_ctx {
     cublasHandle_t h;
@@ -31,6 +36,7 @@ struct gpu_gemm_ctx {
     int bound;
     int small_t;         /* T <= small_t: the GEMV kernel (dense weights) */
     int small_t_q;       /* the same for quantized weights */
+    int qmma_max_t;      /* quantized weights, small_t_q < T <= qmma_max_t: the tensor-core gpu_qmma */
     void *dq;            /* the prefill path's dequantized weights (dq_bytes) */
     size_t dq_bytes;
 };
@@ -69,6 +75,12 @@ extern "C" gpu_gemm_ctx *gpu_gemm_create(void)
     if (e && *e) g->small_t = atoi(e) < 0 ? 0 : (atoi(e) > GEMV_MAX_T ? GEMV_MAX_T : atoi(e));
     /* quantized weights: the GEMV reads 2-4x fewer bytes than the dequantize + cuBLAS path writes and reads */
     g->small_t_q = GEMV_MAX_T;
+    e = getenv("DUET_QGEMV_MAX_T");
+    if (e && *e) gpu_gemm_set_small_t_q(g, atoi(e));
+    /* above the GEMV's T the tensor-core product (gpu/qmma.cu) up to its 64 tokens, then dequantize + cuBLAS */
+    g->qmma_max_t = QMMA_MAX_T;
+    e = getenv("DUET_QMMA_MAX_T"); /* 0 turns it off (A/B timing) */
+    if (e && *e) gpu_gemm_set_qmma_max_t(g, atoi(e));
     return g;
 }
 
@@ -89,6 +101,11 @@ extern "C" void gpu_gemm_set_small_t(gpu_gemm_ctx *g, int t)
 extern "C" void gpu_gemm_set_small_t_q(gpu_gemm_ctx *g, int t)
 {
     g->small_t_q = t < 0 ? 0 : (t > GEMV_MAX_T ? GEMV_MAX_T : t);
+}
+
+extern "C" void gpu_gemm_set_qmma_max_t(gpu_gemm_ctx *g, int t)
+{
+    g->qmma_max_t = t < 0 ? 0 : (t > QMMA_MAX_T ? QMMA_MAX_T : t);
 }
 
 /* the GEMV of format W->fmt (gemv_<format>.cu) */
@@ -155,6 +172,7 @@ extern "C" int gpu_gemv_fused_rope(gpu_gemm_ctx *g, void *y, gpu_gemv_out out, c
 
 extern "C" int gpu_gemm_reserve_dequant(gpu_gemm_ctx *g, size_t bytes)
 {
+    if (bytes > GEMM_DQ_SLICE_BYTES) bytes = GEMM_DQ_SLICE_BYTES; /* the product goes slice by slice */
     if (bytes <= g->dq_bytes) return 0;
     gpu_free(g->dq);
     g->dq = NULL;
@@ -178,25 +196,10 @@ extern "C" int gpu_gemm(gpu_gemm_ctx *g, void *y, int y_f32, const void *x, cons
     return Wd->fmt == GPU_W_DENSE || y_f32 ? 0 : gpu_perturb("qgemm", y, (int64_t)T * N, dt, s);
 }
 
-static int gemm_any(gpu_gemm_ctx *g, void *y, int y_f32, const void *x, const gpu_wdesc *Wd, int T, int N, int K,
-                    gpu_dtype dt, gpu_stream s)
+/* cublasGemmEx, row-major y (T, N) (leading dimension ldy) = x (T, K) . W (N, K)^T, W in dt */
+static int cublas_nt(gpu_gemm_ctx *g, void *y, int y_f32, int ldy, const void *x, const void *W, int T, int N, int K,
+                     gpu_dtype dt, gpu_stream s)
 {
-    if (gemv_ok(g, x, Wd, T, K, dt)) {
-        gemv_args a = {y, x, NULL, NULL, 0.0f, *Wd, N, K, 1};
-        CUDA_CHECK(gemv_any(a, dt, T, y_f32, 0, 0, GPU_GEMV_STORE, s));
-        LAUNCH_CHECK();
-        return 0;
-    }
-    const void *W = Wd->w;
-    if (Wd->fmt != GPU_W_DENSE) { /* the first step of the prefill path: dequantize to dt, then cuBLAS */
-        size_t need = (size_t)N * K * gpu_dtype_size(dt);
-        if (need > g->dq_bytes)
-            return duet_errorf("gpu_gemm: a %s (%d, %d) matrix needs %.1f MiB of dequantization workspace, %.1f MiB "
-                               "reserved (gpu_gemm_reserve_dequant)",
-                               gpu_wfmt_get(Wd->fmt)->name, N, K, need / 1048576.0, g->dq_bytes / 1048576.0);
-        if (gpu_dequant(g->dq, Wd, N, K, dt, s)) return -1;
-        W = g->dq;
-    }
     cudaDataType_t ab = dt == GPU_BF16 ? CUDA_R_16BF : CUDA_R_16F;
     cudaDataType_t c = y_f32 ? CUDA_R_32F : ab;
     const float one = 1.0f, zero = 0.0f;
@@ -207,7 +210,50 @@ static int gemm_any(gpu_gemm_ctx *g, void *y, int y_f32, const void *x, const gp
         g->stream = s;
         g->bound = 1;
     }
-    CUBLAS_CHECK(cublasGemmEx(g->h, CUBLAS_OP_T, CUBLAS_OP_N, N, T, K, &one, W, ab, K, x, ab, K, &zero, y, c, N,
+    CUBLAS_CHECK(cublasGemmEx(g->h, CUBLAS_OP_T, CUBLAS_OP_N, N, T, K, &one, W, ab, K, x, ab, K, &zero, y, c, ldy,
                               CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+    return 0;
+}
+
+/* rows n0 .. of a quantized W: the same descriptor with its arrays advanced */
+static gpu_wdesc wdesc_rows(const gpu_wdesc *W, int64_t n0, int K, gpu_dtype dt)
+{
+    gpu_wdesc d = *W;
+    const int64_t G = K / W->group;
+    d.w = (const char *)W->w + n0 * (int64_t)gpu_wdesc_row_bytes(W->fmt, K, dt);
+    if (d.scales) d.scales += n0 * G;
+    if (d.zeros) d.zeros += n0 * G;
+    if (d.mins) d.mins += n0 * G;
+    return d;
+}
+
+static int gemm_any(gpu_gemm_ctx *g, void *y, int y_f32, const void *x, const gpu_wdesc *Wd, int T, int N, int K,
+                    gpu_dtype dt, gpu_stream s)
+{
+    if (gemv_ok(g, x, Wd, T, K, dt)) {
+        gemv_args a = {y, x, NULL, NULL, 0.0f, *Wd, N, K, 1};
+        CUDA_CHECK(gemv_any(a, dt, T, y_f32, 0, 0, GPU_GEMV_STORE, s));
+        LAUNCH_CHECK();
+        return 0;
+    }
+    if (Wd->fmt == GPU_W_DENSE) return cublas_nt(g, y, y_f32, N, x, Wd->w, T, N, K, dt, s);
+    if (T <= g->qmma_max_t && gpu_qmma_ok(x, Wd, T, N, K, dt)) return gpu_qmma(y, y_f32, x, Wd, T, N, K, dt, s);
+    /* the prefill path: dequantize a slice of rows to dt into the workspace, cuBLAS on it, next slice. The
+     * slice (at most GEMM_DQ_SLICE_BYTES) stays in L2 between the dequantize and the product, and the next
+     * slice overwrites it there: the fp16 copy of W mostly never reaches HBM */
+    const size_t row = (size_t)K * gpu_dtype_size(dt), ysz = y_f32 ? 4 : gpu_dtype_size(dt);
+    int64_t rows = (int64_t)((g->dq_bytes < GEMM_DQ_SLICE_BYTES ? g->dq_bytes : GEMM_DQ_SLICE_BYTES) / row);
+    if (rows >= 128) rows -= rows % 128;
+    if (rows < 1 || (rows < N && rows < 128))
+        return duet_errorf("gpu_gemm: a %s (%d, %d) matrix needs at least %.1f MiB of dequantization workspace, %.1f "
+                           "MiB reserved (gpu_gemm_reserve_dequant)",
+                           gpu_wfmt_get(Wd->fmt)->name, N, K, (N < 128 ? N : 128) * row / 1048576.0,
+                           g->dq_bytes / 1048576.0);
+    for (int64_t n0 = 0; n0 < N; n0 += rows) {
+        const int n = (int)(N - n0 < rows ? N - n0 : rows);
+        const gpu_wdesc part = wdesc_rows(Wd, n0, K, dt);
+        if (gpu_dequant(g->dq, &part, n, K, dt, s)) return -1;
+        if (cublas_nt(g, (char *)y + n0 * ysz, y_f32, N, x, g->dq, T, n, K, dt, s)) return -1;
+    }
     return 0;
 }

@@ -18,6 +18,9 @@ void gpu_gemm_free(gpu_gemm_ctx *g);
 void gpu_gemm_set_small_t(gpu_gemm_ctx *g, int t);
 /* The same for quantized weights (default 8: the GEMV for every T it supports). */
 void gpu_gemm_set_small_t_q(gpu_gemm_ctx *g, int t);
+/* The largest T of quantized weights that takes the tensor-core gpu_qmma above small_t_q (default
+ * QMMA_MAX_T = 64, $DUET_QMMA_MAX_T; 0: none, straight to dequantize + cuBLAS). */
+void gpu_gemm_set_qmma_max_t(gpu_gemm_ctx *g, int t);
 /* Reserves the workspace the quantized cuBLAS path dequantizes into (the largest N K of dt); call it
  * before any capture, which must not allocate. */
 int gpu_gemm_reserve_dequant(gpu_gemm_ctx *g, size_t bytes);

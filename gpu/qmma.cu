@@ -60,7 +60,6 @@
 #define QM_WARPS 8
 #define QM_CH 128 /* elements of K per chunk: 4 slots of 8 elements per lane */
 #define QM_U 2    /* chunks of codes in flight per lane */
-#define QM_MAX_T 64
 
 /* ---- PTX helpers ------------------------------------------------------------------------------ */
 
@@ -453,7 +452,7 @@ static cudaError_t qmma_t(void *y, const void *x, const gpu_wdesc &W, int T_, in
 extern "C" int gpu_qmma_ok(const void *x, const gpu_wdesc *W, int T, int N, int K, gpu_dtype dt)
 {
     if (!W || (W->fmt != GPU_W_I8 && W->fmt != GPU_W_U4 && W->fmt != GPU_W_U4_MIN)) return 0;
-    if (T < 1 || T > QM_MAX_T || N < 1 || K < 32 || K % 32 || W->group <= 0 || W->group % 32 || K % W->group) return 0;
+    if (T < 1 || T > QMMA_MAX_T || N < 1 || K < 32 || K % 32 || W->group <= 0 || W->group % 32 || K % W->group) return 0;
     if (!x || ((uintptr_t)x & 15) || !W->w || ((uintptr_t)W->w & 15) || !W->scales) return 0;
     if (W->fmt == GPU_W_U4_MIN && !W->mins) return 0;
     return gpu_wdesc_row_bytes(W->fmt, K, dt) % 16 == 0;
@@ -467,7 +466,7 @@ extern "C" int gpu_qmma(void *y, int y_f32, const void *x, const gpu_wdesc *W, i
     if (gpu_wdesc_check(W, N, K, dt, "gpu_qmma")) return -1;
     if (!gpu_qmma_ok(x, W, T, N, K, dt))
         return duet_errorf("gpu_qmma: T %d (1..%d), N %d, K %d, group %d (multiples of 32) or an unaligned x do not fit",
-                           T, QM_MAX_T, N, K, W->group);
+                           T, QMMA_MAX_T, N, K, W->group);
     cudaError_t e;
     if (dt == GPU_BF16)
         e = y_f32 ? qmma_t<__nv_bfloat16, float>(y, x, *W, T, N, K, s)

@@ -2,11 +2,12 @@
  * counts between the GEMV's and cuBLAS's sweet spots (T = 1..64: decode steps of a batch, short prefill
  * chunks). The weights are exactly the ref's: the MMA multiplies the integer codes (q - z, or q), which
  * fp16 and bf16 hold exactly, and each group's fp32 code product is scaled by s in fp32 afterwards
- * (gpu/qmma.cu says how). Not wired into gpu_gemm yet. */
+ * (gpu/qmma.cu says how). gpu_gemm takes it for quantized weights above the GEMV's token counts. */
 #ifndef DUET_GPU_QMMA_H
 #define DUET_GPU_QMMA_H
 #include "gpu.h"
 #include "weights.h"
+#define QMMA_MAX_T 64 /* the most tokens (rows of x) it takes */
 #ifdef __cplusplus
 extern "C" {
 #endif

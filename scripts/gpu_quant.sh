@@ -6,6 +6,8 @@
 #   bench  duet bench on the synthetic LLaMA-7B in every weight mode ($OUT/bench.jsonl, bench.txt)
 #   test   join the model halves, run the GPU suites of quantization and those they share
 #          (test_gpu_quant, test_gpu_model, test_gpu_greedy, test_gpu_diff.sh, test_cli_smollm2.sh)
+#   profile  Nsight Compute on the decode step's weight products at batch 1 (fp16, int8, int4-g128, q4_1;
+#          the GEMV, and the tensor-core qmma in its place): $OUT/ncu_<mode>.txt, the summary lines printed
 #   eval   ROUGE on cnn_dailymail items 0-49 with SmolLM2 on the GPU: fp16 (its Q4_1 dequantized, the
 #          HF folder duet convert writes), its native Q4_1, and every mode requantized from the fp16 one
 #          ($OUT/eval_*.json, eval.txt)
@@ -57,6 +59,23 @@ for stage in "$@"; do
         grep -E "not ok|FAIL" tests/test_gpu_diff.sh.log | head -20
         grep -E "taps out|all .* taps" tests/test_gpu_diff.sh.log | head -40
         cd "$src"
+        ;;
+    profile)
+        ncu=$(command -v ncu || echo /usr/local/cuda/bin/ncu)
+        sec="--section SpeedOfLight --section MemoryWorkloadAnalysis --section WarpStateStats --section SchedulerStats \
+            --section Occupancy --section LaunchStats --section ComputeWorkloadAnalysis"
+        prof() { # NAME KERNEL-REGEX WEIGHTS [ENV...]
+            local name=$1 re=$2 w=$3; shift 3
+            env "$@" $ncu --kernel-name "regex:$re" --launch-skip 130 --launch-count 4 $sec \
+                $b/duet bench --batch 1 --lengths 8/8 --repeat 1 --no-ceilings --weights $w >"$out/ncu_$name.txt" 2>&1
+            echo "$name rc=$?"
+            grep -E "^  [a-z_]+.*\(|Duration|DRAM Throughput|Memory Throughput|Issue Slots Busy|No Eligible|Registers Per|Achieved Occupancy|Block Limit Registers" \
+                "$out/ncu_$name.txt" | head -60
+        }
+        prof fp16 gemv_kernel none
+        prof int8 gemv_kernel int8
+        prof int4-g128 gemv_kernel int4-g128
+        prof q4_1-qmma qmma_kernel q4_1 DUET_QGEMV_MAX_T=0
         ;;
     eval)
         join_model

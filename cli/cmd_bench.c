@@ -443,7 +443,7 @@ int cmd_bench(int argc, char **argv)
                         "weight bytes %.2f GB -> floor %.2f ms/step\n",
                 copy_gbps, dtype, G, G, G, peak_tflops, wbytes / 1e9, wbytes / (copy_gbps * 1e9) * 1e3);
         /* the GEMMs of one decode step per weight mode and batch size: the engine's choice, cuBLAS alone (on
-         * slices dequantized to dt for a quantized mode), the GEMV kernel (B <= 8), the tensor-core qmma
+         * W dequantized to dt for a quantized mode), the GEMV kernel (B <= 8), the tensor-core qmma
          * (quantized, B <= 64) */
         const int Q = (c.n_heads + 2 * c.n_kv_heads) * c.head_dim, Hd = c.n_heads * c.head_dim;
         const int shp[5][3] = {{Q, c.dim, c.n_layers}, {c.dim, Hd, c.n_layers}, {2 * c.ffn_dim, c.dim, c.n_layers},

@@ -6,7 +6,7 @@
  *    == 0 and 16-byte aligned rows; anything else goes to cuBLAS. The same kernel has fused forms for the
  *    decode step (gpu_gemv_fused): RMSNorm in its prologue, SwiGLU or the residual add in its epilogue.
  *  - quantized weights above the GEMV's T, up to 64 tokens: the tensor-core product of gpu/qmma.cu;
- *  - quantized weights beyond: dequantize slices of rows into an L2-sized workspace and cuBLAS each;
+ *  - quantized weights beyond: dequantize W to dt into a workspace, then cuBLAS;
  *  - otherwise cublasGemmEx, fp32 compute (CUBLAS_COMPUTE_32F, no reduced-precision reductions), default
  *    algorithm selection, a fixed workspace (so that the calls can be captured in a CUDA graph).
  * Row-major to cuBLAS column-major, said once: a row-major (R, C) matrix is the column-major (C, R)
@@ -26,8 +26,6 @@
 #include <stdlib.h>
 
 #define GEMM_WS_BYTES (32u << 20)
-/* the prefill path's dequantized slice of W: small enough to stay in the L2 (50 MiB on an H100/H200) */
-#define GEMM_DQ_SLICE_BYTES ((size_t)16 << 20)
 
 struct gpu_gemm_ctx {
     cublasHandle_t h;
@@ -172,7 +170,6 @@ extern "C" int gpu_gemv_fused_rope(gpu_gemm_ctx *g, void *y, gpu_gemv_out out, c
 
 extern "C" int gpu_gemm_reserve_dequant(gpu_gemm_ctx *g, size_t bytes)
 {
-    if (bytes > GEMM_DQ_SLICE_BYTES) bytes = GEMM_DQ_SLICE_BYTES; /* the product goes slice by slice */
     if (bytes <= g->dq_bytes) return 0;
     gpu_free(g->dq);
     g->dq = NULL;
@@ -215,18 +212,6 @@ static int cublas_nt(gpu_gemm_ctx *g, void *y, int y_f32, int ldy, const void *x
     return 0;
 }
 
-/* rows n0 .. of a quantized W: the same descriptor with its arrays advanced */
-static gpu_wdesc wdesc_rows(const gpu_wdesc *W, int64_t n0, int K, gpu_dtype dt)
-{
-    gpu_wdesc d = *W;
-    const int64_t G = K / W->group;
-    d.w = (const char *)W->w + n0 * (int64_t)gpu_wdesc_row_bytes(W->fmt, K, dt);
-    if (d.scales) d.scales += n0 * G;
-    if (d.zeros) d.zeros += n0 * G;
-    if (d.mins) d.mins += n0 * G;
-    return d;
-}
-
 static int gemm_any(gpu_gemm_ctx *g, void *y, int y_f32, const void *x, const gpu_wdesc *Wd, int T, int N, int K,
                     gpu_dtype dt, gpu_stream s)
 {
@@ -238,22 +223,14 @@ static int gemm_any(gpu_gemm_ctx *g, void *y, int y_f32, const void *x, const gp
     }
     if (Wd->fmt == GPU_W_DENSE) return cublas_nt(g, y, y_f32, N, x, Wd->w, T, N, K, dt, s);
     if (T <= g->qmma_max_t && gpu_qmma_ok(x, Wd, T, N, K, dt)) return gpu_qmma(y, y_f32, x, Wd, T, N, K, dt, s);
-    /* the prefill path: dequantize a slice of rows to dt into the workspace, cuBLAS on it, next slice. The
-     * slice (at most GEMM_DQ_SLICE_BYTES) stays in L2 between the dequantize and the product, and the next
-     * slice overwrites it there: the fp16 copy of W mostly never reaches HBM */
-    const size_t row = (size_t)K * gpu_dtype_size(dt), ysz = y_f32 ? 4 : gpu_dtype_size(dt);
-    int64_t rows = (int64_t)((g->dq_bytes < GEMM_DQ_SLICE_BYTES ? g->dq_bytes : GEMM_DQ_SLICE_BYTES) / row);
-    if (rows >= 128) rows -= rows % 128;
-    if (rows < 1 || (rows < N && rows < 128))
-        return duet_errorf("gpu_gemm: a %s (%d, %d) matrix needs at least %.1f MiB of dequantization workspace, %.1f "
-                           "MiB reserved (gpu_gemm_reserve_dequant)",
-                           gpu_wfmt_get(Wd->fmt)->name, N, K, (N < 128 ? N : 128) * row / 1048576.0,
-                           g->dq_bytes / 1048576.0);
-    for (int64_t n0 = 0; n0 < N; n0 += rows) {
-        const int n = (int)(N - n0 < rows ? N - n0 : rows);
-        const gpu_wdesc part = wdesc_rows(Wd, n0, K, dt);
-        if (gpu_dequant(g->dq, &part, n, K, dt, s)) return -1;
-        if (cublas_nt(g, (char *)y + n0 * ysz, y_f32, N, x, g->dq, T, n, K, dt, s)) return -1;
-    }
-    return 0;
+    /* the prefill path (first step): dequantize W to dt into the workspace, then cuBLAS. (Slices of 16 MiB,
+     * to keep the copy in L2, measured slower on the H200: 67% of fp16's prefill against 81%, the many small
+     * dequantize and GEMM launches cost more than the HBM writes they save.) */
+    const size_t need = (size_t)N * K * gpu_dtype_size(dt);
+    if (need > g->dq_bytes)
+        return duet_errorf("gpu_gemm: a %s (%d, %d) matrix needs %.1f MiB of dequantization workspace, %.1f MiB "
+                           "reserved (gpu_gemm_reserve_dequant)",
+                           gpu_wfmt_get(Wd->fmt)->name, N, K, need / 1048576.0, g->dq_bytes / 1048576.0);
+    if (gpu_dequant(g->dq, Wd, N, K, dt, s)) return -1;
+    return cublas_nt(g, y, y_f32, N, x, g->dq, T, N, K, dt, s);
 }

@@ -36,21 +36,23 @@
  *   - "plain" layout (group a multiple of 128, or the whole row, and a full chunk): lane t loads its 16
  *     bytes (U4) / 32 bytes (I8) of row g at chunk offset 32 t elements, and its slot j is elements
  *     32 t + 8 j .. + 7: the chunk's tiles mix 32-element blocks, fine because the whole chunk is one group;
- *   - "transposed" layout (groups of 32 or 64, q4_0 / q4_1 / q8_0 / int4-g64): the same 16- / 32-byte
- *     loads, then a 4 x 4 transpose of 4-byte words (8-byte units for I8) across the quad (4 shuffles per
- *     word column), so slot j is elements 32 j + 8 t .. + 7: slot j's two tiles cover the 32-element block
- *     j, which lies in one group (groups are multiples of 32). The chunk at the end of a row with K % 128
- *     != 0 uses this layout too, loaded directly as 4- / 8-byte pieces.
+ *   - "transposed" layout (groups of 32 or 64, q4_0 / q4_1 / q8_0 / int4-g64, and the chunk at the end of
+ *     a row with K % 128 != 0): slot j is elements 32 j + 8 t .. + 7, loaded directly as a 4-byte (U4) /
+ *     8-byte (I8) piece; slot j's two tiles cover the 32-element block j, which lies in one group (groups
+ *     are multiples of 32). The quad's four pieces of a row are 16 / 32 contiguous bytes, so the sectors the
+ *     first piece brings into L1 serve the rest. (16-byte loads and a 4 x 4 word transpose across the quad
+ *     by shuffles measured slower on the H200.)
  * The group accumulator gacc is folded into acc at every group end and at the end of every chunk (a
  * warp's chunks are not contiguous in k), so it never spans two groups.
  *
  * Work split. A block is QM_WARPS = 8 warps = MW row tiles x KW k-splits (MW KW = 8, KW picked at launch
- * from 1, 2, 4, 8 by the resident-block count, as gemm.cu's GEMV plans its KS); warp (mw, kw) owns the 16
- * rows 16 (MW blockIdx + mw) .. + 15 and the chunks kw, kw + KW, ... of K. Each lane keeps QM_U = 2 chunks
- * of codes in flight (U4: 64 bytes, I8: 128 bytes per lane), reloading a chunk's registers right after it
- * is consumed. At the end the KW warps of a row tile add their fragments in kw order through shared
- * memory (deterministic), and warp kw = 0 stores. The x loads (NT8 16-byte loads per slot) come from L1 /
- * L2; the MW warps at one kw read the same x bytes at about the same time. */
+ * from 1, 2, 4, 8 by the resident-block count, as gemm.cu's GEMV plans its KS); warp (mw, kw) owns MT
+ * (qm_cfg) consecutive 16-row tiles, rows 16 MT (MW blockIdx + mw) .. + 16 MT - 1, and the chunks kw, kw +
+ * KW, ... of K; each x fragment it loads serves its MT tiles. Each lane keeps QM_U = 2 chunks of codes in
+ * flight, reloading a chunk's registers right after it is consumed. At the end the KW warps of a row tile
+ * add their fragments in kw order through shared memory (deterministic), and warp kw = 0 stores. The x
+ * loads (NT8 16-byte loads per slot) come from L1 / L2; the MW warps at one kw read the same x bytes at
+ * about the same time. */
 #include "cuda_check.h"
 #include "qmma.h"
 #include "weights.h"
@@ -89,21 +91,6 @@ __device__ __forceinline__ uint4 ld_stream16(const void *p)
                  : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
                  : "l"(p));
     return v;
-}
-
-/* 4 x 4 transpose of words across the quad: lane t's v[j] = M[t][j] becomes v[j] = M[j][t]. Two
- * butterfly stages (xor 2 swaps 2 x 2 blocks of words, xor 1 swaps single words), 4 shuffles. */
-__device__ __forceinline__ void quad_transpose(uint32_t &v0, uint32_t &v1, uint32_t &v2, uint32_t &v3, int t)
-{
-    const bool b1 = (t & 2) != 0, b0 = (t & 1) != 0;
-    uint32_t r0 = __shfl_xor_sync(0xffffffffu, b1 ? v0 : v2, 2);
-    uint32_t r1 = __shfl_xor_sync(0xffffffffu, b1 ? v1 : v3, 2);
-    if (b1) v0 = r0, v1 = r1;
-    else v2 = r0, v3 = r1;
-    r0 = __shfl_xor_sync(0xffffffffu, b0 ? v0 : v1, 1);
-    r1 = __shfl_xor_sync(0xffffffffu, b0 ? v2 : v3, 1);
-    if (b0) v0 = r0, v2 = r1;
-    else v1 = r0, v3 = r1;
 }
 
 /* ---- codes -> exact integer pairs --------------------------------------------------------------- */
@@ -220,10 +207,10 @@ __device__ __forceinline__ uint32_t qm_zero(const qm_chunk<WF, MT, PLAIN> &c, in
     return PLAIN ? c.z[m][r][0] : (c.z[m][r][0] >> (8 * j)) & 0xffu;
 }
 
-/* the chunk's geometry: slots in K (4 but at the row's end), layout, whether the loads need the transpose */
+/* the chunk's geometry: slots in K (4 but at the row's end), layout */
 struct qm_geom {
     int k0, nslot;
-    bool tr, shuffle;
+    bool tr;
 };
 __device__ __forceinline__ qm_geom qm_geom_of(int c, int K, bool plain)
 {
@@ -231,9 +218,7 @@ __device__ __forceinline__ qm_geom qm_geom_of(int c, int K, bool plain)
     q.k0 = c * QM_CH;
     int left = (K - q.k0) / 32;
     q.nslot = left < 4 ? left : 4;
-    bool full = q.nslot == 4;
-    q.tr = !full || !plain;
-    q.shuffle = full && !plain;
+    q.tr = q.nslot < 4 || !plain;
     return q;
 }
 /* first element of slot j of lane t, relative to the chunk */
@@ -267,7 +252,7 @@ __device__ __forceinline__ void qm_load(qm_chunk<WF, MT, PLAIN> &ch, const gpu_w
 #pragma unroll
         for (int r = 0; r < 2; r++) {
             const uint8_t *row = (const uint8_t *)W.w + rows[m][r] * rb;
-            if (q.nslot == 4) { /* lane t: 16 WPS bytes at element 32 t */
+            if (!q.tr) { /* plain: lane t's 16 WPS bytes at element 32 t */
                 const uint8_t *p = row + (int64_t)(q.k0 + 32 * t) * WPS / 2;
                 uint4 a = ld_stream16(p);
                 ch.w[m][r][0] = a.x, ch.w[m][r][1] = a.y, ch.w[m][r][2] = a.z, ch.w[m][r][3] = a.w;
@@ -276,7 +261,8 @@ __device__ __forceinline__ void qm_load(qm_chunk<WF, MT, PLAIN> &ch, const gpu_w
                     ch.w[m][r][4 % (4 * WPS)] = b.x, ch.w[m][r][5 % (4 * WPS)] = b.y, ch.w[m][r][6 % (4 * WPS)] = b.z,
                     ch.w[m][r][7 % (4 * WPS)] = b.w;
                 }
-            } else { /* the row's last chunk: slot j's piece at element 32 j + 8 t directly */
+            } else { /* transposed: slot j's piece at element 32 j + 8 t (4 WPS bytes; the quad's pieces of a
+                      * row are contiguous, so the sectors the first load brings to L1 serve the others) */
 #pragma unroll
                 for (int j = 0; j < 4; j++) {
                     const uint8_t *p = row + (int64_t)(q.k0 + 32 * j + 8 * t) * WPS / 2;
@@ -341,15 +327,6 @@ __device__ __forceinline__ void qm_compute(qm_chunk<WF, MT, PLAIN> &ch, float ac
 {
     constexpr int WPS = qm_fmt<WF>::WPS;
     const qm_geom q = qm_geom_of(c, K, PLAIN);
-    if (q.shuffle) {
-#pragma unroll
-        for (int m = 0; m < MT; m++)
-#pragma unroll
-            for (int r = 0; r < 2; r++)
-#pragma unroll
-                for (int o = 0; o < WPS; o++) /* I8: the 8-byte units' first and second words */
-                    quad_transpose(ch.w[m][r][o], ch.w[m][r][WPS + o], ch.w[m][r][2 * WPS + o], ch.w[m][r][3 * WPS + o], t);
-    }
 #pragma unroll
     for (int j = 0; j < 4; j++) {
         if (j >= q.nslot) break;
@@ -419,12 +396,16 @@ __device__ __forceinline__ void qm_compute(qm_chunk<WF, MT, PLAIN> &ch, float ac
  * fragment serves several tiles, few enough that the fragments and the loads in flight fit the registers
  * (U4: 16 bytes of codes per row and chunk, I8: 32; at most 64 registers of codes in flight). */
 template <int WF, int NT8> struct qm_cfg {
-    static constexpr int MT = NT8 == 1 ? (WF == GPU_W_I8 ? 2 : 4) : (NT8 == 2 ? 2 : (NT8 == 4 ? 2 : 1));
+    static constexpr int MT = NT8 <= 2 ? 2 : 1;
     static constexpr int U = QM_U;
+};
+/* blocks per SM the registers are sized for: 2 (16 warps) where that spills nothing (ptxas -v, CUDA 13) */
+template <int WF, int NT8, bool PLAIN> struct qm_occ {
+    static constexpr int MIN_BLOCKS = NT8 == 1 && (WF != GPU_W_I8 || PLAIN) ? 2 : 1;
 };
 
 template <typename T, typename TO, int WF, int NT8, bool PLAIN>
-__global__ void __launch_bounds__(QM_WARPS * 32) qmma_kernel(TO *y, const T *x, gpu_wdesc W, int T_, int N, int K, int kw_n)
+__global__ void __launch_bounds__(QM_WARPS * 32, qm_occ<WF, NT8, PLAIN>::MIN_BLOCKS) qmma_kernel(TO *y, const T *x, gpu_wdesc W, int T_, int N, int K, int kw_n)
 {
     constexpr int MT = qm_cfg<WF, NT8>::MT, QU = qm_cfg<WF, NT8>::U;
     extern __shared__ float part[];

@@ -153,16 +153,20 @@ static void *dev_of(const float *x, int64_t n, gpu_dtype dt)
     return p;
 }
 
-/* y = x . W^T, y in dt, for T = 1, 2, 5, 8 (GEMV) and 24 (dequantize + cuBLAS); T = 1 also with fp32 y */
+/* y = x . W^T, y in dt, through each path of gpu_gemm: T = 1, 2, 5, 8 on the GEMV (small_t_q 8), 24 on
+ * dequantize + cuBLAS (qmma off) and 80 on the defaults (beyond qmma: dequantize + cuBLAS); T = 1 also
+ * with fp32 y. (test_qmma covers gpu_qmma itself.) */
 static void gemm_case(duet_qmode mode, gpu_dtype dt, int N, int K)
 {
     qmat m;
     qmat_make(&m, mode, N, K, dt);
     gpu_gemm_ctx *g = gpu_gemm_create();
     ck_assert_msg(g && gpu_gemm_reserve_dequant(g, (size_t)N * K * 2) == 0, "%s", duet_error());
-    const int Ts[] = {1, 2, 5, 8, 24};
-    for (int i = 0; i < 5; i++) {
+    const int Ts[] = {1, 2, 5, 8, 24, 80};
+    for (int i = 0; i < 6; i++) {
         int T = Ts[i];
+        gpu_gemm_set_small_t_q(g, T <= 8 ? 8 : 2);
+        gpu_gemm_set_qmma_max_t(g, T == 24 ? 0 : 64);
         float *x = rand_vec((int64_t)T * K, 1.0f, dt, 1), *want = malloc(sizeof(float) * T * N),
               *got = malloc(sizeof(float) * T * N);
         ref_matmul(want, x, m.wref, T, N, K);
@@ -171,7 +175,7 @@ static void gemm_case(duet_qmode mode, gpu_dtype dt, int N, int K)
         ck_assert_msg(gpu_gemm(g, dy, 0, dx, &m.d, T, N, K, dt, NULL) == 0, "%s", duet_error());
         ck_assert(gpu_sync() == 0 && gpu_download(got, dy, (int64_t)T * N, dt) == 0);
         char what[64];
-        snprintf(what, sizeof what, "gemm T %d (%d, %d)%s", T, N, K, T > 8 ? " cuBLAS" : "");
+        snprintf(what, sizeof what, "gemm T %d (%d, %d)%s", T, N, K, T > 8 ? " cuBLAS" : " GEMV");
         check(what, mode, dt, got, want, (int64_t)T * N, BOUND[dt]);
         if (T == 1) { /* fp32 output: only the fp32 summation order differs from the ref */
             ck_assert(gpu_poison(dy, (int64_t)T * N, 4) == 0);

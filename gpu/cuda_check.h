@@ -69,6 +69,17 @@ __device__ __forceinline__ void cvt8(const uint4 &r, float f[8], __nv_bfloat16)
     }
 }
 
+/* 16 bytes of streamed weights, read once: not allocated in L1, which keeps the small x operand of the
+ * weight products resident there (ld.global.nc: the weights are never written by a kernel) */
+__device__ __forceinline__ uint4 ld_stream16(const void *p)
+{
+    uint4 v;
+    asm("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];\n"
+        : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+        : "l"(p));
+    return v;
+}
+
 /* Programmatic dependent launch (Hopper): a kernel launched through gpu_launch may be scheduled while
  * the kernel before it in the stream is still running, so its launch latency and its first weight loads
  * overlap that kernel's tail. Contract for every kernel launched this way: it calls pdl_wait() before it

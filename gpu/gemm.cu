@@ -76,8 +76,10 @@ extern "C" gpu_gemm_ctx *gpu_gemm_create(void)
     g->small_t_q = 2;
     e = getenv("DUET_QGEMV_MAX_T");
     if (e && *e) gpu_gemm_set_small_t_q(g, atoi(e));
-    /* above the GEMV's T the tensor-core product (gpu/qmma.cu) up to its 64 tokens, then dequantize + cuBLAS */
-    g->qmma_max_t = QMMA_MAX_T;
+    /* above the GEMV's T the tensor-core product (gpu/qmma.cu), then dequantize + cuBLAS: measured on the
+     * H200, LLaMA-7B decode GEMMs per step at T = 32 / 64, qmma 7.2 / 11.9 ms (int8), 5.0 / 11.8 (int4-g128),
+     * 10.1 / 13.5 (q8_0), 11.3 / 16.9 (q4_1); dequantize + cuBLAS 8.9 - 9.9 at both */
+    g->qmma_max_t = 32;
     e = getenv("DUET_QMMA_MAX_T"); /* 0 turns it off (A/B timing) */
     if (e && *e) gpu_gemm_set_qmma_max_t(g, atoi(e));
     return g;

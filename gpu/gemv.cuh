@@ -100,8 +100,8 @@ __device__ __forceinline__ void gemv_load(gemv_chunk<WF> &c, const gpu_wdesc &W,
     for (int u = 0; u < GEMV_U; u++) {
         int k = k0 + u * step;
         bool in = k < K;
-        c.w[u][0] = in ? __ldcs((const uint4 *)(b0 + (int64_t)k * BITS / 8)) : make_uint4(0, 0, 0, 0);
-        c.w[u][1] = in ? __ldcs((const uint4 *)(b1 + (int64_t)k * BITS / 8)) : make_uint4(0, 0, 0, 0);
+        c.w[u][0] = in ? ld_stream16(b0 + (int64_t)k * BITS / 8) : make_uint4(0, 0, 0, 0);
+        c.w[u][1] = in ? ld_stream16(b1 + (int64_t)k * BITS / 8) : make_uint4(0, 0, 0, 0);
         if (WF != GPU_W_DENSE) {
             int g = in ? k / W.group : 0;
             int64_t i0 = (int64_t)r0 * G + g, i1 = (int64_t)r1 * G + g;

@@ -128,6 +128,12 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32) gemv_kernel(gemv_args a)
 {
     constexpr int E = wf_traits<WF>::E, CW = 32 * E; /* chunk elements per lane, per warp */
     __shared__ float part[GEMV_WARPS][3][NT]; /* per-warp partial sums of the group's current pair (and sum x^2) */
+    /* quantized weights with the RMSNorm input: the block normalizes x once into shared memory (xs, (NT, K) in
+     * T, rounded as gpu_add_rmsnorm rounds) instead of once per row pair: with 8- and 4-bit codes the x side of
+     * a row pair would cost more than its weights */
+    constexpr bool XS = IN == GV_NORM && WF != GPU_W_DENSE;
+    extern __shared__ __align__(16) unsigned char gv_smem[];
+    T *xs = (T *)gv_smem;
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, N = a.N, K = a.K, ks = a.ks;
     const int groups_per_block = GEMV_WARPS / ks, group = warp / ks, kpart = warp % ks;
     const int n_groups = gridDim.x * groups_per_block, g = blockIdx.x * groups_per_block + group;
@@ -149,6 +155,33 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32) gemv_kernel(gemv_args a)
     }
     pdl_trigger();
     pdl_wait();
+    if (XS) { /* sum of squares per token (fixed order: per thread, warp shuffles, warps in order), then xs */
+        __shared__ float inv_s[NT];
+#pragma unroll
+        for (int t = 0; t < NT; t++) {
+            float ss = 0.0f;
+            for (int k = threadIdx.x; k < K; k += GEMV_WARPS * 32) {
+                float v = a.xr[(int64_t)t * K + k];
+                ss = fmaf(v, v, ss);
+            }
+#pragma unroll
+            for (int off = 16; off > 0; off >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, off);
+            if (lane == 0) part[warp][0][t] = ss;
+        }
+        __syncthreads();
+        if (threadIdx.x < NT) {
+            float tot = 0.0f;
+            for (int w = 0; w < GEMV_WARPS; w++) tot += part[w][0][threadIdx.x];
+            inv_s[threadIdx.x] = 1.0f / sqrtf(tot / K + a.eps);
+        }
+        __syncthreads();
+#pragma unroll
+        for (int t = 0; t < NT; t++)
+            for (int k = threadIdx.x; k < K; k += GEMV_WARPS * 32)
+                xs[(int64_t)t * K + k] =
+                    from_f32<T>(to_f32(((const T *)a.norm_w)[k]) * (a.xr[(int64_t)t * K + k] * inv_s[t]));
+        __syncthreads(); /* part[] is free again; xs is ready */
+    }
 
     for (int p = p_begin; p < p_end; p++) {
         float acc[3][NT]; /* rows 0, 1; [2]: sum of x^2 (GV_NORM) */
@@ -183,7 +216,7 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32) gemv_kernel(gemv_args a)
 #pragma unroll
                         for (int t = 0; t < NT; t++) {
                             float xf[8];
-                            if (IN == GV_NORM) {
+                            if (IN == GV_NORM && !XS) {
                                 const float4 *xp = (const float4 *)(a.xr + (int64_t)t * K + k);
                                 float4 x0 = __ldg(xp), x1 = __ldg(xp + 1);
                                 float nw[8], xv[8] = {x0.x, x0.y, x0.z, x0.w, x1.x, x1.y, x1.z, x1.w};
@@ -193,6 +226,8 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32) gemv_kernel(gemv_args a)
                                     acc[2][t] = fmaf(xv[i], xv[i], acc[2][t]);
                                     xf[i] = nw[i] * xv[i];
                                 }
+                            } else if (XS) {
+                                cvt8(*(const uint4 *)(xs + (int64_t)t * K + k), xf, T());
                             } else {
                                 cvt8(__ldg((const uint4 *)((const T *)a.x + (int64_t)t * K + k)), xf, T());
                             }
@@ -229,7 +264,7 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32) gemv_kernel(gemv_args a)
             pair_rows(p + 1, r0, r1);
             gemv_load<WF>(wc, a.W, r0, r1, k_first, step, K);
         }
-        constexpr int NR = IN == GV_NORM ? 3 : 2;
+        constexpr int NR = IN == GV_NORM && !XS ? 3 : 2;
 #pragma unroll
         for (int r = 0; r < NR; r++)
 #pragma unroll
@@ -258,7 +293,7 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32) gemv_kernel(gemv_args a)
             group_barrier(1 + group, ks * 32); /* part[] is free again */
         }
         if (kpart != 0 || lane != 0) continue;
-        if (IN == GV_NORM)
+        if (IN == GV_NORM && !XS)
 #pragma unroll
             for (int t = 0; t < NT; t++) {
                 float inv = 1.0f / sqrtf(acc[2][t] / K + a.eps);
@@ -309,19 +344,24 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32) gemv_kernel(gemv_args a)
  * of a row (all its loads in flight); ties go to the smaller KS. A chunk is 32 lanes x 16 bytes: 256
  * elements dense, 512 int8, 1024 int4. */
 template <typename T, typename TO, int NT, int IN, int OUT, int WF>
-static cudaError_t gemv_plan(int pairs, int K, int *blocks, int *ks)
+static cudaError_t gemv_plan(int pairs, int K, size_t smem, int *blocks, int *ks)
 {
     constexpr int CW = 32 * wf_traits<WF>::E;
-    static int resident = 0; /* blocks per SM x SMs, per instantiation */
-    if (!resident) {
+    static int resident = 0;   /* blocks per SM x SMs, per instantiation */
+    static size_t at_smem = 0; /* the dynamic shared memory it was queried for */
+    if (!resident || smem != at_smem) {
         int dev = 0, n_sm = 0, per_sm = 0;
         cudaError_t e = cudaGetDevice(&dev);
         if (e == cudaSuccess) e = cudaDeviceGetAttribute(&n_sm, cudaDevAttrMultiProcessorCount, dev);
+        if (e == cudaSuccess && smem > 48 * 1024)
+            e = cudaFuncSetAttribute(gemv_kernel<T, TO, NT, IN, OUT, WF>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                     (int)smem);
         if (e == cudaSuccess)
             e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, gemv_kernel<T, TO, NT, IN, OUT, WF>,
-                                                              GEMV_WARPS * 32, 0);
+                                                              GEMV_WARPS * 32, smem);
         if (e != cudaSuccess) return e;
         resident = n_sm * (per_sm > 0 ? per_sm : 1);
+        at_smem = smem;
     }
     int best_ks = 1;
     double best = 1e30;
@@ -342,9 +382,11 @@ template <typename T, typename TO, int NT, int IN, int OUT, int WF>
 static cudaError_t gemv_launch(gemv_args a, cudaStream_t s)
 {
     int pairs = OUT == GV_SWIGLU ? a.N : (a.N + 1) / 2, blocks = 1;
-    cudaError_t e = gemv_plan<T, TO, NT, IN, OUT, WF>(pairs, a.K, &blocks, &a.ks);
+    /* the normalized x of the quantized RMSNorm input (gemv_kernel's xs) */
+    const size_t smem = IN == GV_NORM && WF != GPU_W_DENSE ? (size_t)NT * a.K * sizeof(T) : 0;
+    cudaError_t e = gemv_plan<T, TO, NT, IN, OUT, WF>(pairs, a.K, smem, &blocks, &a.ks);
     if (e != cudaSuccess) return e;
-    return gpu_launch(gemv_kernel<T, TO, NT, IN, OUT, WF>, dim3(blocks), dim3(GEMV_WARPS * 32), 0, s, a);
+    return gpu_launch(gemv_kernel<T, TO, NT, IN, OUT, WF>, dim3(blocks), dim3(GEMV_WARPS * 32), smem, s, a);
 }
 
 /* One weight format's launchers (WF fixed; gemv_<format>.cu instantiates one each, so the four compile in

@@ -305,17 +305,12 @@ static int run_layers(duet_backend *be, int T, int max_len, const duet_batch *hb
             gpu_kv_view kv = kv_view(s, l);
             gpu_attn_params ap = {s->att, s->qkv, Q, kv, d_pos, d_seq, T, H, max_len, s->ws, s->n_sm, b->pos, b->seq};
             gpu_gemv_rope rope = {kv, d_pos, d_seq, c->rope_theta, H};
-            /* quantized weights: the RMSNorm as its own kernel (x normalized once, not once per row pair:
-             * with 4-bit codes a row pair's x side would cost more than its weights) */
-            const int qn = w->wqkv.fmt != GPU_W_DENSE, qf = w->wgu.fmt != GPU_W_DENSE;
-            if ((qn && gpu_add_rmsnorm(s->xn, s->x, NULL, w->attn_norm, c->norm_eps, T, D, dt, st)) ||
-                gpu_gemv_fused_rope(s->gemm, s->qkv, GPU_GEMV_ROPE, qn ? s->xn : NULL, qn ? NULL : s->x, w->attn_norm,
-                                    c->norm_eps, &w->wqkv, T, (int)Q, D, &rope, dt, st) ||
+            if (gpu_gemv_fused_rope(s->gemm, s->qkv, GPU_GEMV_ROPE, NULL, s->x, w->attn_norm, c->norm_eps, &w->wqkv, T,
+                                    (int)Q, D, &rope, dt, st) ||
                 gpu_attention(&ap, dt, st) ||
                 gpu_gemv_fused(s->gemm, s->x, GPU_GEMV_RESID, s->att, NULL, NULL, 0.0f, &w->wo, T, D, (int)Hd, dt, st) ||
-                (qf && gpu_add_rmsnorm(s->xn, s->x, NULL, w->ffn_norm, c->norm_eps, T, D, dt, st)) ||
-                gpu_gemv_fused(s->gemm, s->act, GPU_GEMV_SWIGLU, qf ? s->xn : NULL, qf ? NULL : s->x, w->ffn_norm,
-                               c->norm_eps, &w->wgu, T, F, D, dt, st) ||
+                gpu_gemv_fused(s->gemm, s->act, GPU_GEMV_SWIGLU, NULL, s->x, w->ffn_norm, c->norm_eps, &w->wgu, T, F, D,
+                               dt, st) ||
                 gpu_gemv_fused(s->gemm, s->x, GPU_GEMV_RESID, s->act, NULL, NULL, 0.0f, &w->w_down, T, D, F, dt, st))
                 return -1;
         }

@@ -34,8 +34,8 @@ int gpu_gemm(gpu_gemm_ctx *g, void *y, int y_f32, const void *x, const gpu_wdesc
  * 16-byte load and of its group; 16-byte aligned; any weight format):
  * input: x (T, K) in dt, or, when xr is not NULL, rmsnorm(xr) * norm_w of the fp32 residual xr (T, K),
  * applied on the fly (dense weights: the normalized row is not rounded to dt, unlike gpu_add_rmsnorm's
- * output; quantized weights: each block normalizes the row once into shared memory, rounded to dt as
- * gpu_add_rmsnorm rounds it);
+ * output; quantized weights at T = 1: each block normalizes the row once into shared memory, rounded to
+ * dt as gpu_add_rmsnorm rounds it);
  * output GPU_GEMV_STORE: y (T, N) in dt = input . W^T, W (N, K);
  *        GPU_GEMV_SWIGLU: y (T, N) in dt = silu(g) * u, with W = [w_gate; w_up] (2N, K) and g, u the two
  *                         products rounded to dt (gpu_swiglu's input);

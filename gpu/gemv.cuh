@@ -128,10 +128,11 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32) gemv_kernel(gemv_args a)
 {
     constexpr int E = wf_traits<WF>::E, CW = 32 * E; /* chunk elements per lane, per warp */
     __shared__ float part[GEMV_WARPS][3][NT]; /* per-warp partial sums of the group's current pair (and sum x^2) */
-    /* quantized weights with the RMSNorm input: the block normalizes x once into shared memory (xs, (NT, K) in
-     * T, rounded as gpu_add_rmsnorm rounds) instead of once per row pair: with 8- and 4-bit codes the x side of
-     * a row pair would cost more than its weights */
-    constexpr bool XS = IN == GV_NORM && WF != GPU_W_DENSE;
+    /* quantized weights with the RMSNorm input, one token: the block normalizes x once into shared memory (xs,
+     * (NT, K) in T, rounded as gpu_add_rmsnorm rounds) instead of once per row pair: with 8- and 4-bit codes
+     * the x side of a row pair would cost more than its weights. (At 2 tokens the prologue measured slower than
+     * a gpu_add_rmsnorm kernel before the GEMV, which is what gpu_backend.cu does there.) */
+    constexpr bool XS = IN == GV_NORM && WF != GPU_W_DENSE && NT == 1;
     extern __shared__ __align__(16) unsigned char gv_smem[];
     T *xs = (T *)gv_smem;
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, N = a.N, K = a.K, ks = a.ks;
@@ -383,7 +384,7 @@ static cudaError_t gemv_launch(gemv_args a, cudaStream_t s)
 {
     int pairs = OUT == GV_SWIGLU ? a.N : (a.N + 1) / 2, blocks = 1;
     /* the normalized x of the quantized RMSNorm input (gemv_kernel's xs) */
-    const size_t smem = IN == GV_NORM && WF != GPU_W_DENSE ? (size_t)NT * a.K * sizeof(T) : 0;
+    const size_t smem = IN == GV_NORM && WF != GPU_W_DENSE && NT == 1 ? (size_t)a.K * sizeof(T) : 0;
     cudaError_t e = gemv_plan<T, TO, NT, IN, OUT, WF>(pairs, a.K, smem, &blocks, &a.ks);
     if (e != cudaSuccess) return e;
     return gpu_launch(gemv_kernel<T, TO, NT, IN, OUT, WF>, dim3(blocks), dim3(GEMV_WARPS * 32), smem, s, a);

@@ -305,12 +305,17 @@ static int run_layers(duet_backend *be, int T, int max_len, const duet_batch *hb
             gpu_kv_view kv = kv_view(s, l);
             gpu_attn_params ap = {s->att, s->qkv, Q, kv, d_pos, d_seq, T, H, max_len, s->ws, s->n_sm, b->pos, b->seq};
             gpu_gemv_rope rope = {kv, d_pos, d_seq, c->rope_theta, H};
-            if (gpu_gemv_fused_rope(s->gemm, s->qkv, GPU_GEMV_ROPE, NULL, s->x, w->attn_norm, c->norm_eps, &w->wqkv, T,
-                                    (int)Q, D, &rope, dt, st) ||
+            /* quantized weights at 2 tokens: the RMSNorm as its own kernel (the GEMV normalizes in its prologue
+             * only for one token; at two, x normalized per row pair would cost more than 8- and 4-bit weights) */
+            const int qn = T == 2 && w->wqkv.fmt != GPU_W_DENSE, qf = T == 2 && w->wgu.fmt != GPU_W_DENSE;
+            if ((qn && gpu_add_rmsnorm(s->xn, s->x, NULL, w->attn_norm, c->norm_eps, T, D, dt, st)) ||
+                gpu_gemv_fused_rope(s->gemm, s->qkv, GPU_GEMV_ROPE, qn ? s->xn : NULL, qn ? NULL : s->x, w->attn_norm,
+                                    c->norm_eps, &w->wqkv, T, (int)Q, D, &rope, dt, st) ||
                 gpu_attention(&ap, dt, st) ||
                 gpu_gemv_fused(s->gemm, s->x, GPU_GEMV_RESID, s->att, NULL, NULL, 0.0f, &w->wo, T, D, (int)Hd, dt, st) ||
-                gpu_gemv_fused(s->gemm, s->act, GPU_GEMV_SWIGLU, NULL, s->x, w->ffn_norm, c->norm_eps, &w->wgu, T, F, D,
-                               dt, st) ||
+                (qf && gpu_add_rmsnorm(s->xn, s->x, NULL, w->ffn_norm, c->norm_eps, T, D, dt, st)) ||
+                gpu_gemv_fused(s->gemm, s->act, GPU_GEMV_SWIGLU, qf ? s->xn : NULL, qf ? NULL : s->x, w->ffn_norm,
+                               c->norm_eps, &w->wgu, T, F, D, dt, st) ||
                 gpu_gemv_fused(s->gemm, s->x, GPU_GEMV_RESID, s->act, NULL, NULL, 0.0f, &w->w_down, T, D, F, dt, st))
                 return -1;
         }

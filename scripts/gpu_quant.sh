@@ -8,6 +8,10 @@
 #          (test_gpu_quant, test_gpu_model, test_gpu_greedy, test_gpu_diff.sh, test_cli_smollm2.sh)
 #   profile  Nsight Compute on the decode step's weight products at batch 1 (fp16, int8, int4-g128, q4_1;
 #          the GEMV, and the tensor-core qmma in its place): $OUT/ncu_<mode>.txt, the summary lines printed
+#   tolerances  what golden/tolerances' DTYPE:MODE rows are set from: tests/test_gpu_diff.sh's synthetic
+#          model in every mode, 40 / 12 / 2-token goldens (dequantize + cuBLAS, qmma, GEMV), fp16 and
+#          bf16, every tap with the bounds open; the worst rel_l2 per (dtype:mode, tap kind) and the
+#          logits' top-1 / KL ($OUT/tol_all.txt, tol_summary.txt); needs only duet built
 #   eval   ROUGE on cnn_dailymail items 0-49 with SmolLM2 on the GPU: fp16 (its Q4_1 dequantized, the
 #          HF folder duet convert writes), its native Q4_1, and every mode requantized from the fp16 one
 #          ($OUT/eval_*.json, eval.txt)
@@ -76,6 +80,31 @@ for stage in "$@"; do
         prof int8 gemv_kernel int8
         prof int4-g128 gemv_kernel int4-g128
         prof q4_1-qmma qmma_kernel q4_1 DUET_QGEMV_MAX_T=0
+        ;;
+    tolerances)
+        d=$b/duet t=$(mktemp -d)
+        printf '%s\n' "* logits top1 0" "* logits kl 1e30" "* * rel_l2 1e30" >"$t/open"
+        $d synth -o "$t/qsynth" --dim 256 --ffn 768 --layers 2 --heads 4 --kv-heads 2 --head-dim 64 --vocab 512 2>/dev/null
+        ids40=$(seq -s, 3 7 282) ids12=5,17,99,3,250,41,7,300,12,1,88,64 ids2=9,33
+        for w in int8 int4 int4-g128 int4-g64 q8_0 q4_0 q4_1; do
+            for n in 40 12 2; do
+                eval ids=\$ids$n
+                $d golden -m "$t/qsynth" --ids "$ids" --weights $w -o "$t/g.safetensors" 2>/dev/null || echo "golden $w $n failed"
+                for mode in fp16 bf16; do
+                    $d diff -m "$t/qsynth" "$t/g.safetensors" --backend gpu --mode $mode --weights $w --tolerances "$t/open" \
+                        >"$t/$mode:$w.$n.txt" 2>&1 || echo "diff $mode:$w $n rc=$?"
+                done
+            done
+        done
+        for f in "$t"/*.txt; do echo "== $(basename "$f")"; cat "$f"; done >"$out/tol_all.txt"
+        for mw in $(ls "$t" | grep txt | sed 's/\.[0-9]*\.txt$//' | sort -u); do
+            cat "$t/$mw".*.txt | awk -v mw=$mw '$1 ~ /^(embed|layers|final_norm|logits)/ {
+                kind = $1; sub(/^layers\.[0-9]+\./, "", kind)
+                if ($3 + 0 > worst[kind]) worst[kind] = $3 + 0
+            } END { line = mw; for (k in worst) line = line sprintf(" %s %.1e", k, worst[k]); print line }'
+            grep -h "^logits" "$t/$mw".*.txt | sed -E "s/^/$mw /; s/ +/ /g"
+        done | tee "$out/tol_summary.txt"
+        rm -rf "$t"
         ;;
     eval)
         join_model

@@ -191,14 +191,21 @@ static void gemm_case(duet_qmode mode, gpu_dtype dt, int N, int K)
     qmat_free(&m);
 }
 
+/* Loop index i -> (mode, dtype); the product cases on SmolLM2's 576 and 1536 (576 has no group of 128:
+ * it ends in a partial 128-element chunk), LLaMA-7B's 4096; odd N for the row pairs and partial 16-row
+ * tiles. */
+static void each_shape(void (*product_case)(duet_qmode, gpu_dtype, int, int), int i)
+{
+    gpu_dtype dt = (gpu_dtype)(i % 2);
+    duet_qmode mode = MODES[i / 2];
+    product_case(mode, dt, 67, 1536);
+    product_case(mode, dt, 130, 4096);
+    if (mode != DUET_Q_INT4_G128) product_case(mode, dt, 96, 576);
+}
+
 START_TEST(test_gemm)
 {
-    gpu_dtype dt = (gpu_dtype)(_i % 2);
-    duet_qmode mode = MODES[_i / 2];
-    /* SmolLM2's 576 and 1536 (576 has no group of 128), LLaMA-7B's 4096; odd N for the row pairs */
-    gemm_case(mode, dt, 67, 1536);
-    gemm_case(mode, dt, 130, 4096);
-    if (mode != DUET_Q_INT4_G128) gemm_case(mode, dt, 96, 576);
+    each_shape(gemm_case, _i);
 }
 END_TEST
 
@@ -237,12 +244,7 @@ static void qmma_case(duet_qmode mode, gpu_dtype dt, int N, int K)
 
 START_TEST(test_qmma)
 {
-    gpu_dtype dt = (gpu_dtype)(_i % 2);
-    duet_qmode mode = MODES[_i / 2];
-    /* gemm_case's shapes: K = 576 ends in a partial 128-element chunk, odd N a partial 16-row tile */
-    qmma_case(mode, dt, 67, 1536);
-    qmma_case(mode, dt, 130, 4096);
-    if (mode != DUET_Q_INT4_G128) qmma_case(mode, dt, 96, 576);
+    each_shape(qmma_case, _i);
 }
 END_TEST
 

@@ -52,6 +52,17 @@ int cli_float(const char *cmd, const char *flag, const char *s, double min, doub
     return 0;
 }
 
+int cli_sampling_opt(const char *cmd, int c, const char *arg, cli_sampling *s)
+{
+    switch (c) {
+    case 't': return cli_float(cmd, "--temp", arg, 0, 1e6, &s->temp);
+    case 'k': return cli_int(cmd, "--top-k", arg, 0, 1 << 30, &s->top_k);
+    case 'P': return cli_float(cmd, "--top-p", arg, 1e-9, 1, &s->top_p);
+    case 's': return cli_u64(cmd, "--seed", arg, &s->seed);
+    default: fprintf(stderr, "duet %s: internal: option code %d is not a sampling flag\n", cmd, c); return -1;
+    }
+}
+
 const char *cli_default_model(void)
 {
     static char beside_exe[4096];

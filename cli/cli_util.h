@@ -10,6 +10,17 @@ int cli_int(const char *cmd, const char *flag, const char *s, long min, long max
 int cli_u64(const char *cmd, const char *flag, const char *s, uint64_t *out);
 int cli_float(const char *cmd, const char *flag, const char *s, double min, double max, float *out);
 
+/* The sampling flags generate and chat share, by their getopt codes: 't' --temp, 'k' --top-k, 'P' --top-p,
+ * 's' --seed. cli_sampling_opt stores the value of one of them: 0, or -1 after printing the bad value (a
+ * usage error: exit 2). */
+typedef struct cli_sampling {
+    float temp, top_p; /* 1.0 and 1.0 by default: plain sampling */
+    int top_k;         /* 0: off */
+    uint64_t seed;     /* 0 */
+} cli_sampling;
+#define CLI_SAMPLING_DEFAULTS {1.0f, 1.0f, 0, 0}
+int cli_sampling_opt(const char *cmd, int c, const char *arg, cli_sampling *s);
+
 /* A compute mode / dtype: fp32, fp16 or bf16; otherwise prints "duet CMD: FLAG 'S' is not a mode: ..." and
  * returns -1 (a usage error: exit 2). */
 int cli_mode(const char *cmd, const char *flag, const char *s);

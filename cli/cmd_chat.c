@@ -71,19 +71,15 @@ int cmd_chat(int argc, char **argv)
         {0, 0, 0, 0}};
     int weights = DUET_Q_NONE;
     const char *model_dir = NULL, *backend = "ref", *dtype = NULL, *system = NULL;
-    int n_new = 512, top_k = 0, ctx = DEFAULT_CTX, ctx_given = 0;
-    float temp = 1.0f, top_p = 1.0f;
-    uint64_t seed = 0;
+    int n_new = 512, ctx = DEFAULT_CTX, ctx_given = 0;
+    cli_sampling smp = CLI_SAMPLING_DEFAULTS;
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "m:n:h", opts, NULL)) != -1) {
         switch (c) {
         case 'm': model_dir = optarg; break;
         case 'n': if (cli_int(CMD, "-n", optarg, 1, 1 << 24, &n_new)) return 2; break;
-        case 't': if (cli_float(CMD, "--temp", optarg, 0, 1e6, &temp)) return 2; break;
-        case 'k': if (cli_int(CMD, "--top-k", optarg, 0, 1 << 30, &top_k)) return 2; break;
-        case 'P': if (cli_float(CMD, "--top-p", optarg, 1e-9, 1, &top_p)) return 2; break;
-        case 's': if (cli_u64(CMD, "--seed", optarg, &seed)) return 2; break;
+        case 't': case 'k': case 'P': case 's': if (cli_sampling_opt(CMD, c, optarg, &smp)) return 2; break;
         case 'S': system = optarg; break;
         case 'C': if (cli_int(CMD, "--ctx", optarg, 1, 1 << 24, &ctx)) return 2; ctx_given = 1; break;
         case 'b': backend = optarg; break;
@@ -124,7 +120,7 @@ int cmd_chat(int argc, char **argv)
     duet_backend_opts bo = {.max_seqs = 1, .max_ctx = ctx, .dtype = dtype};
     if (!(be = duet_backend_create(backend, m, &bo))) goto done;
     fprintf(stderr, "[%s] %s\n", be->name, be->summary);
-    if (duet_sampler_init(&sampler, m->cfg.vocab_size, temp, top_k, top_p, seed)) goto done;
+    if (duet_sampler_init(&sampler, m->cfg.vocab_size, smp.temp, smp.top_k, smp.top_p, smp.seed)) goto done;
     if (!(out = malloc(sizeof(int) * (size_t)n_new))) {
         duet_errorf("out of memory");
         goto done;

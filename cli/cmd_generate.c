@@ -62,9 +62,8 @@ int cmd_generate(int argc, char **argv)
         {"weights", required_argument, 0, 'W'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     const char *model_dir = NULL, *prompt = "", *backend = "ref", *dtype = NULL, *system = NULL;
     int weights = DUET_Q_NONE;
-    int n_new = 256, top_k = 0, ignore_eos = 0, host_sampling = 0, chat = 0, parse_special = 0;
-    float temp = 1.0f, top_p = 1.0f;
-    uint64_t seed = 0;
+    int n_new = 256, ignore_eos = 0, host_sampling = 0, chat = 0, parse_special = 0;
+    cli_sampling smp = CLI_SAMPLING_DEFAULTS;
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "m:p:n:h", opts, NULL)) != -1) {
@@ -72,10 +71,7 @@ int cmd_generate(int argc, char **argv)
         case 'm': model_dir = optarg; break;
         case 'p': prompt = optarg; break;
         case 'n': if (cli_int(CMD, "-n", optarg, 0, 1 << 24, &n_new)) return 2; break;
-        case 't': if (cli_float(CMD, "--temp", optarg, 0, 1e6, &temp)) return 2; break;
-        case 'k': if (cli_int(CMD, "--top-k", optarg, 0, 1 << 30, &top_k)) return 2; break;
-        case 'P': if (cli_float(CMD, "--top-p", optarg, 1e-9, 1, &top_p)) return 2; break;
-        case 's': if (cli_u64(CMD, "--seed", optarg, &seed)) return 2; break;
+        case 't': case 'k': case 'P': case 's': if (cli_sampling_opt(CMD, c, optarg, &smp)) return 2; break;
         case 'e': ignore_eos = 1; break;
         case 'H': host_sampling = 1; break;
         case 'c': chat = 1; break;
@@ -144,7 +140,7 @@ int cmd_generate(int argc, char **argv)
     duet_backend_opts bo = {.max_seqs = 1, .max_ctx = ctx, .dtype = dtype};
     if (!(be = duet_backend_create(backend, m, &bo))) goto done;
     fprintf(stderr, "[%s] %s\n", be->name, be->summary);
-    if (duet_sampler_init(&sampler, m->cfg.vocab_size, temp, top_k, top_p, seed)) goto done;
+    if (duet_sampler_init(&sampler, m->cfg.vocab_size, smp.temp, smp.top_k, smp.top_p, smp.seed)) goto done;
     if (!(detok = duet_detok_new(tok)) || !(out = malloc(sizeof(int) * (n_new > 0 ? n_new : 1)))) goto done;
     int eos = end_id >= 0 ? end_id : cli_eos_id(tok, m);
     duet_gen_opts go = {.max_new = n_new, .eos_id = ignore_eos ? -1 : eos, .seq = 0, .sampler = &sampler,

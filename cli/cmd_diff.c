@@ -98,6 +98,35 @@ static int io_fail(void)
     return 2;
 }
 
+/* The golden's 'weights' (duet golden --weights) against the run's, checked before the run: with --weights
+ * MODE, a golden of the ref in MODE (with --cost, an unquantized one); without, a golden whose mode is the
+ * model's as stored (one made with --weights q4_1 from an fp32 model is not that model's: every tap would
+ * read as out of tolerance). 0, or 2 after saying why. */
+static int golden_weights_match(const duet_tapfile *gold, const char *golden_path, const duet_model *m,
+                                const char *dir, int weights, int cost)
+{
+    const char *gw = duet_tapfile_meta(gold, "weights");
+    if (weights == DUET_Q_NONE) {
+        const char *stored = duet_qmode_get(m->weights)->name;
+        if (!gw || !strcmp(gw, stored)) return 0;
+        fprintf(stderr, "duet %s: %s was made with weights '%s', but %s's linear weights are '%s' as stored: pass "
+                "--weights %s (the ref in the golden's mode)\n", CMD, golden_path, gw, dir, stored, gw);
+        return 2;
+    }
+    const char *wname = duet_qmode_get((duet_qmode)weights)->name;
+    if (cost && gw) {
+        fprintf(stderr, "duet %s: --cost compares with an unquantized golden, but %s was made with weights '%s'\n",
+                CMD, golden_path, gw);
+        return 2;
+    }
+    if (!cost && (!gw || strcmp(gw, wname))) {
+        fprintf(stderr, "duet %s: %s was made with weights '%s', not '%s': make the golden with `duet golden "
+                "--weights %s` (the ref in the same mode)\n", CMD, golden_path, gw ? gw : "none", wname, wname);
+        return 2;
+    }
+    return 0;
+}
+
 int cmd_diff(int argc, char **argv)
 {
     enum { O_BACKEND = 256, O_MODE, O_THREADS, O_TOL, O_WEIGHTS, O_COST };
@@ -197,6 +226,7 @@ int cmd_diff(int argc, char **argv)
         if (want && access(path, R_OK) == 0 && duet_sha256_file(path, have) == 0 && strcmp(want, have))
             fprintf(stderr, "duet %s: warning: %s has sha256 %s, the golden was made from %s\n", CMD, path, have,
                     want);
+        if (golden_weights_match(gold, golden_path, m, dir, weights, cost)) goto out;
         cand = duet_tapfile_run(m, backend, mode, threads, ids, n);
         if (!cand) {
             io_fail();
@@ -208,17 +238,7 @@ int cmd_diff(int argc, char **argv)
     char tol_mode[64];
     snprintf(tol_mode, sizeof tol_mode, "%s", mode);
     if (dir && weights != DUET_Q_NONE) {
-        const char *wname = duet_qmode_get((duet_qmode)weights)->name, *gw = duet_tapfile_meta(gold, "weights");
-        if (cost && gw) {
-            fprintf(stderr, "duet %s: --cost compares with an unquantized golden, but %s was made with weights '%s'\n",
-                    CMD, golden_path, gw);
-            goto out;
-        }
-        if (!cost && (!gw || strcmp(gw, wname))) {
-            fprintf(stderr, "duet %s: %s was made with weights '%s', not '%s': make the golden with `duet golden "
-                    "--weights %s` (the ref in the same mode)\n", CMD, golden_path, gw ? gw : "none", wname, wname);
-            goto out;
-        }
+        const char *wname = duet_qmode_get((duet_qmode)weights)->name; /* the golden's: golden_weights_match */
         snprintf(tol_mode, sizeof tol_mode, "%s:%s%s", mode, wname, cost ? " cost" : "");
         if (!mode_covered(tol, tol_mode)) {
             rc = mode_fail(tol, tol_mode, "--mode with --weights");

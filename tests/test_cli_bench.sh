@@ -1,7 +1,7 @@
 #!/bin/sh
-# test_cli_bench.sh: `duet bench` as a user meets it: --help, bad flags and values, a missing or
-# malformed --hf-baseline file, and a tiny run (JSON lines on a GPU; a clear "no CUDA device" / "not
-# built" error and exit 1 without one).
+# test_cli_bench.sh: `duet bench` as a user meets it: --help, bad flags and values (an unknown --weights
+# mode refused before the backend is looked for), a missing or malformed --hf-baseline file, and a tiny
+# run (JSON lines on a GPU; a clear "no CUDA device" / "not built" error and exit 1 without one).
 set -u
 . "${DUET_SRCDIR:-.}/tests/cli_lib.sh"
 
@@ -11,6 +11,15 @@ set -u
 check "--batch 0: exit 2 naming the flag" sh -c "test $rc -eq 2 && grep -q -- '--batch' '$tmp/e'"
 "$duet" bench --lengths 5 >/dev/null 2>"$tmp/e"; rc=$?
 check "--lengths without IN/OUT: exit 2 naming the flag" sh -c "test $rc -eq 2 && grep -q -- '--lengths' '$tmp/e'"
+# --weights: a mode that is not one is refused (exit 2, naming it and listing the modes) while the flags are
+# read, before the gpu backend is looked for (so also on a build without CUDA)
+for list in bogus int8,bogus; do
+    "$duet" bench --model-shape tiny --weights $list >/dev/null 2>"$tmp/e"; rc=$?
+    check "--weights $list: exit 2 naming 'bogus' and the modes, not the backend" sh -c \
+        "test $rc -eq 2 && grep -q \"^duet bench: --weights: unknown weight quantization mode 'bogus' (modes: none, int8, int4, int4-g128, int4-g64, q8_0, q4_0, q4_1)\" '$tmp/e' && ! grep -q -e 'not built' -e 'CUDA' '$tmp/e'"
+done
+"$duet" bench --model-shape tiny --weights , >/dev/null 2>"$tmp/e"; rc=$?
+check "--weights ',': exit 2, an empty list" sh -c "test $rc -eq 2 && grep -q -- '--weights: empty list' '$tmp/e'"
 "$duet" bench --model-shape tiny --hf-baseline "$tmp/none.jsonl" >/dev/null 2>"$tmp/e"; rc=$?
 check "missing --hf-baseline file: exit 1 naming it" sh -c "test $rc -eq 1 && grep -q none.jsonl '$tmp/e'"
 printf '{"impl": "hf-transformers", "batch": 1\n' >"$tmp/bad.jsonl"

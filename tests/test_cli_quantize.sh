@@ -1,7 +1,8 @@
 #!/bin/sh
 # test_cli_quantize.sh: `duet quantize` and --weights on the command line: --help, usage errors (exit 2:
 # an unknown mode named with the list of modes, no -o, no --weights), refusals (exit 1: OUT exists, a
-# row length the mode does not fit, named); on stories260K (int8, int4) and the default model (every mode
+# row length the mode does not fit, named: a synthetic model of K = 200, needing no data, in every blocked
+# mode and through duet golden --weights); on stories260K (int8, int4) and the default model (every mode
 # that fits it; int4-g128 does not: K = 576): the output reloads and `duet generate --backend ref` on it
 # gives the text of `--weights MODE` on the source (the same codes), quantizing twice gives identical
 # files, and, when the `gguf` Python package is installed, tests/gguf_dequant_check.py: gguf-py's
@@ -21,6 +22,23 @@ check "no -o exits 2" sh -c "test $rc -eq 2 && grep -q 'need -o OUT' '$tmp/out'"
 check "no --weights exits 2" sh -c "test $rc -eq 2 && grep -q 'need --weights MODE' '$tmp/out'"
 "$duet" generate --weights q5_k -n 1 >"$tmp/out" 2>&1; rc=$?
 check "generate --weights with an unknown mode exits 2" sh -c "test $rc -eq 2 && grep -q \"'q5_k' is not a mode\" '$tmp/out'"
+# K not a multiple of the mode's block or group, with no data needed: a synthetic model of ffn 200 (down_proj
+# K = 200): each blocked mode is refused naming the tensor, its group and K, and leaves no output; the
+# ref's --weights path (duet golden) refuses it the same way
+"$duet" synth -o "$tmp/k200" --dim 128 --ffn 200 --layers 2 --heads 4 --kv-heads 2 --head-dim 32 --vocab 64 2>/dev/null
+check "synth (ffn 200) exits 0" test $? -eq 0
+for wg in q8_0:32 q4_0:32 q4_1:32 int4-g64:64 int4-g128:128; do
+    w=${wg%:*} g=${wg#*:}
+    case $w in q*) out="$tmp/k200-$w.gguf";; *) out="$tmp/k200-$w";; esac
+    "$duet" quantize -m "$tmp/k200" --weights $w -o "$out" >"$tmp/out" 2>&1; rc=$?
+    check "$w on a model with K = 200: exit 1 naming down_proj, the group of $g and K, no output" sh -c \
+        "test $rc -eq 1 && grep -q \"model.layers.0.mlp.down_proj.weight': mode $w needs rows whose length is a multiple of its group of $g (K = 200)\" '$tmp/out' && test ! -e '$out'"
+done
+"$duet" golden -m "$tmp/k200" --weights q4_0 --ids 1,2,3 -o "$tmp/k200.g" >"$tmp/out" 2>&1; rc=$?
+check "golden --weights q4_0 on K = 200: exit 1 naming the mode, tensor and K" sh -c \
+    "test $rc -eq 1 && grep -q \"^duet golden: --weights q4_0: .*down_proj.weight'.*(K = 200)\" '$tmp/out' && test ! -e '$tmp/k200.g'"
+"$duet" golden -m "$tmp/k200" --weights int4 --ids 1,2,3 -o "$tmp/k200.g" >"$tmp/out" 2>&1
+check "per-row int4 fits K = 200 (golden --weights int4 exits 0)" sh -c "test $? -eq 0 && test -s '$tmp/k200.g'"
 for c in generate chat eval golden diff; do
     "$duet" $c --help >"$tmp/h" 2>&1
     check "$c --help mentions --weights" grep -q -- "--weights MODE" "$tmp/h"

@@ -2,7 +2,8 @@
  *  - duet_model_quantize on a synthetic model (dims multiples of 128, so every mode fits) in each mode:
  *    every layer's linear tensor has the mode's storage and dequantizes exactly to duet_qweight_to_f32 of
  *    duet_quantize of the original weights; requantizing a quantized model works; a row length the mode
- *    does not fit is an error naming the tensor (stories260K's down_proj, K = 172, in q4_0);
+ *    does not fit is an error naming the tensor (stories260K's down_proj, K = 172, in q4_0; a synthetic
+ *    model's, K = 200, in every mode whose block or group does not divide it);
  *  - the planar loader: a folder written here with st_writer in model_planar.c's layout loads with the
  *    same tensors and its mode in m->weights; every inconsistency of a crafted file is refused, naming the
  *    file, the tensor or metadata key and what is wrong;
@@ -157,6 +158,32 @@ START_TEST(row_length_error)
     /* int4 (per row) fits K = 172 */
     ck_assert_msg(duet_model_quantize(m, DUET_Q_INT4, NULL, NULL) == 0, "%s", duet_error());
     ck_assert_int_eq(m->layers[0].w_down->dtype, ST_QU4);
+    duet_model_close(m);
+    free(dir);
+}
+END_TEST
+
+/* The same with no data: a synthetic model of ffn 200 (down_proj K = 200) in each mode whose block or group
+ * does not divide 200; the model is left as it was, and per-row int4 then fits. */
+START_TEST(row_length_error_synth)
+{
+    char *dir = synth_model("synth200", 128, 200);
+    duet_model *m = duet_model_open(dir);
+    ck_assert_msg(m != NULL, "%s", duet_error());
+    const duet_qmode bad[] = {DUET_Q_Q8_0, DUET_Q_Q4_0, DUET_Q_Q4_1, DUET_Q_INT4_G64, DUET_Q_INT4_G128};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        const duet_qmode_info *info = duet_qmode_get(bad[i]);
+        ck_assert_int_eq(duet_model_quantize(m, bad[i], NULL, NULL), -1);
+        const char *e = duet_error();
+        char want[160];
+        snprintf(want, sizeof want, "mode %s needs rows whose length is a multiple of its group of %d (K = 200)",
+                 info->name, info->group);
+        ck_assert_msg(strstr(e, dir) && strstr(e, "'model.layers.0.mlp.down_proj.weight'") && strstr(e, want), "%s", e);
+        ck_assert_int_eq(m->weights, DUET_Q_NONE);
+        ck_assert_int_eq(m->layers[0].wq->dtype, ST_F32); /* q_proj (K = 128) fits, but nothing was replaced */
+    }
+    ck_assert_msg(duet_model_quantize(m, DUET_Q_INT4, NULL, NULL) == 0, "%s", duet_error());
+    ck_assert_int_eq(m->layers[1].w_down->dtype, ST_QU4);
     duet_model_close(m);
     free(dir);
 }
@@ -356,6 +383,7 @@ int main(void)
     tcase_add_test(tc, quantize_each_mode);
     tcase_add_test(tc, requantize);
     tcase_add_test(tc, row_length_error);
+    tcase_add_test(tc, row_length_error_synth);
     tcase_add_test(tc, planar_roundtrip);
     tcase_add_test(tc, planar_errors);
     tcase_add_test(tc, missing_linear);

@@ -1,5 +1,5 @@
 /* cmd_bench.c: `duet bench`: throughput and latency of the gpu backend on a synthetic LLaMA (LLaMA-7B's
- * shapes by default) with random weights generated on the GPU. Per (batch, input/output) case: one packed
+ * shapes by default) with random weights generated on the GPU, or on a model file (-m). Per (batch, input/output) case: one packed
  * prefill of batch x input tokens (tokens/s), greedy decode steps of the whole batch on the GPU (ms per
  * step), end to end (prefill + output - 1 decode steps, as HF generate), and the GPU memory it took.
  * Before the cases it measures the device's ceilings in the same run (copy bandwidth, cuBLAS fp16 GEMM
@@ -13,6 +13,7 @@
 #include "config.h"
 #include "error.h"
 #include "generate.h"
+#include "model.h"
 #include "rng.h"
 #ifdef DUET_HAVE_CUDA
 #include "gpu/bench_gpu.h"
@@ -41,6 +42,9 @@ static void usage(FILE *f)
             "      --model-shape S   7b (LLaMA-7B: hidden 4096, ffn 11008, 32 layers, 32 heads, vocab 32000;\n"
             "                        default) or tiny (hidden 256, ffn 688, 4 layers, 8 heads, vocab 32000)\n"
             "      --dim N --ffn N --layers N --heads N --kv-heads N --vocab N   override one dimension\n"
+            "  -m, --model PATH      benchmark this model (GGUF file or HF folder) instead of a synthetic one: its\n"
+            "                        shapes and weights (random prompt tokens); --weights none = as stored (a\n"
+            "                        Q4_1 GGUF runs natively), a mode = requantized from it in memory\n"
             "  -b, --batch LIST      batch sizes, comma-separated (default 1,8,64)\n"
             "  -l, --lengths LIST    input/output token counts (default 8/50,923/100)\n"
             "  -r, --repeat N        timed runs per case, median reported (default 3)\n"
@@ -57,7 +61,8 @@ static void usage(FILE *f)
             "  duet bench --batch 1,8,64 --lengths 8/50,923/100 --json duet_bench.jsonl \\\n"
             "             --hf-baseline hf_baseline.jsonl\n"
             "  duet bench --model-shape tiny --batch 4 --lengths 16/8 --repeat 2\n"
-            "  duet bench --batch 1,8,64 --weights none,int8,q8_0,int4-g128,q4_0,q4_1\n",
+            "  duet bench --batch 1,8,64 --weights none,int8,q8_0,int4-g128,q4_0,q4_1\n"
+            "  duet bench -m models/SmolLM2-135M-Instruct.Q4_1.gguf --batch 1,8 --lengths 128/64 --weights none,int8\n",
             duet_qmode_list());
 }
 
@@ -223,13 +228,15 @@ static double weight_bytes(const duet_config *c, duet_qmode q)
     return c->n_layers * layer + 2.0 * c->vocab_size * D;
 }
 
-static int run_case(const duet_config *c, const char *dtype, duet_qmode weights, uint64_t seed, int B, int n_in,
-                    int n_out, int repeat, case_result *res)
+/* One case on the synthetic model (model NULL: random weights of shape c in mode `weights`) or on a loaded
+ * model (already in its mode; c = its config). */
+static int run_case(const duet_config *c, const duet_model *model, const char *dtype, duet_qmode weights,
+                    uint64_t seed, int B, int n_in, int n_out, int repeat, case_result *res)
 {
     size_t free0 = 0, free1 = 0;
     if (gpu_device_info(NULL, 0, &free0, NULL, NULL)) return -1;
     duet_backend_opts o = {B, n_in + n_out, dtype, 0};
-    duet_backend *be = gpu_backend_create_random(c, &o, seed, weights);
+    duet_backend *be = model ? gpu_backend_create(model, &o) : gpu_backend_create_random(c, &o, seed, weights);
     if (!be) return -1;
     int T = B * n_in, steps = n_out - 1, rc = -1;
     int *tok = malloc(sizeof(int) * T), *pos = malloc(sizeof(int) * T), *seq = malloc(sizeof(int) * T);
@@ -305,19 +312,22 @@ int cmd_bench(int argc, char **argv)
         {"dtype", required_argument, 0, 'd'},       {"seed", required_argument, 0, 's'},
         {"json", required_argument, 0, 'j'},        {"hf-baseline", required_argument, 0, 'f'},
         {"no-ceilings", no_argument, 0, 'n'},       {"help", no_argument, 0, 'h'},
-        {"weights", required_argument, 0, 'w'},
+        {"weights", required_argument, 0, 'w'},     {"model", required_argument, 0, 'm'},
         {0, 0, 0, 0}};
     duet_config c = {4096, 11008, 32, 32, 32, 128, 32000, 4096, 1e-5f, 10000.0f, 0, 1, 2};
     int dim = 0, ffn = 0, layers = 0, heads = 0, kv_heads = 0, vocab = 0, repeat = 3, ceilings = 1;
     int batches[MAX_LIST] = {1, 8, 64}, n_batch = 3, ins[MAX_LIST] = {8, 923}, outs[MAX_LIST] = {50, 100}, n_len = 2;
-    const char *dtype = "fp16", *json_path = NULL, *hf_path = NULL;
+    const char *dtype = "fp16", *json_path = NULL, *hf_path = NULL, *model_path = NULL;
+    int shape_given = 0; /* a synthetic shape flag: not with -m */
     uint64_t seed = 1;
     duet_qmode modes[DUET_Q_N_MODES] = {DUET_Q_NONE};
     int n_modes = 1;
     int ch;
     optind = 1;
-    while ((ch = getopt_long(argc, argv, "b:l:r:h", opts, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, "m:b:l:r:h", opts, NULL)) != -1) {
+        if (strchr("SDFLHKV", ch)) shape_given = 1;
         switch (ch) {
+        case 'm': model_path = optarg; break;
         case 'S':
             if (!strcmp(optarg, "7b")) {
                 /* the defaults */
@@ -378,6 +388,23 @@ int cmd_bench(int argc, char **argv)
         fprintf(stderr, "duet %s: unexpected argument '%s'; see duet %s --help\n", CMD, argv[optind], CMD);
         return 2;
     }
+    duet_model *probe = NULL; /* -m: the model's shapes (its weights are loaded per mode below) */
+    if (model_path) {
+        if (shape_given) {
+            fprintf(stderr, "duet %s: --model-shape and the dimension flags describe the synthetic model, not -m %s\n",
+                    CMD, model_path);
+            return 2;
+        }
+        if (cli_open_model(CMD, model_path, &probe, NULL)) return cli_fail(CMD);
+        c = probe->cfg;
+        duet_model_close(probe);
+        for (int i = 0; i < n_len; i++)
+            if (ins[i] + outs[i] > c.max_pos) {
+                fprintf(stderr, "duet %s: --lengths %d/%d: %d positions, more than %s's %d\n", CMD, ins[i], outs[i],
+                        ins[i] + outs[i], model_path, c.max_pos);
+                return 2;
+            }
+    }
     if (dim) c.dim = dim;
     if (ffn) c.ffn_dim = ffn;
     if (layers) c.n_layers = layers;
@@ -386,7 +413,7 @@ int cmd_bench(int argc, char **argv)
     if (vocab) c.vocab_size = vocab;
     if (!kv_heads && c.n_kv_heads > c.n_heads) c.n_kv_heads = c.n_heads;
     c.head_dim = c.dim / c.n_heads;
-    for (int i = 0; i < n_len; i++)
+    for (int i = 0; i < n_len && !model_path; i++)
         if (ins[i] + outs[i] > c.max_pos) c.max_pos = ins[i] + outs[i];
     if (c.dim % c.n_heads || duet_config_validate(&c, "duet bench shape")) {
         if (c.dim % c.n_heads) duet_errorf("--dim %d is not a multiple of --heads %d", c.dim, c.n_heads);
@@ -396,7 +423,7 @@ int cmd_bench(int argc, char **argv)
     int n_hf = 0;
     if (hf_path && read_hf(hf_path, &hf, &n_hf)) return cli_fail(CMD);
 #ifndef DUET_HAVE_CUDA
-    (void)modes, (void)n_modes, (void)repeat, (void)ceilings, (void)json_path, (void)dtype, (void)find_hf, (void)emit, (void)median, (void)seed;
+    (void)modes, (void)n_modes, (void)repeat, (void)model_path, (void)ceilings, (void)json_path, (void)dtype, (void)find_hf, (void)emit, (void)median, (void)seed;
     free(hf);
     fprintf(stderr, "duet %s: the gpu backend is not built (configure found no nvcc): duet bench measures the gpu "
                     "backend only; rebuild with --with-cuda on a machine with the CUDA toolkit\n", CMD);
@@ -490,22 +517,27 @@ int cmd_bench(int argc, char **argv)
         }
     }
     case_result res[DUET_Q_N_MODES * MAX_LIST * MAX_LIST];
-    for (int mi = 0; mi < n_modes; mi++)
-    for (int li = 0; li < n_len; li++)
+    for (int mi = 0; mi < n_modes; mi++) {
+        duet_model *mm = NULL; /* -m: the model in this mode (none: as stored) */
+        if (model_path && cli_open_model_weights(CMD, model_path, modes[mi], &mm, NULL)) goto fail;
+        for (int li = 0; li < n_len; li++)
         for (int bi = 0; bi < n_batch; bi++) {
             int B = batches[bi], ni = ins[li], no = outs[li];
             case_result *r = &res[(mi * n_len + li) * n_batch + bi];
             const char *mname = duet_qmode_get(modes[mi])->name;
             fprintf(stderr, "# case weights %s, batch %d, %d/%d ...\n", mname, B, ni, no);
-            if (run_case(&c, dtype, modes[mi], seed, B, ni, no, repeat, r)) goto fail;
+            if (run_case(&c, mm, dtype, modes[mi], seed, B, ni, no, repeat, r)) {
+                duet_model_close(mm);
+                goto fail;
+            }
             const hf_row *h = find_hf(hf, n_hf, B, ni, no);
             int n = snprintf(line, sizeof line,
-                             "{\"impl\": \"duet\", \"dtype\": \"%s\", \"weights\": \"%s\", \"gpu\": \"%s\", "
+                             "{\"impl\": \"duet\", \"model\": \"%s\", \"dtype\": \"%s\", \"weights\": \"%s\", \"gpu\": \"%s\", "
                              "\"batch\": %d, \"input\": %d, "
                              "\"output\": %d, \"prefill_tok_s\": %.1f, \"prefill_ms\": %.3f, \"prefill_tflops\": %.1f, "
                              "\"decode_ms_per_token\": %.3f, \"e2e_s\": %.4f, \"peak_mem_gib\": %.2f, "
                              "\"deterministic\": %s, \"repeat\": %d",
-                             dtype, mname, gpu, B, ni, no, B * ni / r->prefill_s, 1e3 * r->prefill_s, r->prefill_tflops,
+                             model_path ? model_path : "synthetic", dtype, mname, gpu, B, ni, no, B * ni / r->prefill_s, 1e3 * r->prefill_s, r->prefill_tflops,
                              r->decode_ms, r->e2e_s, r->peak_gib, r->deterministic ? "true" : "false", repeat);
             if (ceilings && n < (int)sizeof line)
                 n += snprintf(line + n, sizeof line - n, ", \"prefill_pct_of_gemm_peak\": %.1f",
@@ -520,6 +552,8 @@ int cmd_bench(int argc, char **argv)
             emit(stdout, jf, line);
             fflush(stdout);
         }
+        duet_model_close(mm);
+    }
     fprintf(stderr, "\n%-9s %5s %9s %13s %8s %6s %10s %8s %8s", "weights", "batch", "in/out", "prefill tok/s", "TFLOP/s", "%peak",
             "dec ms/tok", "e2e s", "peak GiB");
     if (hf) fprintf(stderr, " | %9s %10s %8s %7s %7s %7s", "HF tok/s", "HF ms/tok", "HF e2e", "x e2e", "x pre", "x dec");

@@ -1,7 +1,7 @@
 #!/bin/sh
 # test_cli_bench.sh: `duet bench` as a user meets it: --help, bad flags and values (an unknown --weights
 # mode refused before the backend is looked for), a missing or malformed --hf-baseline file, and a tiny
-# run (JSON lines on a GPU; a clear "no CUDA device" / "not built" error and exit 1 without one).
+# run (JSON lines on a GPU; a clear "no CUDA device" / "not built" error and exit 1 without one); -m misuse.
 set -u
 . "${DUET_SRCDIR:-.}/tests/cli_lib.sh"
 
@@ -25,6 +25,19 @@ check "missing --hf-baseline file: exit 1 naming it" sh -c "test $rc -eq 1 && gr
 printf '{"impl": "hf-transformers", "batch": 1\n' >"$tmp/bad.jsonl"
 "$duet" bench --model-shape tiny --hf-baseline "$tmp/bad.jsonl" >/dev/null 2>"$tmp/e"; rc=$?
 check "malformed --hf-baseline line: exit 1 naming the file" sh -c "test $rc -eq 1 && grep -q bad.jsonl '$tmp/e'"
+# -m: a model file instead of the synthetic shapes; the shape flags are refused with it, a missing file is
+# named, lengths beyond the model's positions are refused (all before the backend is looked for)
+"$duet" bench -m "$tmp/none.gguf" >/dev/null 2>"$tmp/e"; rc=$?
+check "-m with a missing file: exit 1 naming it" sh -c "test $rc -eq 1 && grep -q none.gguf '$tmp/e'"
+stories="$data/stories260K"
+if [ -d "$stories" ]; then
+    "$duet" bench -m "$stories" --dim 64 >/dev/null 2>"$tmp/e"; rc=$?
+    check "-m with --dim: exit 2, the shape flags are for the synthetic model" sh -c \
+        "test $rc -eq 2 && grep -q 'describe the synthetic model' '$tmp/e'"
+    "$duet" bench -m "$stories" --lengths 500/100 >/dev/null 2>"$tmp/e"; rc=$?
+    check "-m with --lengths beyond the model's 512 positions: exit 2 naming both" sh -c \
+        "test $rc -eq 2 && grep -q -- '--lengths 500/100: 600 positions, more than .*stories260K.s 512' '$tmp/e'"
+fi
 
 "$duet" bench --model-shape tiny --batch 2 --lengths 4/3 --repeat 1 --no-ceilings >"$tmp/out" 2>"$tmp/e"; rc=$?
 if grep -q -e "no CUDA device" -e "not built" "$tmp/e"; then

@@ -21,6 +21,7 @@
 #endif
 
 #include <getopt.h>
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -516,6 +517,15 @@ int cmd_bench(int argc, char **argv)
             }
         }
     }
+    /* the model as a JSON string (escaped by jansson) */
+    char model_json[1024] = "\"synthetic\"";
+    if (model_path) {
+        json_t *js = json_string(model_path);
+        char *enc = js ? json_dumps(js, JSON_ENCODE_ANY) : NULL;
+        if (enc) snprintf(model_json, sizeof model_json, "%s", enc);
+        free(enc);
+        json_decref(js);
+    }
     case_result res[DUET_Q_N_MODES * MAX_LIST * MAX_LIST];
     for (int mi = 0; mi < n_modes; mi++) {
         duet_model *mm = NULL; /* -m: the model in this mode (none: as stored) */
@@ -532,12 +542,12 @@ int cmd_bench(int argc, char **argv)
             }
             const hf_row *h = find_hf(hf, n_hf, B, ni, no);
             int n = snprintf(line, sizeof line,
-                             "{\"impl\": \"duet\", \"model\": \"%s\", \"dtype\": \"%s\", \"weights\": \"%s\", \"gpu\": \"%s\", "
+                             "{\"impl\": \"duet\", \"model\": %s, \"dtype\": \"%s\", \"weights\": \"%s\", \"gpu\": \"%s\", "
                              "\"batch\": %d, \"input\": %d, "
                              "\"output\": %d, \"prefill_tok_s\": %.1f, \"prefill_ms\": %.3f, \"prefill_tflops\": %.1f, "
                              "\"decode_ms_per_token\": %.3f, \"e2e_s\": %.4f, \"peak_mem_gib\": %.2f, "
                              "\"deterministic\": %s, \"repeat\": %d",
-                             model_path ? model_path : "synthetic", dtype, mname, gpu, B, ni, no, B * ni / r->prefill_s, 1e3 * r->prefill_s, r->prefill_tflops,
+                             model_json, dtype, mname, gpu, B, ni, no, B * ni / r->prefill_s, 1e3 * r->prefill_s, r->prefill_tflops,
                              r->decode_ms, r->e2e_s, r->peak_gib, r->deterministic ? "true" : "false", repeat);
             if (ceilings && n < (int)sizeof line)
                 n += snprintf(line + n, sizeof line - n, ", \"prefill_pct_of_gemm_peak\": %.1f",

@@ -93,6 +93,7 @@ int cmd_chat(int argc, char **argv)
         fprintf(stderr, "duet %s: unexpected argument '%s' (messages come on stdin)\n", CMD, argv[optind]);
         return 2;
     }
+    if (duet_backend_check(backend)) return cli_fail(CMD); /* before the model is loaded (and quantized) */
     if (!(model_dir = cli_model_or_default(CMD, model_dir))) return 2;
     int rc = 1;
     duet_model *m = NULL;

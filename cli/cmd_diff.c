@@ -205,6 +205,10 @@ int cmd_diff(int argc, char **argv)
             }
         }
     } else {
+        if (duet_backend_check(backend)) { /* before the model is loaded (and quantized) */
+            io_fail();
+            goto out;
+        }
         if (!mode) mode = strcmp(backend, "ref") ? "fp16" : "fp32";
         const char *ids_text = duet_tapfile_meta(gold, "token_ids");
         if (!ids_text) {

@@ -186,6 +186,7 @@ int cmd_eval(int argc, char **argv)
         fprintf(stderr, "duet %s: unexpected argument '%s'\n", CMD, argv[optind]);
         return 2;
     }
+    if (duet_backend_check(backend)) return cli_fail(CMD); /* before the model is loaded (and quantized) */
     if (!(model_dir = cli_model_or_default(CMD, model_dir))) return 2;
     if (!data && !(data = default_data())) {
         fprintf(stderr, "duet %s: no data: give --data FILE (cnn_dailymail JSON Lines) or set DUET_DATA\n", CMD);

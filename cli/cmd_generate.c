@@ -92,6 +92,7 @@ int cmd_generate(int argc, char **argv)
         fprintf(stderr, "duet %s: --system goes with --chat\n", CMD);
         return 2;
     }
+    if (duet_backend_check(backend)) return cli_fail(CMD); /* before the model is loaded (and quantized) */
     if (!(model_dir = cli_model_or_default(CMD, model_dir))) return 2;
     int rc = 1;
     duet_model *m = NULL;

@@ -1,6 +1,7 @@
 /* cmd_golden.c: `duet golden`: run a prompt as one prefill through a backend with the tap recorder
  * attached and write every tap to a golden file (common/tapfile.h), saying how it was made. */
 #include "build_config.h" /* PACKAGE_VERSION, DUET_HAVE_OPENBLAS */
+#include "backend.h"
 #include "cli_util.h"
 #include "commands.h"
 
@@ -73,6 +74,7 @@ int cmd_golden(int argc, char **argv)
                 CMD);
         return 2;
     }
+    if (duet_backend_check(backend)) return cli_fail(CMD); /* before the model is loaded (and quantized) */
     int *ids = NULL, n = 0;
     if (ids_text) {
         if (duet_ids_parse(ids_text, &ids, &n)) {

@@ -11,19 +11,26 @@
 #include <stdlib.h>
 #include <string.h>
 
-duet_backend *duet_backend_create(const char *name, const duet_model *m, const duet_backend_opts *opts)
+int duet_backend_check(const char *name)
 {
-    if (!strcmp(name, "ref")) return ref_backend_create(m, opts);
+    if (!strcmp(name, "ref")) return 0;
     if (!strcmp(name, "gpu")) {
 #ifdef DUET_HAVE_CUDA
-        return gpu_backend_create(m, opts);
+        return 0;
 #else
-        duet_errorf("backend 'gpu' is not built: this build has no CUDA backend (configure found no nvcc, or gpu/ is not part of this version)");
-        return NULL;
+        return duet_errorf("backend 'gpu' is not built: this build has no CUDA backend (configure found no nvcc, or gpu/ is not part of this version)");
 #endif
     }
-    duet_errorf("unknown backend '%s' (expected ref or gpu)", name);
-    return NULL;
+    return duet_errorf("unknown backend '%s' (expected ref or gpu)", name);
+}
+
+duet_backend *duet_backend_create(const char *name, const duet_model *m, const duet_backend_opts *opts)
+{
+    if (duet_backend_check(name)) return NULL;
+#ifdef DUET_HAVE_CUDA
+    if (!strcmp(name, "gpu")) return gpu_backend_create(m, opts);
+#endif
+    return ref_backend_create(m, opts);
 }
 
 void duet_backend_free(duet_backend *b)

@@ -56,6 +56,9 @@ struct duet_backend {
 /* Creates backend `name` ("ref" or "gpu") for model m. NULL + duet_error() when the name is unknown,
  * the backend is not built, or options do not fit the model. */
 duet_backend *duet_backend_create(const char *name, const duet_model *m, const duet_backend_opts *opts);
+/* Whether a backend of this name is built: 0, or -1 + duet_error() naming it (unknown, or gpu on a build
+ * without CUDA). What duet_backend_create checks first; the commands ask it before loading a model. */
+int duet_backend_check(const char *name);
 void duet_backend_free(duet_backend *b);
 static inline void duet_backend_set_tap(duet_backend *b, duet_tap_fn fn, void *ctx)
 {

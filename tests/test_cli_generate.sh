@@ -59,4 +59,16 @@ check "prompt longer than the context exits 1" test "$rc" -eq 1
 check "the error names both sizes" grep -q "longer than the model's 512 positions" "$tmp/err"
 "$duet" generate -m "$model" --temp -1 >/dev/null 2>"$tmp/err"; rc=$?
 check "negative temperature is a usage error naming the flag" sh -c "test $rc -eq 2 && grep -q -- '--temp' '$tmp/err'"
+# The backend is checked before the model is loaded (and, with --weights, quantized): an unknown name and,
+# on a build without CUDA, --backend gpu fail at once, naming the backend, whatever -m holds.
+for cmd in generate chat eval; do
+    "$duet" $cmd -m "$tmp/no-such-model" --backend foo --weights int4 </dev/null >/dev/null 2>"$tmp/err"; rc=$?
+    check "$cmd --backend foo: exit 1 naming it, before the model" sh -c \
+        "test $rc -eq 1 && grep -q \"unknown backend 'foo'\" '$tmp/err' && ! grep -q no-such-model '$tmp/err'"
+done
+"$duet" generate -m "$tmp/no-such-model" --backend gpu --weights int4 >/dev/null 2>"$tmp/err"; rc=$?
+if grep -q "not built" "$tmp/err"; then
+    check "generate --backend gpu without CUDA: exit 1 before the model" sh -c \
+        "test $rc -eq 1 && ! grep -q no-such-model '$tmp/err'"
+fi
 exit $fail

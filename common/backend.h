@@ -28,6 +28,12 @@ typedef struct duet_backend_opts {
     int max_ctx;        /* positions per sequence (<= max_position_embeddings) */
     const char *dtype;  /* "fp32" (ref), "fp16", "bf16" (gpu) */
     int threads;        /* CPU threads for the ref (0: library default) */
+    /* KV pool in bytes (0: room for max_seqs x max_ctx positions, every slot full). Slots take blocks of
+     * kv_block positions from the pool as their positions are first written; release gives them back. */
+    int64_t kv_budget;
+    /* Nonzero: every row's sums run in one order fixed per row whatever else is in the batch (the ref
+     * computes its products one row at a time), so a sequence's logits do not depend on its batch. */
+    int batch_invariant;
 } duet_backend_opts;
 
 typedef struct duet_backend duet_backend;
@@ -50,7 +56,12 @@ struct duet_backend {
      * step's logits: -1 + duet_error() naming the slot. */
     int (*decode)(duet_backend *b, int B, const int *seq, const int *pos, const int *tok, int n_steps,
                   struct duet_sampler *const *samplers, int *out_ids);
+    /* Gives slot seq's KV blocks back to the pool; its cached positions are forgotten (the slot starts
+     * again at position 0). 0, or -1 + duet_error() for a slot out of range. */
+    int (*release)(duet_backend *b, int seq);
     void (*free)(duet_backend *b);
+    int kv_block;  /* positions per KV block */
+    int kv_blocks; /* blocks in the pool: a forward that needs more than are free fails naming the slot */
 };
 
 /* Creates backend `name` ("ref" or "gpu") for model m. NULL + duet_error() when the name is unknown,

@@ -19,7 +19,7 @@
 typedef struct fake {
     duet_backend be;
     duet_model m;
-    int S, C, pool, free_blocks, fail_next;
+    int V, S, C, pool, free_blocks, fail_next;
     int *held, *len;   /* [S] blocks held, positions cached */
     uint64_t *h;       /* [S][C] hash of the slot's tokens 0..p */
     int64_t rows;      /* tokens fed */
@@ -33,9 +33,9 @@ static uint64_t mix(uint64_t h, uint64_t v)
     return h ^ (h >> 31);
 }
 
-static void fake_logits(uint64_t h, float *out)
+static void fake_logits(uint64_t h, float *out, int V)
 {
-    for (int v = 0; v < FV; v++) out[v] = (float)(mix(h, (uint64_t)v) >> 40) / 16777216.0f * 8.0f;
+    for (int v = 0; v < V; v++) out[v] = (float)(mix(h, (uint64_t)v) >> 40) / 16777216.0f * 8.0f;
 }
 
 static int fake_forward(duet_backend *b, const duet_batch *bt, float *logits)
@@ -49,7 +49,7 @@ static int fake_forward(duet_backend *b, const duet_batch *bt, float *logits)
     memcpy(len, f->len, sizeof(int) * (size_t)f->S);
     for (int t = 0; t < bt->n_tokens; t++) { /* check the whole batch before changing anything */
         int s = bt->seq[t], p = bt->pos[t];
-        if (s < 0 || s >= f->S || p != len[s] || p >= f->C || bt->tokens[t] < 0 || bt->tokens[t] >= FV) {
+        if (s < 0 || s >= f->S || p != len[s] || p >= f->C || bt->tokens[t] < 0 || bt->tokens[t] >= f->V) {
             free(len);
             return duet_errorf("fake: token %d: slot %d position %d (slot caches %d) or id %d out of order", t, s, p,
                                s >= 0 && s < f->S ? len[s] : -1, bt->tokens[t]);
@@ -67,7 +67,7 @@ static int fake_forward(duet_backend *b, const duet_batch *bt, float *logits)
         uint64_t h = mix(prev, (uint64_t)bt->tokens[t]);
         f->h[(int64_t)s * f->C + p] = h;
         f->len[s] = p + 1;
-        if (!bt->logits_for || bt->logits_for[t]) fake_logits(h, logits + (int64_t)r++ * FV);
+        if (!bt->logits_for || bt->logits_for[t]) fake_logits(h, logits + (int64_t)r++ * f->V, f->V);
     }
     f->rows += bt->n_tokens;
     if (bt->n_tokens > f->max_batch) f->max_batch = bt->n_tokens;
@@ -83,14 +83,14 @@ static int fake_release(duet_backend *b, int seq)
     return 0;
 }
 
-static fake *fake_new(int S, int C, int pool)
+static fake *fake_new_v(int V, int S, int C, int pool)
 {
     fake *f = calloc(1, sizeof *f);
-    f->S = S, f->C = C, f->pool = f->free_blocks = pool;
+    f->V = V, f->S = S, f->C = C, f->pool = f->free_blocks = pool;
     f->held = calloc((size_t)S, sizeof(int));
     f->len = calloc((size_t)S, sizeof(int));
     f->h = calloc((size_t)S * C, sizeof(uint64_t));
-    f->m.cfg.vocab_size = FV;
+    f->m.cfg.vocab_size = V;
     f->be.name = "fake";
     f->be.model = &f->m;
     f->be.forward = fake_forward;
@@ -99,6 +99,8 @@ static fake *fake_new(int S, int C, int pool)
     f->be.kv_blocks = pool;
     return f;
 }
+
+static fake *fake_new(int S, int C, int pool) { return fake_new_v(FV, S, C, pool); }
 
 static void fake_free(fake *f)
 {
@@ -147,7 +149,7 @@ static int solo(const rec *r, int *out)
     int n = 0;
     float lg[FV];
     for (;;) {
-        fake_logits(h, lg);
+        fake_logits(h, lg, FV);
         int tok = duet_sample(&smp, lg);
         out[n++] = tok;
         if (tok == r->stop_id || n == r->max_tokens) break;
@@ -342,6 +344,96 @@ START_TEST(bad_requests)
 }
 END_TEST
 
+
+/* ---- text: the tokenizer's stream, stop strings ------------------------------------------------ */
+
+typedef struct text_rec {
+    char buf[4096];
+    size_t len;
+    int done, reason;
+} text_rec;
+
+static void on_text(void *ctx, int64_t id, const char *p, size_t n)
+{
+    text_rec *t = ctx;
+    ck_assert_uint_lt(t->len + n, sizeof t->buf);
+    memcpy(t->buf + t->len, p, n);
+    t->len += n;
+    t->buf[t->len] = 0;
+}
+
+static void on_text_done(void *ctx, int64_t id, duet_finish why, const duet_request_stats *st)
+{
+    text_rec *t = ctx;
+    t->done++;
+    t->reason = (int)why;
+}
+
+/* One greedy request on the default model's tokenizer (the fake's vocabulary is its size): its streamed text
+ * equals the tokenizer's decode of its tokens; with a stop string taken from the middle of that text, the
+ * text ends right before the string's first occurrence and the reason is "stop". */
+START_TEST(stop_strings)
+{
+    char *path = test_model_path();
+    test_skip_unless(path, "the default model (make model)");
+    duet_tokenizer *tok = duet_tokenizer_load_gguf(path);
+    ck_assert_msg(tok != NULL, "%s", duet_error());
+    const int V = duet_tokenizer_vocab_size(tok);
+    fake *f = fake_new_v(V, 2, 128, 16);
+    duet_sched_opts o = {.max_seqs = 2, .max_ctx = 128, .token_budget = 16, .tokenizer = tok};
+    duet_sched *s = duet_sched_create(&f->be, &o);
+    ck_assert_ptr_nonnull(s);
+    int prompt[3] = {100, 200, 300};
+    /* the tokens alone: ids that decode to plain text are likely, the hash picks among all of them */
+    text_rec full = {0};
+    duet_request q = {.prompt = prompt, .n_prompt = 3, .max_tokens = 40, .top_p = 1.0f};
+    q.on_text = on_text, q.on_done = on_text_done, q.ctx = &full;
+    int64_t id;
+    ck_assert_int_eq(duet_sched_submit(s, &q, &id), 0);
+    int ids[64], n = 0;
+    /* record the ids through a second request with on_token only */
+    rec r = {0};
+    memcpy(r.prompt, prompt, sizeof prompt);
+    r.n_prompt = 3;
+    duet_request q2 = {.prompt = prompt, .n_prompt = 3, .max_tokens = 40, .top_p = 1.0f};
+    q2.on_token = on_token, q2.ctx = &r;
+    ck_assert_int_eq(duet_sched_submit(s, &q2, &r.id), 0);
+    ck_assert_int_eq(duet_sched_drain(s), 0);
+    ck_assert_int_eq(full.done, 1);
+    ck_assert_int_eq(full.reason, DUET_FINISH_LENGTH);
+    ck_assert_int_eq(r.n_out, 40);
+    for (n = 0; n < r.n_out; n++) ids[n] = r.out[n];
+    char *text = NULL;
+    size_t len = 0;
+    ck_assert_int_eq(duet_tokenizer_decode(tok, ids, (size_t)n, 1, &text, &len), 0);
+    ck_assert_uint_eq(full.len, len);
+    ck_assert_msg(!memcmp(full.buf, text, len), "streamed text differs from the decode");
+    ck_assert_uint_ge(len, 12);
+    /* a 3-byte stop string from the middle (at a UTF-8 boundary) */
+    size_t at = len / 2;
+    while (at > 0 && ((unsigned char)text[at] & 0xC0) == 0x80) at--;
+    size_t sl = 3;
+    while (at + sl < len && ((unsigned char)text[at + sl] & 0xC0) == 0x80) sl++;
+    char stop[16];
+    memcpy(stop, text + at, sl);
+    stop[sl] = 0;
+    const char *first = strstr(text, stop);
+    const char *stops[] = {"never appears \x01", stop};
+    text_rec cut = {0};
+    q.stop = stops, q.n_stop = 2, q.ctx = &cut;
+    ck_assert_int_eq(duet_sched_submit(s, &q, &id), 0);
+    ck_assert_int_eq(duet_sched_drain(s), 0);
+    ck_assert_int_eq(cut.reason, DUET_FINISH_STOP);
+    ck_assert_uint_eq(cut.len, (size_t)(first - text));
+    ck_assert(!memcmp(cut.buf, text, cut.len));
+    free(text);
+    duet_sched_free(s);
+    fake_free(f);
+    duet_tokenizer_free(tok);
+    free(path);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("scheduler");
@@ -351,6 +443,7 @@ static Suite *suite(void)
     tcase_add_test(tc, chunked_prefill);
     tcase_add_test(tc, stress_max_utilization);
     tcase_add_test(tc, stress_no_evict);
+    tcase_add_test(tc, stop_strings);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -156,6 +156,19 @@ static int ref_release(duet_backend *be, int seq)
     return 0;
 }
 
+/* y (T, N) = x . W^T: opts.batch_invariant computes it one row at a time (ref_matmul_rows), else one
+ * sgemm (what the goldens were made with). The cost, measured on SmolLM2-135M (Q4_1 dequantized to fp32;
+ * tests/bench_ref_prefill, one OpenBLAS thread, a shared 2-core x86-64): a 200-token prefill runs at
+ * 33 tok/s instead of 98 (3x slower: a GEMV uses each weight it loads once, sgemm's micro-kernel
+ * reuses it across a panel of rows in registers); decode at batch 1 is unchanged (11 tok/s, bound by
+ * reading the weights either way). Keeping a 256 KiB panel of W in cache across the rows did not help
+ * (32 tok/s). */
+static void matmul(const ref_state *s, float *y, const float *x, const float *W, int T, int N, int K)
+{
+    if (s->o.batch_invariant) ref_matmul_rows(y, x, W, T, N, K);
+    else ref_matmul(y, x, W, T, N, K);
+}
+
 static int ref_forward(duet_backend *be, const duet_batch *b, float *logits)
 {
     ref_state *s = be->impl;
@@ -171,9 +184,9 @@ static int ref_forward(duet_backend *be, const duet_batch *b, float *logits)
         /* attention block: x = x + o_proj(attn(rope(q_proj(n)), rope(k_proj(n)), v_proj(n))), n = norm(x) */
         ref_rmsnorm(s->xn, s->x, w->attn_norm, c->norm_eps, T, D);
         tap_layer(be, l, "attn_norm", s->xn, T, D);
-        ref_matmul(s->q, s->xn, w->wq, T, H * d, D);
-        ref_matmul(s->k, s->xn, w->wk, T, Hk * d, D);
-        ref_matmul(s->v, s->xn, w->wv, T, Hk * d, D);
+        matmul(s, s->q, s->xn, w->wq, T, H * d, D);
+        matmul(s, s->k, s->xn, w->wk, T, Hk * d, D);
+        matmul(s, s->v, s->xn, w->wv, T, Hk * d, D);
         tap_layer(be, l, "q", s->q, T, (int64_t)H * d);
         tap_layer(be, l, "k", s->k, T, kv);
         tap_layer(be, l, "v", s->v, T, kv);
@@ -185,20 +198,20 @@ static int ref_forward(duet_backend *be, const duet_batch *b, float *logits)
         const ref_kv_view kvl = kv_view(s, l);
         ref_attention(s->att, s->q, &kvl, b->pos, b->seq, s->scratch, T, H, Hk, d);
         tap_layer(be, l, "attn", s->att, T, (int64_t)H * d);
-        ref_matmul(s->tmp, s->att, w->wo, T, D, H * d);
+        matmul(s, s->tmp, s->att, w->wo, T, D, H * d);
         tap_layer(be, l, "attn_out", s->tmp, T, D);
         ref_add(s->x, s->x, s->tmp, (int64_t)T * D);
         tap_layer(be, l, "resid_mid", s->x, T, D);
         /* MLP block: x = x + down_proj(silu(gate_proj(n)) * up_proj(n)), n = norm(x) */
         ref_rmsnorm(s->xn, s->x, w->ffn_norm, c->norm_eps, T, D);
         tap_layer(be, l, "ffn_norm", s->xn, T, D);
-        ref_matmul(s->gate, s->xn, w->w_gate, T, F, D);
-        ref_matmul(s->up, s->xn, w->w_up, T, F, D);
+        matmul(s, s->gate, s->xn, w->w_gate, T, F, D);
+        matmul(s, s->up, s->xn, w->w_up, T, F, D);
         tap_layer(be, l, "gate", s->gate, T, F);
         tap_layer(be, l, "up", s->up, T, F);
         ref_swiglu(s->gate, s->gate, s->up, T, F);
         tap_layer(be, l, "act", s->gate, T, F);
-        ref_matmul(s->tmp, s->gate, w->w_down, T, D, F);
+        matmul(s, s->tmp, s->gate, w->w_down, T, D, F);
         tap_layer(be, l, "ffn_out", s->tmp, T, D);
         ref_add(s->x, s->x, s->tmp, (int64_t)T * D);
         tap_layer(be, l, "out", s->x, T, D);
@@ -208,7 +221,7 @@ static int ref_forward(duet_backend *be, const duet_batch *b, float *logits)
 
     /* lm_head only on the rows asked for, unless taps want every row. */
     if (!b->logits_for || be->tap) {
-        ref_matmul(s->logits_all, s->xn, s->lm_head, T, c->vocab_size, D);
+        matmul(s, s->logits_all, s->xn, s->lm_head, T, c->vocab_size, D);
         tap(be, "logits", s->logits_all, T, c->vocab_size);
         int r = 0;
         for (int t = 0; t < T; t++)
@@ -219,7 +232,7 @@ static int ref_forward(duet_backend *be, const duet_batch *b, float *logits)
         int r = 0;
         for (int t = 0; t < T; t++)
             if (b->logits_for[t])
-                ref_matmul(logits + (int64_t)r++ * c->vocab_size, s->xn + (int64_t)t * D, s->lm_head, 1, c->vocab_size, D);
+                matmul(s, logits + (int64_t)r++ * c->vocab_size, s->xn + (int64_t)t * D, s->lm_head, 1, c->vocab_size, D);
     }
     return 0;
 }

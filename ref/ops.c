@@ -44,6 +44,17 @@ void ref_matmul(float *y, const float *x, const float *W, int T, int N, int K)
 #endif
 }
 
+void ref_matmul_rows(float *y, const float *x, const float *W, int T, int N, int K)
+{
+#ifdef DUET_HAVE_OPENBLAS
+    /* One sgemv per row: y[t] = W . x[t], W (N, K) row-major. The same call for a row whatever T. */
+    for (int t = 0; t < T; t++)
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, N, K, 1.0f, W, K, x + (int64_t)t * K, 1, 0.0f, y + (int64_t)t * N, 1);
+#else
+    ref_matmul(y, x, W, T, N, K); /* the plain loop already sums each row on its own, in k order */
+#endif
+}
+
 void ref_rope(float *x, const int *pos, float theta, int T, int n_heads, int d)
 {
     int half = d / 2;

@@ -15,6 +15,11 @@ void ref_rmsnorm(float *out, const float *x, const float *w, float eps, int T, i
 /* y (T, N) = x (T, K) . W^T, W (N, K) row-major (nn.Linear layout). */
 void ref_matmul(float *y, const float *x, const float *W, int T, int N, int K);
 
+/* The same product one row at a time, each row's sums in an order that depends on (N, K) only, not on
+ * T or the row's place in x: a token's result does not depend on its batch (batch_invariant). Slower
+ * than ref_matmul's sgemm, which blocks over the rows (see forward.c for the measured cost). */
+void ref_matmul_rows(float *y, const float *x, const float *W, int T, int N, int K);
+
 /* In-place RoPE in HF rotate-half layout on x (T, n_heads*d): within each head the pair is (i, i+d/2),
  * angle = pos[t] * theta^(-2i/d). */
 void ref_rope(float *x, const int *pos, float theta, int T, int n_heads, int d);

@@ -8,6 +8,7 @@
 #include "chat.h"
 #include "chat_session.h"
 #include "error.h"
+#include "engine/registry.h"
 #include "generate.h"
 #include "model.h"
 #include "sampler.h"

@@ -4,6 +4,7 @@
 #include "commands.h"
 
 #include "error.h"
+#include "engine/registry.h"
 #include "model.h"
 #include "tapfile.h"
 #include "tolerances.h"
@@ -231,7 +232,7 @@ int cmd_diff(int argc, char **argv)
             fprintf(stderr, "duet %s: warning: %s has sha256 %s, the golden was made from %s\n", CMD, path, have,
                     want);
         if (golden_weights_match(gold, golden_path, m, dir, weights, cost)) goto out;
-        cand = duet_tapfile_run(m, backend, mode, threads, ids, n);
+        cand = duet_tapfile_run(m, duet_backend_create, backend, mode, threads, ids, n);
         if (!cand) {
             io_fail();
             goto out;

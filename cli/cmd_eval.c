@@ -7,6 +7,7 @@
 #include "backend.h"
 #include "chat.h"
 #include "error.h"
+#include "engine/registry.h"
 #include "eval/cnn_dailymail.h"
 #include "eval/rouge.h"
 #include "eval/summarize.h"

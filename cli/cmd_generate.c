@@ -6,6 +6,7 @@
 #include "backend.h"
 #include "chat.h"
 #include "error.h"
+#include "engine/registry.h"
 #include "generate.h"
 #include "model.h"
 #include "sampler.h"

@@ -64,12 +64,9 @@ struct duet_backend {
     int kv_blocks; /* blocks in the pool: a forward that needs more than are free fails naming the slot */
 };
 
-/* Creates backend `name` ("ref" or "gpu") for model m. NULL + duet_error() when the name is unknown,
- * the backend is not built, or options do not fit the model. */
-duet_backend *duet_backend_create(const char *name, const duet_model *m, const duet_backend_opts *opts);
-/* Whether a backend of this name is built: 0, or -1 + duet_error() naming it (unknown, or gpu on a build
- * without CUDA). What duet_backend_create checks first; the commands ask it before loading a model. */
-int duet_backend_check(const char *name);
+/* How a backend is created: engine/registry.h's duet_backend_create has this type. Code in common/ that
+ * needs to create backends takes one from its caller (common/ knows no backend by name). */
+typedef duet_backend *(*duet_backend_create_fn)(const char *name, const duet_model *m, const duet_backend_opts *opts);
 void duet_backend_free(duet_backend *b);
 static inline void duet_backend_set_tap(duet_backend *b, duet_tap_fn fn, void *ctx)
 {

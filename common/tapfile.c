@@ -245,8 +245,8 @@ static void base_name(const char *dir, char *out, size_t n)
     snprintf(out, n, "%.*s", (int)(len - b), dir + b);
 }
 
-duet_tapfile *duet_tapfile_run(const duet_model *m, const char *backend, const char *mode, int threads,
-                               const int *ids, int n)
+duet_tapfile *duet_tapfile_run(const duet_model *m, duet_backend_create_fn create, const char *backend,
+                               const char *mode, int threads, const int *ids, int n)
 {
     if (n <= 0) {
         duet_errorf("empty prompt: no token ids to run");
@@ -271,7 +271,7 @@ duet_tapfile *duet_tapfile_run(const duet_model *m, const char *backend, const c
         goto fail;
     }
     for (int i = 0; i < n; i++) pos[i] = i;
-    b = duet_backend_create(backend, m, &opts);
+    b = create(backend, m, &opts);
     if (!b) goto fail;
     duet_backend_set_tap(b, duet_tapfile_sink, f);
     duet_batch batch = {.n_tokens = n, .tokens = ids, .pos = pos, .seq = seq, .logits_for = NULL};

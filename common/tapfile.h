@@ -47,11 +47,11 @@ int duet_ids_parse(const char *s, int **ids, int *n);
 int duet_sha256_file(const char *path, char hex[65]);
 
 /* Runs ids[n] as one prefill (positions 0..n-1, sequence 0, logits for every token) through backend
- * `backend` in `mode` with `threads` CPU threads (ref), recording every tap; fills the metadata
+ * `backend`, made by `create` (engine/registry.h's duet_backend_create), in `mode` with `threads` CPU threads (ref), recording every tap; fills the metadata
  * model_id (the model folder's base name), model_sha256 (of model.safetensors), model_synth (when
  * duet synth made the model), token_ids, mode, backend, threads. The caller adds what only it knows
  * (duet_version, blas). NULL + duet_error(). */
-duet_tapfile *duet_tapfile_run(const duet_model *m, const char *backend, const char *mode, int threads,
-                               const int *ids, int n);
+duet_tapfile *duet_tapfile_run(const duet_model *m, duet_backend_create_fn create, const char *backend,
+                               const char *mode, int threads, const int *ids, int n);
 
 #endif

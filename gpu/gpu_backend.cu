@@ -252,6 +252,17 @@ static int reserve_blocks(gpu_state *s, int n, const int *seq, const int *n_pos)
     return 0;
 }
 
+/* The seam's release: slot seq's blocks back to the pool; the device table follows at the next
+ * reserve_blocks (it uploads the table when it changed, on the stream, after the work already queued). */
+static int gpu_release_seq(duet_backend *be, int seq)
+{
+    gpu_state *s = (gpu_state *)be->impl;
+    if (seq < 0 || seq >= s->o.max_seqs)
+        return duet_errorf("gpu: release: sequence slot %d outside [0, %d)", seq, s->o.max_seqs);
+    gpu_block_mgr_release(&s->blocks, seq);
+    return 0;
+}
+
 /* Host side of a packed batch: capacity, KV blocks, one pinned upload of the metadata (tokens, pos,
  * seq, rows wanted) laid out for T tokens at s->d_meta. *R = rows wanted, *max_len = max pos + 1. */
 static int prepare_batch(gpu_state *s, const duet_batch *b, int *R, int *max_len)
@@ -725,6 +736,14 @@ static duet_backend *engine_new(const duet_config *c, const duet_backend_opts *o
         duet_errorf("gpu: head_dim %d unsupported (even, at most %d)", c->head_dim, GPU_ATTN_MAX_D);
         return NULL;
     }
+    {
+        double block_b = 2.0 * c->n_layers * GPU_KV_BLOCK * c->n_kv_heads * c->head_dim * gpu_dtype_size(dt);
+        if (opts->kv_budget < 0 || (opts->kv_budget > 0 && (double)opts->kv_budget < block_b)) {
+            duet_errorf("gpu: kv_budget %lld bytes holds no KV block (one block of %d positions takes %.0f bytes)",
+                        (long long)opts->kv_budget, GPU_KV_BLOCK, block_b);
+            return NULL;
+        }
+    }
     duet_backend *be = (duet_backend *)calloc(1, sizeof *be);
     gpu_state *s = (gpu_state *)calloc(1, sizeof *s);
     if (!be || !s) {
@@ -737,6 +756,7 @@ static duet_backend *engine_new(const duet_config *c, const duet_backend_opts *o
     be->impl = s;
     be->forward = gpu_forward;
     be->decode = gpu_decode_seam;
+    be->release = gpu_release_seq;
     be->free = gpu_backend_release;
     s->c = *c;
     s->o = *opts;
@@ -746,7 +766,13 @@ static duet_backend *engine_new(const duet_config *c, const duet_backend_opts *o
     cudaDeviceProp prop;
     size_t free_b = 0, total_b = 0;
     int blocks_per_seq = (opts->max_ctx + GPU_KV_BLOCK - 1) / GPU_KV_BLOCK;
-    double kv_d = 2.0 * L * (double)opts->max_seqs * blocks_per_seq * GPU_KV_BLOCK * c->n_kv_heads * c->head_dim * 2;
+    /* The pool: kv_budget bytes of blocks (K and V of every layer, GPU_KV_BLOCK positions), at most every
+     * slot full; 0: every slot full. */
+    double block_d = 2.0 * L * GPU_KV_BLOCK * c->n_kv_heads * c->head_dim * gpu_dtype_size(dt);
+    double n_blocks_d = (double)opts->max_seqs * blocks_per_seq;
+    if (opts->kv_budget > 0 && (double)(opts->kv_budget / (int64_t)block_d) < n_blocks_d)
+        n_blocks_d = (double)(opts->kv_budget / (int64_t)block_d);
+    double kv_d = n_blocks_d * block_d;
     double table_d = (double)opts->max_seqs * blocks_per_seq * sizeof(int);
     double hist_d = (double)opts->max_seqs * opts->max_ctx * sizeof(int);
     if (cudaGetDevice(&dev) != cudaSuccess || cudaGetDeviceProperties(&prop, dev) != cudaSuccess ||
@@ -764,14 +790,18 @@ static duet_backend *engine_new(const duet_config *c, const duet_backend_opts *o
         double need = (double)wbytes + dq_bytes + kv_d + table_d + hist_d + 96.0 * 1048576; /* + activations, cuBLAS */
         if (need > (double)free_b || (double)opts->max_seqs * blocks_per_seq > 2147483647.0) {
             duet_errorf("gpu: not enough GPU memory: weights %.1f MiB (%s) + %.1f MiB of dequantization workspace + KV "
-                        "cache %.1f MiB (max_seqs %d x max_ctx %d, %d layers, %s) + 96 MiB of workspace = %.1f MiB, but %s "
-                        "has %.1f MiB free of %.1f MiB; lower max_seqs or max_ctx",
-                        MiB(wbytes), gpu_dtype_name(dt), MiB(dq_bytes), MiB(kv_d), opts->max_seqs, opts->max_ctx, L,
-                        gpu_dtype_name(dt), MiB(need), prop.name, MiB(free_b), MiB(total_b));
+                        "cache %.1f MiB (%.0f blocks of %d positions; max_seqs %d x max_ctx %d, %d layers, %s) + 96 MiB "
+                        "of workspace = %.1f MiB, but %s has %.1f MiB free of %.1f MiB; lower max_seqs, max_ctx or "
+                        "kv_budget",
+                        MiB(wbytes), gpu_dtype_name(dt), MiB(dq_bytes), MiB(kv_d), n_blocks_d, GPU_KV_BLOCK,
+                        opts->max_seqs, opts->max_ctx, L, gpu_dtype_name(dt), MiB(need), prop.name, MiB(free_b),
+                        MiB(total_b));
             goto fail;
         }
     }
-    s->n_blocks = opts->max_seqs * blocks_per_seq;
+    s->n_blocks = (int)n_blocks_d;
+    be->kv_block = GPU_KV_BLOCK;
+    be->kv_blocks = s->n_blocks;
     s->kv_bytes = (size_t)kv_d;
     if (cudaStreamCreateWithFlags(&s->stream, cudaStreamNonBlocking) != cudaSuccess) {
         duet_errorf("gpu: cudaStreamCreate failed: %s", cudaGetErrorString(cudaGetLastError()));

@@ -1,7 +1,10 @@
 /* forward.c: the fp32 LLaMA forward pass of the CPU reference, one packed batch at a time.
  * It reads like the HF LlamaForCausalLM forward; every named intermediate goes to the tap sink.
  * Legend: T tokens in the batch, D hidden, F ffn, H heads, Hk kv heads, d head_dim, V vocab, L layers,
- * S = max_seqs KV slots, C = max_ctx positions per slot. */
+ * S = max_seqs KV slots, C = max_ctx positions per slot.
+ * The KV cache is a paged pool: blocks of REF_KV_BLOCK positions, each holding (L, REF_KV_BLOCK, Hk*d)
+ * for K and the same for V; a slot takes a block from the free list the first time one of its
+ * positions in that block is written, and release gives all its blocks back. */
 #include "ref_backend.h"
 
 #include "build_config.h"
@@ -9,6 +12,8 @@
 #include "error.h"
 #include "ops.h"
 
+#include <limits.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,12 +32,35 @@ typedef struct ref_state {
     float *weights;   /* one allocation holding every fp32 weight below */
     float *embed, *final_norm, *lm_head; /* (V,D) (D) (V,D) */
     ref_layer *layers; /* [L] */
-    float *kcache, *vcache; /* (L, S, C, Hk*d) each */
+    /* the KV pool: kv_blocks blocks of (L, REF_KV_BLOCK, Hk*d) each, for K and for V */
+    float *kpool, *vpool;
+    int kv_blocks, blocks_per_slot; /* blocks_per_slot = ceil(C / REF_KV_BLOCK) */
+    int *table;                    /* [S * blocks_per_slot] block of (slot, pos / REF_KV_BLOCK), -1: none */
+    int *free_list, n_free;        /* free block ids; the next one taken is free_list[n_free - 1] */
+    int *taken;                    /* [cap_T] table entries this batch filled (undone when the pool runs out) */
     /* activations for the batch being run, grown on demand to cap_T tokens */
     int cap_T;
     float *x, *xn, *q, *k, *v, *att, *tmp, *gate, *up, *logits_all, *scratch;
     /* x,xn,tmp (T,D); q,att (T,H*d); k,v (T,Hk*d); gate,up (T,F); logits_all (T,V); scratch (C) */
 } ref_state;
+
+enum { REF_KV_BLOCK = 16 };
+
+/* Where layer l's rows start inside a block: a block b holds (L, REF_KV_BLOCK, Hk*d), so layer l of
+ * block b is at (b * L + l) * REF_KV_BLOCK * Hk*d floats. */
+static int64_t kv_layer(const ref_state *s, int l)
+{
+    return (int64_t)l * REF_KV_BLOCK * s->c.n_kv_heads * s->c.head_dim;
+}
+
+/* Layer l of the pool as ref_attention reads it. */
+static ref_kv_view kv_view(const ref_state *s, int l)
+{
+    int64_t row = (int64_t)s->c.n_kv_heads * s->c.head_dim;
+    ref_kv_view v = {s->kpool + kv_layer(s, l), s->vpool + kv_layer(s, l), s->table, s->blocks_per_slot,
+                     REF_KV_BLOCK, kv_layer(s, s->c.n_layers), row};
+    return v;
+}
 
 static void tap(duet_backend *b, const char *name, const float *data, int rows, int64_t cols)
 {
@@ -59,30 +87,95 @@ static int ensure_capacity(ref_state *s, int T)
         *bufs[i] = malloc(sizeof(float) * (size_t)T * sizes[i]);
         if (!*bufs[i]) return duet_errorf("ref: out of memory for activations of %d tokens", T);
     }
+    free(s->taken);
+    if (!(s->taken = malloc(sizeof(int) * (size_t)T))) return duet_errorf("ref: out of memory for activations of %d tokens", T);
     s->cap_T = T;
     return 0;
+}
+
+/* Gives every block the batch writes to its slot (from the free list) before anything is written, and
+ * checks that every position a token attends to has its block. When the pool runs out, or a token
+ * would read a block its slot never wrote, the blocks taken are put back as they were: the caches are
+ * unchanged and the batch fails. */
+static int kv_reserve(ref_state *s, const duet_batch *b)
+{
+    int n_taken = 0, t;
+    for (t = 0; t < b->n_tokens; t++) {
+        int *e = &s->table[(int64_t)b->seq[t] * s->blocks_per_slot + b->pos[t] / REF_KV_BLOCK];
+        if (*e >= 0) continue;
+        if (!s->n_free) {
+            duet_errorf("ref: KV pool exhausted: slot %d needs a block for position %d and all %d blocks of the pool "
+                        "(%d positions each) are in use",
+                        b->seq[t], b->pos[t], s->kv_blocks, REF_KV_BLOCK);
+            goto undo;
+        }
+        *e = s->free_list[--s->n_free];
+        s->taken[n_taken++] = (int)(e - s->table);
+    }
+    for (t = 0; t < b->n_tokens; t++)
+        for (int j = 0; j < b->pos[t] / REF_KV_BLOCK; j++)
+            if (s->table[(int64_t)b->seq[t] * s->blocks_per_slot + j] < 0) {
+                duet_errorf("ref: token %d of the batch (slot %d, position %d) attends to positions %d..%d, which slot "
+                            "%d never wrote (a slot starts at position 0, and again after release)",
+                            t, b->seq[t], b->pos[t], j * REF_KV_BLOCK, j * REF_KV_BLOCK + REF_KV_BLOCK - 1, b->seq[t]);
+                goto undo;
+            }
+    return 0;
+undo:
+    while (n_taken > 0) { /* in reverse: the free list comes back in its order */
+        int *e = &s->table[s->taken[--n_taken]];
+        s->free_list[s->n_free++] = *e;
+        *e = -1;
+    }
+    return -1;
 }
 
 /* Writes this batch's K/V rows (T, Hk*d) into the cache of layer l at (seq[t], pos[t]). */
 static void cache_store(ref_state *s, int l, const duet_batch *b)
 {
-    const duet_config *c = &s->c;
-    int64_t kv = (int64_t)c->n_kv_heads * c->head_dim, C = s->o.max_ctx;
-    float *kl = s->kcache + (int64_t)l * s->o.max_seqs * C * kv, *vl = s->vcache + (int64_t)l * s->o.max_seqs * C * kv;
+    const ref_kv_view v = kv_view(s, l);
+    float *kl = s->kpool + kv_layer(s, l), *vl = s->vpool + kv_layer(s, l); /* v.k and v.v, writable */
     for (int t = 0; t < b->n_tokens; t++) {
-        int64_t off = ((int64_t)b->seq[t] * C + b->pos[t]) * kv;
-        memcpy(kl + off, s->k + t * kv, sizeof(float) * kv);
-        memcpy(vl + off, s->v + t * kv, sizeof(float) * kv);
+        int64_t off = ref_kv_row(&v, b->seq[t], b->pos[t]);
+        memcpy(kl + off, s->k + t * v.row_stride, sizeof(float) * v.row_stride);
+        memcpy(vl + off, s->v + t * v.row_stride, sizeof(float) * v.row_stride);
     }
+}
+
+static int ref_release(duet_backend *be, int seq)
+{
+    ref_state *s = be->impl;
+    if (seq < 0 || seq >= s->o.max_seqs)
+        return duet_errorf("ref: release: sequence slot %d outside [0, %d)", seq, s->o.max_seqs);
+    for (int j = s->blocks_per_slot - 1; j >= 0; j--) {
+        int *e = &s->table[(int64_t)seq * s->blocks_per_slot + j];
+        if (*e < 0) continue;
+        s->free_list[s->n_free++] = *e;
+        *e = -1;
+    }
+    return 0;
+}
+
+/* y (T, N) = x . W^T: opts.batch_invariant computes it one row at a time (ref_matmul_rows), else one
+ * sgemm (what the goldens were made with). The cost, measured on SmolLM2-135M (Q4_1 dequantized to fp32;
+ * tests/bench_ref_prefill, one OpenBLAS thread, a shared 2-core x86-64): a 200-token prefill runs at
+ * 33 tok/s instead of 98 (3x slower: a GEMV uses each weight it loads once, sgemm's micro-kernel
+ * reuses it across a panel of rows in registers); decode at batch 1 is unchanged (11 tok/s, bound by
+ * reading the weights either way). Keeping a 256 KiB panel of W in cache across the rows did not help
+ * (32 tok/s). */
+static void matmul(const ref_state *s, float *y, const float *x, const float *W, int T, int N, int K)
+{
+    if (s->o.batch_invariant) ref_matmul_rows(y, x, W, T, N, K);
+    else ref_matmul(y, x, W, T, N, K);
 }
 
 static int ref_forward(duet_backend *be, const duet_batch *b, float *logits)
 {
     ref_state *s = be->impl;
     const duet_config *c = &s->c;
-    if (duet_batch_validate(b, c, &s->o) || ensure_capacity(s, b->n_tokens)) return -1;
+    if (duet_batch_validate(b, c, &s->o) || ensure_capacity(s, b->n_tokens) || kv_reserve(s, b)) return -1;
     const int T = b->n_tokens, D = c->dim, F = c->ffn_dim, H = c->n_heads, Hk = c->n_kv_heads, d = c->head_dim;
-    const int64_t C = s->o.max_ctx, kv = (int64_t)Hk * d;
+    const int64_t kv = (int64_t)Hk * d;
 
     ref_embedding(s->x, s->embed, b->tokens, T, D); /* x = embed_tokens(ids) */
     tap(be, "embed", s->x, T, D);
@@ -91,9 +184,9 @@ static int ref_forward(duet_backend *be, const duet_batch *b, float *logits)
         /* attention block: x = x + o_proj(attn(rope(q_proj(n)), rope(k_proj(n)), v_proj(n))), n = norm(x) */
         ref_rmsnorm(s->xn, s->x, w->attn_norm, c->norm_eps, T, D);
         tap_layer(be, l, "attn_norm", s->xn, T, D);
-        ref_matmul(s->q, s->xn, w->wq, T, H * d, D);
-        ref_matmul(s->k, s->xn, w->wk, T, Hk * d, D);
-        ref_matmul(s->v, s->xn, w->wv, T, Hk * d, D);
+        matmul(s, s->q, s->xn, w->wq, T, H * d, D);
+        matmul(s, s->k, s->xn, w->wk, T, Hk * d, D);
+        matmul(s, s->v, s->xn, w->wv, T, Hk * d, D);
         tap_layer(be, l, "q", s->q, T, (int64_t)H * d);
         tap_layer(be, l, "k", s->k, T, kv);
         tap_layer(be, l, "v", s->v, T, kv);
@@ -102,24 +195,23 @@ static int ref_forward(duet_backend *be, const duet_batch *b, float *logits)
         tap_layer(be, l, "q_rope", s->q, T, (int64_t)H * d);
         tap_layer(be, l, "k_rope", s->k, T, kv);
         cache_store(s, l, b);
-        int64_t layer_off = (int64_t)l * s->o.max_seqs * C * kv;
-        ref_attention(s->att, s->q, s->kcache + layer_off, s->vcache + layer_off, b->pos, b->seq, C * kv, s->scratch, T,
-                      H, Hk, d);
+        const ref_kv_view kvl = kv_view(s, l);
+        ref_attention(s->att, s->q, &kvl, b->pos, b->seq, s->scratch, T, H, Hk, d);
         tap_layer(be, l, "attn", s->att, T, (int64_t)H * d);
-        ref_matmul(s->tmp, s->att, w->wo, T, D, H * d);
+        matmul(s, s->tmp, s->att, w->wo, T, D, H * d);
         tap_layer(be, l, "attn_out", s->tmp, T, D);
         ref_add(s->x, s->x, s->tmp, (int64_t)T * D);
         tap_layer(be, l, "resid_mid", s->x, T, D);
         /* MLP block: x = x + down_proj(silu(gate_proj(n)) * up_proj(n)), n = norm(x) */
         ref_rmsnorm(s->xn, s->x, w->ffn_norm, c->norm_eps, T, D);
         tap_layer(be, l, "ffn_norm", s->xn, T, D);
-        ref_matmul(s->gate, s->xn, w->w_gate, T, F, D);
-        ref_matmul(s->up, s->xn, w->w_up, T, F, D);
+        matmul(s, s->gate, s->xn, w->w_gate, T, F, D);
+        matmul(s, s->up, s->xn, w->w_up, T, F, D);
         tap_layer(be, l, "gate", s->gate, T, F);
         tap_layer(be, l, "up", s->up, T, F);
         ref_swiglu(s->gate, s->gate, s->up, T, F);
         tap_layer(be, l, "act", s->gate, T, F);
-        ref_matmul(s->tmp, s->gate, w->w_down, T, D, F);
+        matmul(s, s->tmp, s->gate, w->w_down, T, D, F);
         tap_layer(be, l, "ffn_out", s->tmp, T, D);
         ref_add(s->x, s->x, s->tmp, (int64_t)T * D);
         tap_layer(be, l, "out", s->x, T, D);
@@ -129,7 +221,7 @@ static int ref_forward(duet_backend *be, const duet_batch *b, float *logits)
 
     /* lm_head only on the rows asked for, unless taps want every row. */
     if (!b->logits_for || be->tap) {
-        ref_matmul(s->logits_all, s->xn, s->lm_head, T, c->vocab_size, D);
+        matmul(s, s->logits_all, s->xn, s->lm_head, T, c->vocab_size, D);
         tap(be, "logits", s->logits_all, T, c->vocab_size);
         int r = 0;
         for (int t = 0; t < T; t++)
@@ -140,7 +232,7 @@ static int ref_forward(duet_backend *be, const duet_batch *b, float *logits)
         int r = 0;
         for (int t = 0; t < T; t++)
             if (b->logits_for[t])
-                ref_matmul(logits + (int64_t)r++ * c->vocab_size, s->xn + (int64_t)t * D, s->lm_head, 1, c->vocab_size, D);
+                matmul(s, logits + (int64_t)r++ * c->vocab_size, s->xn + (int64_t)t * D, s->lm_head, 1, c->vocab_size, D);
     }
     return 0;
 }
@@ -150,12 +242,42 @@ static void ref_free(duet_backend *be)
     ref_state *s = be->impl;
     if (s) {
         float *bufs[] = {s->x, s->xn, s->tmp, s->q, s->att, s->k, s->v, s->gate, s->up, s->logits_all, s->scratch,
-                         s->kcache, s->vcache, s->weights};
+                         s->kpool, s->vpool, s->weights};
         for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
+        free(s->table);
+        free(s->free_list);
+        free(s->taken);
         free(s->layers);
         free(s);
     }
     free(be);
+}
+
+/* Sizes the pool: blocks of (L, REF_KV_BLOCK, Hk*d) floats for K and as many for V, as many as
+ * opts->kv_budget bytes hold (0: S x blocks_per_slot, every slot full), never more than every slot full
+ * needs. *elems: floats of the K pool. */
+static int kv_pool_size(ref_state *s, const duet_backend_opts *o, int64_t *elems)
+{
+    const duet_config *c = &s->c;
+    s->blocks_per_slot = (o->max_ctx + REF_KV_BLOCK - 1) / REF_KV_BLOCK;
+    int64_t block_elems, block_bytes, full; /* floats of one block (K or V), bytes of K + V, blocks of every slot full */
+    if (__builtin_mul_overflow((int64_t)c->n_layers * REF_KV_BLOCK, (int64_t)c->n_kv_heads * c->head_dim, &block_elems) ||
+        __builtin_mul_overflow(block_elems, (int64_t)(2 * sizeof(float)), &block_bytes) ||
+        __builtin_mul_overflow((int64_t)o->max_seqs, (int64_t)s->blocks_per_slot, &full) || full > INT_MAX)
+        return duet_errorf("ref: KV pool of %d slots x %d positions overflows", o->max_seqs, o->max_ctx);
+    if (o->kv_budget < 0) return duet_errorf("ref: kv_budget %lld bytes is negative", (long long)o->kv_budget);
+    int64_t n = full;
+    if (o->kv_budget > 0) {
+        if (o->kv_budget < block_bytes)
+            return duet_errorf("ref: kv_budget %lld bytes holds no KV block (one block of %d positions takes %lld bytes)",
+                               (long long)o->kv_budget, REF_KV_BLOCK, (long long)block_bytes);
+        n = o->kv_budget / block_bytes;
+        if (n > full) n = full; /* more than every slot full could use */
+    }
+    if (__builtin_mul_overflow(n, block_elems, elems) || *elems > (int64_t)(SIZE_MAX / sizeof(float)))
+        return duet_errorf("ref: KV pool of %lld blocks overflows", (long long)n);
+    s->kv_blocks = (int)n;
+    return 0;
 }
 
 /* Converts every weight to fp32 into one allocation; `next` walks through it. */
@@ -195,6 +317,7 @@ duet_backend *ref_backend_create(const duet_model *m, const duet_backend_opts *o
     be->model = m;
     be->impl = s;
     be->forward = ref_forward;
+    be->release = ref_release;
     be->free = ref_free;
     s->c = *c;
     s->o = *opts;
@@ -205,17 +328,25 @@ duet_backend *ref_backend_create(const duet_model *m, const duet_backend_opts *o
         total += w->attn_norm->numel + w->wq->numel + w->wk->numel + w->wv->numel + w->wo->numel +
                  w->ffn_norm->numel + w->w_gate->numel + w->w_up->numel + w->w_down->numel;
     }
-    int64_t kv_elems = (int64_t)c->n_layers * opts->max_seqs * opts->max_ctx * c->n_kv_heads * c->head_dim;
+    int64_t kv_elems = 0; /* floats of the K (or the V) pool */
+    if (kv_pool_size(s, opts, &kv_elems)) goto fail;
+    be->kv_block = REF_KV_BLOCK;
+    be->kv_blocks = s->kv_blocks;
     s->weights = malloc(sizeof(float) * (size_t)total);
     s->layers = calloc(c->n_layers, sizeof *s->layers);
-    s->kcache = calloc((size_t)kv_elems, sizeof(float));
-    s->vcache = calloc((size_t)kv_elems, sizeof(float));
+    s->kpool = calloc((size_t)kv_elems, sizeof(float));
+    s->vpool = calloc((size_t)kv_elems, sizeof(float));
     s->scratch = malloc(sizeof(float) * (size_t)opts->max_ctx);
-    if (!s->weights || !s->layers || !s->kcache || !s->vcache || !s->scratch) {
+    s->table = malloc(sizeof(int) * (size_t)opts->max_seqs * s->blocks_per_slot);
+    s->free_list = malloc(sizeof(int) * (size_t)s->kv_blocks);
+    if (!s->weights || !s->layers || !s->kpool || !s->vpool || !s->scratch || !s->table || !s->free_list) {
         duet_errorf("ref: out of memory (%.1f MiB of weights, %.1f MiB of KV cache)", total * 4.0 / 1048576,
                     kv_elems * 8.0 / 1048576);
         goto fail;
     }
+    for (int64_t i = 0; i < (int64_t)opts->max_seqs * s->blocks_per_slot; i++) s->table[i] = -1;
+    for (int i = 0; i < s->kv_blocks; i++) s->free_list[i] = s->kv_blocks - 1 - i; /* block 0 is taken first */
+    s->n_free = s->kv_blocks;
     float *next = s->weights;
     if (!(s->embed = load(m->embed, &next)) || !(s->final_norm = load(m->final_norm, &next))) goto fail;
     s->lm_head = c->tie_embeddings ? s->embed : load(m->lm_head, &next);

@@ -44,6 +44,17 @@ void ref_matmul(float *y, const float *x, const float *W, int T, int N, int K)
 #endif
 }
 
+void ref_matmul_rows(float *y, const float *x, const float *W, int T, int N, int K)
+{
+#ifdef DUET_HAVE_OPENBLAS
+    /* One sgemv per row: y[t] = W . x[t], W (N, K) row-major. The same call for a row whatever T. */
+    for (int t = 0; t < T; t++)
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, N, K, 1.0f, W, K, x + (int64_t)t * K, 1, 0.0f, y + (int64_t)t * N, 1);
+#else
+    ref_matmul(y, x, W, T, N, K); /* the plain loop already sums each row on its own, in k order */
+#endif
+}
+
 void ref_rope(float *x, const int *pos, float theta, int T, int n_heads, int d)
 {
     int half = d / 2;
@@ -63,21 +74,19 @@ void ref_rope(float *x, const int *pos, float theta, int T, int n_heads, int d)
     }
 }
 
-void ref_attention(float *out, const float *q, const float *kcache, const float *vcache, const int *pos,
-                   const int *seq, int64_t seq_stride, float *scratch, int T, int H, int Hk, int d)
+void ref_attention(float *out, const float *q, const ref_kv_view *kv, const int *pos, const int *seq, float *scratch,
+                   int T, int H, int Hk, int d)
 {
     int group = H / Hk;
-    int64_t kv_dim = (int64_t)Hk * d;
     float scale = 1.0f / sqrtf((float)d);
     for (int t = 0; t < T; t++) {
-        const float *K = kcache + seq[t] * seq_stride, *Vc = vcache + seq[t] * seq_stride;
         int n = pos[t] + 1; /* causal: positions 0..pos[t] */
         for (int h = 0; h < H; h++) {
             const float *qh = q + (int64_t)t * H * d + (int64_t)h * d;
             int kh = h / group;
             float mx = -INFINITY;
             for (int p = 0; p < n; p++) {
-                const float *kp = K + p * kv_dim + (int64_t)kh * d;
+                const float *kp = kv->k + ref_kv_row(kv, seq[t], p) + (int64_t)kh * d;
                 float s = 0.0f;
                 for (int i = 0; i < d; i++) s += qh[i] * kp[i];
                 scratch[p] = s * scale;
@@ -92,7 +101,7 @@ void ref_attention(float *out, const float *q, const float *kcache, const float 
             float *o = out + (int64_t)t * H * d + (int64_t)h * d;
             for (int i = 0; i < d; i++) o[i] = 0.0f;
             for (int p = 0; p < n; p++) {
-                const float *vp = Vc + p * kv_dim + (int64_t)kh * d;
+                const float *vp = kv->v + ref_kv_row(kv, seq[t], p) + (int64_t)kh * d;
                 float w = scratch[p] * inv;
                 for (int i = 0; i < d; i++) o[i] += w * vp[i];
             }

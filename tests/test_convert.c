@@ -13,6 +13,7 @@
 #include "backend.h"
 #include "convert.h"
 #include "error.h"
+#include "engine/registry.h"
 #include "gguf.h"
 #include "model.h"
 #include "tokenizer.h"

@@ -7,6 +7,7 @@
 
 #include "backend.h"
 #include "error.h"
+#include "engine/registry.h"
 #include "gpu/gpu.h"
 #include "gpu/gpu_backend.h"
 #include "model.h"

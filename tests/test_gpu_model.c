@@ -9,6 +9,7 @@
 
 #include "backend.h"
 #include "error.h"
+#include "engine/registry.h"
 #include "generate.h"
 #include "gpu/gpu.h"
 #include "model.h"

@@ -519,7 +519,8 @@ static void run_attention_case(gpu_dtype dt, attn_cfg cf)
         ck_assert_msg(gpu_attention_decode(&ap, dt, NULL) == 0, "%s", duet_error());
         float *gatt = download(dout, (int64_t)T * Hd, dt), *watt = malloc(sizeof(float) * T * Hd),
               *scratch = malloc(sizeof(float) * C);
-        ref_attention(watt, gq, kc, vc, pos, seq, (int64_t)C * kvd, scratch, T, H, Hk, d);
+        const ref_kv_view rkv = {kc, vc, NULL, 1, C, (int64_t)C * kvd, kvd}; /* contiguous (C, kvd) per slot */
+        ref_attention(watt, gq, &rkv, pos, seq, scratch, T, H, Hk, d);
         snprintf(what, sizeof what, "attention H%d Hk%d d%d batch %d (T %d, ctx %d)", H, Hk, d, bi, T, max_len);
         check(what, dt, gatt, watt, T, Hd, BOUND[dt]);
         /* the dispatcher (flash prefill for d 64/128 segments, decode kernel otherwise) on the same inputs */
@@ -602,7 +603,8 @@ static void run_prefill_case(gpu_dtype dt, attn_cfg cf)
         float *ws = gpu_alloc(sizeof(float) * gpu_attention_ws_floats(T, H, d, n_sm));
         ck_assert(gpu_upload_i32(dpos, pos, T) == 0 && gpu_upload_i32(dseq, seq, T) == 0);
         float *watt = malloc(sizeof(float) * T * Hd), *scratch = malloc(sizeof(float) * C);
-        ref_attention(watt, q, kc, vc, pos, seq, (int64_t)C * kvd, scratch, T, H, Hk, d);
+        const ref_kv_view rkv = {kc, vc, NULL, 1, C, (int64_t)C * kvd, kvd}; /* contiguous (C, kvd) per slot */
+        ref_attention(watt, q, &rkv, pos, seq, scratch, T, H, Hk, d);
         gpu_attn_params ap = {dout, dqkv, Q, kv, dpos, dseq, T, H, max_len, ws, n_sm, pos, seq};
         int has_prefill = d == 64 || d == 128;
         for (int v = 0; v < 1 + has_prefill; v++) {
@@ -658,7 +660,8 @@ static void run_decode_case(gpu_dtype dt, attn_cfg cf)
     float *ws = gpu_alloc(sizeof(float) * gpu_attention_ws_floats(T, H, d, 132));
     ck_assert(gpu_upload_i32(dpos, pos, T) == 0 && gpu_upload_i32(dseq, seq, T) == 0);
     float *watt = malloc(sizeof(float) * T * Hd), *scratch = malloc(sizeof(float) * C);
-    ref_attention(watt, q, kc, vc, pos, seq, (int64_t)C * kvd, scratch, T, H, Hk, d);
+    const ref_kv_view rkv = {kc, vc, NULL, 1, C, (int64_t)C * kvd, kvd}; /* contiguous (C, kvd) per slot */
+    ref_attention(watt, q, &rkv, pos, seq, scratch, T, H, Hk, d);
     for (int v = 0; v < 3; v++) {
         gpu_attn_params ap = {dout, dqkv, Q, kv, dpos, dseq, T, H, C, ws, v == 1 ? 1 : 132, NULL, NULL};
         ck_assert(gpu_poison(dout, (int64_t)T * Hd, 2) == 0);

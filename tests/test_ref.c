@@ -6,6 +6,7 @@
 
 #include "backend.h"
 #include "error.h"
+#include "engine/registry.h"
 #include "generate.h"
 #include "model.h"
 #include "safetensors.h"

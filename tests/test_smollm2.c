@@ -8,6 +8,7 @@
 
 #include "backend.h"
 #include "error.h"
+#include "engine/registry.h"
 #include "eval/cnn_dailymail.h"
 #include "eval/summarize.h"
 #include "generate.h"

@@ -11,6 +11,7 @@
 #include "commands.h"
 
 #include "backend.h"
+#include "engine/registry.h"
 #include "error.h"
 #include "eval/cnn_dailymail.h"
 #include "generate.h"
@@ -371,7 +372,7 @@ int cmd_bench_serve(int argc, char **argv)
                     res.tok_s, res.ttft50, res.ttft99, res.itl50, res.itl99, res.e2e99, res.wall, res.peak_blocks,
                     (long long)res.preemptions);
             json_t *o = json_pack("{s:s, s:s, s:s, s:f, s:i, s:i, s:i, s:s, s:I, s:f, s:f, s:f, s:f, s:f, s:f, s:f, "
-                                  "s:f, s:i, s:i, s:I}",
+                                  "s:i, s:i, s:I}",
                                   "bench", "serve", "mode", name, "backend", backend, "rate", rates[ri], "requests", n_req,
                                   "max_seqs", max_seqs, "token_budget", budget, "policy",
                                   policy == DUET_SCHED_NO_EVICT ? "no-evict" : "max-utilization", "generated",
@@ -380,7 +381,7 @@ int cmd_bench_serve(int argc, char **argv)
                                   "e2e_p99_s", res.e2e99, "peak_kv_blocks", res.peak_blocks, "kv_blocks", res.blocks,
                                   "preemptions", (json_int_t)res.preemptions);
             if (!o) {
-                duet_errorf("out of memory");
+                duet_errorf("cannot build the JSON line");
                 goto done;
             }
             char *line = json_dumps(o, JSON_COMPACT);

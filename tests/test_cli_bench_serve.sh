@@ -1,0 +1,30 @@
+#!/bin/sh
+# test_cli_bench_serve.sh: `duet bench --serve` as a user meets it: --help, bad flags and values, and a tiny
+# request stream on the default model's ref backend (in-flight and static rows, JSON lines with the fields
+# the README names). The run is skipped (77) without the default model or the cnn_dailymail data.
+set -u
+. "${DUET_SRCDIR:-.}/tests/cli_lib.sh"
+
+"$duet" bench --serve --help >"$tmp/h"; check "--help exits 0 with an example" grep -q "example" "$tmp/h"
+"$duet" bench --serve --bogus >/dev/null 2>&1; check "unknown flag exits 2" test $? -eq 2
+"$duet" bench --serve --policy lru >/dev/null 2>"$tmp/e"; rc=$?
+check "--policy lru: exit 2 naming it" sh -c "test $rc -eq 2 && grep -q 'lru' '$tmp/e'"
+"$duet" bench --serve --rates 1,x >/dev/null 2>"$tmp/e"; rc=$?
+check "--rates 1,x: exit 2 naming the flag" sh -c "test $rc -eq 2 && grep -q -- '--rates' '$tmp/e'"
+"$duet" bench --serve --max-seqs 8 --token-budget 4 >/dev/null 2>"$tmp/e"; rc=$?
+check "--token-budget below --max-seqs: exit 2" sh -c "test $rc -eq 2 && grep -q -- '--token-budget 4' '$tmp/e'"
+"$duet" bench --serve --backend tpu >/dev/null 2>"$tmp/e"; rc=$?
+check "--backend tpu: exit 1 naming it" sh -c "test $rc -eq 1 && grep -q \"unknown backend 'tpu'\" '$tmp/e'"
+
+model="${DUET_MODEL:-$src/models/SmolLM2-135M-Instruct.Q4_1.gguf}"
+items="$data/cnn_dailymail/test_100.jsonl"
+if [ ! -f "$model" ] || [ ! -f "$items" ]; then echo "SKIP: no default model or cnn_dailymail data"; [ $fail -eq 0 ] && exit 77; exit 1; fi
+"$duet" bench --serve -m "$model" --data "$items" -n 3 --max-input 8 --max-tokens 2,3 --max-seqs 2 --threads 2 \
+    --json "$tmp/j" >"$tmp/o" 2>"$tmp/e"; rc=$?
+check "a tiny stream runs (exit 0)" test $rc -eq 0
+check "two JSON lines, in-flight and static" sh -c "test \$(wc -l <'$tmp/o') -eq 2 && grep -q '\"mode\":\"in-flight\"' '$tmp/o' && grep -q '\"mode\":\"static\"' '$tmp/o'"
+check "--json FILE holds the same lines" cmp "$tmp/o" "$tmp/j"
+for f in tok_s ttft_p50_s ttft_p99_s itl_p50_s itl_p99_s e2e_p99_s peak_kv_blocks preemptions generated; do
+    check "JSON has $f" grep -q "\"$f\":" "$tmp/o"
+done
+exit $fail

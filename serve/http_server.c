@@ -8,6 +8,7 @@
 #include "generate.h"
 
 #include <netdb.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -223,6 +224,17 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, en
     free(cn);
 }
 
+/* libmicrohttpd's own messages (a connection closed on error, ...), marked as its. */
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    (void)cls;
+    char line[512];
+    vsnprintf(line, sizeof line, fmt, ap);
+    size_t n = strlen(line);
+    while (n && line[n - 1] == '\n') line[--n] = 0;
+    fprintf(stderr, "serve: libmicrohttpd: %s\n", line);
+}
+
 srv_http *srv_http_start(const srv_config *cfg, srv_engine *e, srv_metrics *m)
 {
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE}, *ai = NULL;
@@ -250,7 +262,8 @@ srv_http *srv_http_start(const srv_config *cfg, srv_engine *e, srv_metrics *m)
     /* The connection limit stays above --max-concurrent so that a request over it is answered 429
      * rather than refused at accept; keep-alive connections and /metrics need room too. */
     unsigned limit = (unsigned)cfg->max_concurrent * 2 + 16;
-    h->d = MHD_start_daemon(flags, (uint16_t)cfg->port, NULL, NULL, on_request, h, MHD_OPTION_SOCK_ADDR, ai->ai_addr,
+    h->d = MHD_start_daemon(flags, (uint16_t)cfg->port, NULL, NULL, on_request, h, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
+                            MHD_OPTION_SOCK_ADDR, ai->ai_addr,
                             MHD_OPTION_NOTIFY_COMPLETED, on_completed, h, MHD_OPTION_CONNECTION_LIMIT, limit,
                             MHD_OPTION_CONNECTION_TIMEOUT, 600u, MHD_OPTION_END);
     freeaddrinfo(ai);

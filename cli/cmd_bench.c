@@ -39,7 +39,8 @@ static void usage(FILE *f)
             "decode ms per step of the whole batch, end-to-end seconds (prefill + output-1 decode steps, as HF\n"
             "generate) and peak GPU memory; medians of --repeat runs after a warm-up. Also measures the device's\n"
             "copy bandwidth and cuBLAS fp16 GEMM peak (the ceilings) and the GEMM time of one decode step.\n"
-            "One JSON object per line on stdout, a table on stderr.\n\n"
+            "One JSON object per line on stdout, a table on stderr. `duet bench --serve --help`: the request-stream\n"
+            "benchmark of the in-flight batching scheduler.\n\n"
             "      --model-shape S   7b (LLaMA-7B: hidden 4096, ffn 11008, 32 layers, 32 heads, vocab 32000;\n"
             "                        default) or tiny (hidden 256, ffn 688, 4 layers, 8 heads, vocab 32000)\n"
             "      --dim N --ffn N --layers N --heads N --kv-heads N --vocab N   override one dimension\n"
@@ -304,6 +305,8 @@ out:
 
 int cmd_bench(int argc, char **argv)
 {
+    for (int i = 1; i < argc; i++) /* the request-stream benchmark of the scheduler (cmd_bench_serve.c) */
+        if (!strcmp(argv[i], "--serve")) return cmd_bench_serve(argc, argv);
     static const struct option opts[] = {
         {"model-shape", required_argument, 0, 'S'}, {"dim", required_argument, 0, 'D'},
         {"ffn", required_argument, 0, 'F'},         {"layers", required_argument, 0, 'L'},

@@ -15,5 +15,6 @@ int cmd_bench_serve(int argc, char **argv); /* duet bench --serve */
 int cmd_chat(int argc, char **argv);
 int cmd_convert(int argc, char **argv);
 int cmd_quantize(int argc, char **argv);
+int cmd_serve(int argc, char **argv);
 
 #endif

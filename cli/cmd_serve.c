@@ -8,6 +8,7 @@
 
 #include "backend.h"
 #include "chat.h"
+#include "engine/registry.h"
 #include "error.h"
 #include "model.h"
 #include "tokenizer.h"

@@ -31,7 +31,8 @@ static void usage(FILE *f)
             "usage: duet serve [-m PATH] [--host ADDR] [--port N] [options]\n"
             "Serves the model over HTTP with OpenAI's API: POST /v1/completions, POST /v1/chat/completions\n"
             "(\"stream\": true for server-sent events), GET /v1/models, GET /health, GET /metrics (Prometheus).\n"
-            "Requests are batched in flight; SIGTERM or SIGINT lets the running ones finish, then exits.\n\n"
+            "Requests are batched in flight, batch-invariant (a greedy reply does not depend on what else runs);\n"
+            "SIGTERM or SIGINT lets the running ones finish, then exits.\n\n"
             "  -m, --model PATH        GGUF file or Hugging Face LLaMA folder (default: $DUET_MODEL, else\n"
             "                          " CLI_DEFAULT_MODEL ")\n"
             "      --host ADDR         address to listen on (default 127.0.0.1)\n"
@@ -160,7 +161,10 @@ int cmd_serve(int argc, char **argv)
         goto done;
     }
     if (!max_tokens_limit || max_tokens_limit > max_ctx - 1) max_tokens_limit = max_ctx - 1;
-    duet_backend_opts bo = {.max_seqs = max_seqs, .max_ctx = max_ctx, .dtype = dtype, .threads = threads};
+    /* batch-invariant: a reply must not depend on what else is in the batch (greedy replies equal duet
+     * generate's whatever the load); on the ref it costs prefill speed (one sgemv per row) */
+    duet_backend_opts bo = {.max_seqs = max_seqs, .max_ctx = max_ctx, .dtype = dtype, .threads = threads,
+                            .batch_invariant = 1};
     if (!(be = duet_backend_create(backend, m, &bo))) goto done;
     fprintf(stderr, "[%s] %s\n", be->name, be->summary);
 

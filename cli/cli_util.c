@@ -63,6 +63,15 @@ int cli_sampling_opt(const char *cmd, int c, const char *arg, cli_sampling *s)
     }
 }
 
+const char *cli_default_cnn_data(void)
+{
+    static char buf[4096];
+    struct stat st;
+    const char *d = getenv("DUET_DATA");
+    snprintf(buf, sizeof buf, "%s/cnn_dailymail/test_100.jsonl", d && *d ? d : "../shared/data");
+    return stat(buf, &st) == 0 ? buf : NULL;
+}
+
 const char *cli_default_model(void)
 {
     static char beside_exe[4096];

@@ -31,6 +31,9 @@ int cli_mode(const char *cmd, const char *flag, const char *s);
 /* The model used when -m is not given: $DUET_MODEL, else CLI_DEFAULT_MODEL under the working
  * directory, else under the folder of the duet binary; NULL when none exists. */
 const char *cli_default_model(void);
+/* The cnn_dailymail items of eval and bench --serve: $DUET_DATA/cnn_dailymail/test_100.jsonl, else
+ * ../shared/data/cnn_dailymail/test_100.jsonl; NULL when that file does not exist. */
+const char *cli_default_cnn_data(void);
 /* `given` when not NULL, else cli_default_model(); NULL after printing "no model: run `make model` or
  * give -m" for cmd. */
 const char *cli_model_or_default(const char *cmd, const char *given);

@@ -26,7 +26,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 
 static const char *CMD = "bench --serve";
@@ -82,15 +81,6 @@ static int parse_nums(const char *flag, const char *s, double *a, int *n, int ma
     }
     if (!*n) fprintf(stderr, "duet %s: %s: empty list\n", CMD, flag);
     return *n ? 0 : -1;
-}
-
-static const char *default_data(void)
-{
-    static char buf[4096];
-    struct stat st;
-    const char *d = getenv("DUET_DATA");
-    snprintf(buf, sizeof buf, "%s/cnn_dailymail/test_100.jsonl", d && *d ? d : "../shared/data");
-    return stat(buf, &st) == 0 ? buf : NULL;
 }
 
 /* ---- one run ---------------------------------------------------------------------------------- */
@@ -291,7 +281,7 @@ int cmd_bench_serve(int argc, char **argv)
         return 2;
     }
     if (duet_backend_check(backend)) return cli_fail(CMD);
-    if (!data && !(data = default_data())) {
+    if (!data && !(data = cli_default_cnn_data())) {
         fprintf(stderr, "duet %s: no cnn_dailymail data: give --data FILE or set DUET_DATA\n", CMD);
         return 1;
     }

@@ -22,7 +22,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 static const char *CMD = "eval";
@@ -58,15 +57,6 @@ static void usage(FILE *f)
             "  duet eval -n 20 --prompt chat --backend gpu --json gpu_chat.json\n"
             "  duet eval -m ../shared/data/stories260K -n 20 --max-input 412 --json ref.json\n"
             "  duet eval --compare ref.json gpu_fp16.json\n");
-}
-
-static const char *default_data(void)
-{
-    static char buf[4096];
-    struct stat st;
-    const char *d = getenv("DUET_DATA");
-    snprintf(buf, sizeof buf, "%s/cnn_dailymail/test_100.jsonl", d && *d ? d : "../shared/data");
-    return stat(buf, &st) == 0 ? buf : NULL;
 }
 
 static void progress(int done, int total, double elapsed)
@@ -189,7 +179,7 @@ int cmd_eval(int argc, char **argv)
     }
     if (duet_backend_check(backend)) return cli_fail(CMD); /* before the model is loaded (and quantized) */
     if (!(model_dir = cli_model_or_default(CMD, model_dir))) return 2;
-    if (!data && !(data = default_data())) {
+    if (!data && !(data = cli_default_cnn_data())) {
         fprintf(stderr, "duet %s: no data: give --data FILE (cnn_dailymail JSON Lines) or set DUET_DATA\n", CMD);
         return 2;
     }

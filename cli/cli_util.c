@@ -7,6 +7,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -61,6 +62,28 @@ int cli_sampling_opt(const char *cmd, int c, const char *arg, cli_sampling *s)
     case 's': return cli_u64(cmd, "--seed", arg, &s->seed);
     default: fprintf(stderr, "duet %s: internal: option code %d is not a sampling flag\n", cmd, c); return -1;
     }
+}
+
+int cli_kv_budget(const char *cmd, const char *s, int64_t *bytes, double *fraction)
+{
+    char *end = NULL;
+    *bytes = 0, *fraction = 0.0;
+    if (strchr(s, '.')) {
+        double f = strtod(s, &end);
+        if (end != s && !*end && f > 0.0 && f <= 1.0) return *fraction = f, 0;
+    } else {
+        errno = 0;
+        long long v = strtoll(s, &end, 10);
+        int shift = 0;
+        if (end != s && *end && !end[1]) shift = *end == 'K' ? 10 : *end == 'M' ? 20 : *end == 'G' ? 30 : *end == 'T' ? 40 : -1;
+        else if (end != s && *end) shift = -1;
+        if (end != s && !errno && v > 0 && shift >= 0 && v <= (INT64_MAX >> shift)) return *bytes = (int64_t)v << shift, 0;
+    }
+    fprintf(stderr,
+            "duet %s: --kv-budget: '%s' is neither a size (bytes, or with K/M/G/T: 512M, 2G) nor a fraction of the free "
+            "memory in (0, 1] (0.9)\n",
+            cmd, s);
+    return -1;
 }
 
 const char *cli_default_cnn_data(void)

@@ -31,6 +31,11 @@ int cli_mode(const char *cmd, const char *flag, const char *s);
 /* The model used when -m is not given: $DUET_MODEL, else CLI_DEFAULT_MODEL under the working
  * directory, else under the folder of the duet binary; NULL when none exists. */
 const char *cli_default_model(void);
+/* --kv-budget: bytes with an optional K, M, G or T suffix (powers of 1024), e.g. 512M or 2G, into *bytes; or a
+ * fraction of the free memory with a decimal point, in (0, 1], e.g. 0.9, into *fraction (duet_backend_opts'
+ * kv_budget and kv_fraction). -1 after printing an error naming the flag and the value. */
+int cli_kv_budget(const char *cmd, const char *s, int64_t *bytes, double *fraction);
+
 /* The cnn_dailymail items of eval and bench --serve: $DUET_DATA/cnn_dailymail/test_100.jsonl, else
  * ../shared/data/cnn_dailymail/test_100.jsonl; NULL when that file does not exist. */
 const char *cli_default_cnn_data(void);

@@ -53,6 +53,8 @@ static void usage(FILE *f)
             "      --max-seqs N       requests running at once, = the static batch size (default 8)\n"
             "      --token-budget N   tokens per step (default 256)\n"
             "      --policy P         no-evict (default) or max-utilization\n"
+            "      --kv-budget B      the backend's KV pool: bytes (512M, 2G) or a fraction of the memory free\n"
+            "                         after the weights (0.9); default room for every slot full\n"
             "      --kv-blocks N      KV blocks the scheduler may use (default: the backend's pool)\n"
             "      --no-static        skip the static-batching runs\n"
             "      --threads N        CPU threads for the ref (default: OpenBLAS's)\n"
@@ -221,6 +223,8 @@ int cmd_bench_serve(int argc, char **argv)
     int n_rates = 1, n_mt = 3;
     uint64_t seed = 1;
     duet_sched_policy policy = DUET_SCHED_NO_EVICT;
+    int64_t kv_budget = 0;
+    double kv_fraction = 0.0;
     static const struct option lo[] = {
         {"serve", no_argument, 0, 'S'},          {"model", required_argument, 0, 'm'},
         {"backend", required_argument, 0, 'B'},  {"dtype", required_argument, 0, 'T'},
@@ -229,6 +233,7 @@ int cmd_bench_serve(int argc, char **argv)
         {"rates", required_argument, 0, 'R'},    {"max-seqs", required_argument, 0, 's'},
         {"token-budget", required_argument, 0, 'b'}, {"policy", required_argument, 0, 'p'},
         {"kv-blocks", required_argument, 0, 'k'}, {"no-static", no_argument, 0, 'x'},
+        {"kv-budget", required_argument, 0, 'V'},
         {"threads", required_argument, 0, 't'},  {"seed", required_argument, 0, 'e'},
         {"json", required_argument, 0, 'j'},     {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0}};
@@ -264,6 +269,7 @@ int cmd_bench_serve(int argc, char **argv)
             break;
         case 'k': if (cli_int(CMD, "--kv-blocks", optarg, 1, 1 << 30, &kv_blocks)) return 2; break;
         case 'x': no_static = 1; break;
+        case 'V': if (cli_kv_budget(CMD, optarg, &kv_budget, &kv_fraction)) return 2; break;
         case 't': if (cli_int(CMD, "--threads", optarg, 1, 1024, &threads)) return 2; break;
         case 'e': if (cli_u64(CMD, "--seed", optarg, &seed)) return 2; break;
         case 'j': json_path = optarg; break;
@@ -323,7 +329,7 @@ int cmd_bench_serve(int argc, char **argv)
         goto done;
     }
     duet_backend_opts bo = {.max_seqs = max_seqs, .max_ctx = ctx, .dtype = dtype, .threads = threads,
-                            .batch_invariant = 1};
+                            .batch_invariant = 1, .kv_budget = kv_budget, .kv_fraction = kv_fraction};
     if (!(be = duet_backend_create(backend, m, &bo))) goto done;
     fprintf(stderr, "duet %s: %s; %d requests, prompts %d tokens at most, max_tokens from {", CMD, be->summary, n_req,
             max_input);

@@ -47,6 +47,8 @@ static void usage(FILE *f)
             "      --policy P          no-evict (reserve prompt + max_tokens at admission) or max-utilization\n"
             "                          (admit on current need, preempt the newest when blocks run out;\n"
             "                          default no-evict)\n"
+            "      --kv-budget B       the KV pool: bytes (512M, 2G) or a fraction of the memory free after the\n"
+            "                          weights (0.9); default room for every slot full (max-seqs x max-ctx)\n"
             "      --api-key KEY       require 'Authorization: Bearer KEY' on /v1/*\n"
             "      --max-body BYTES    request body size limit (default 1048576; 413 beyond)\n"
             "      --max-tokens-limit N  max_tokens at most (default: --max-ctx; 400 beyond)\n"
@@ -81,10 +83,13 @@ int cmd_serve(int argc, char **argv)
         {"token-budget", required_argument, 0, 'B'},  {"policy", required_argument, 0, 'P'},
         {"api-key", required_argument, 0, 'K'},       {"max-body", required_argument, 0, 'Y'},
         {"max-tokens-limit", required_argument, 0, 'L'}, {"max-concurrent", required_argument, 0, 'N'},
-        {"help", no_argument, 0, 'h'},                {0, 0, 0, 0}};
+        {"kv-budget", required_argument, 0, 'V'},     {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0}};
     const char *model_path = NULL, *host = "127.0.0.1", *backend = "ref", *dtype = NULL, *api_key = NULL;
     int port = 8000, threads = 0, max_seqs = 8, max_ctx = 0, token_budget = 512, max_body = 1 << 20;
     int max_tokens_limit = 0, max_concurrent = 64;
+    int64_t kv_budget = 0;
+    double kv_fraction = 0.0;
     duet_sched_policy policy = DUET_SCHED_NO_EVICT;
     int c;
     optind = 1;
@@ -117,6 +122,7 @@ int cmd_serve(int argc, char **argv)
         case 'Y': if (cli_int(CMD, "--max-body", optarg, 64, 1 << 30, &max_body)) return 2; break;
         case 'L': if (cli_int(CMD, "--max-tokens-limit", optarg, 1, 1 << 24, &max_tokens_limit)) return 2; break;
         case 'N': if (cli_int(CMD, "--max-concurrent", optarg, 1, 1 << 16, &max_concurrent)) return 2; break;
+        case 'V': if (cli_kv_budget(CMD, optarg, &kv_budget, &kv_fraction)) return 2; break;
         case 'h': usage(stdout); return 0;
         default: return cli_bad_option(CMD);
         }
@@ -164,7 +170,7 @@ int cmd_serve(int argc, char **argv)
     /* batch-invariant: a reply must not depend on what else is in the batch (greedy replies equal duet
      * generate's whatever the load); on the ref it costs prefill speed (one sgemv per row) */
     duet_backend_opts bo = {.max_seqs = max_seqs, .max_ctx = max_ctx, .dtype = dtype, .threads = threads,
-                            .batch_invariant = 1};
+                            .batch_invariant = 1, .kv_budget = kv_budget, .kv_fraction = kv_fraction};
     if (!(be = duet_backend_create(backend, m, &bo))) goto done;
     fprintf(stderr, "[%s] %s\n", be->name, be->summary);
 

@@ -31,6 +31,10 @@ typedef struct duet_backend_opts {
     /* KV pool in bytes (0: room for max_seqs x max_ctx positions, every slot full). Slots take blocks of
      * kv_block positions from the pool as their positions are first written; release gives them back. */
     int64_t kv_budget;
+    /* With kv_budget 0 and kv_fraction in (0, 1]: the pool takes that fraction of the memory left free
+     * once the weights (and the backend's own buffers) are placed: device memory on the gpu, the host's
+     * available memory (MemAvailable) on the ref; never more than every slot full. 0: off. */
+    double kv_fraction;
     /* Nonzero: every row's sums run in one order fixed per row whatever else is in the batch (the ref
      * computes its products one row at a time), so a sequence's logits do not depend on its batch. */
     int batch_invariant;

@@ -21,6 +21,7 @@ extern "C" {
 #include "swiglu.h"
 #include "weights.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -782,6 +783,23 @@ static duet_backend *engine_new(const duet_config *c, const duet_backend_opts *o
         goto fail;
     }
     s->n_sm = prop.multiProcessorCount;
+    if (!(opts->kv_fraction >= 0.0 && opts->kv_fraction <= 1.0)) {
+        duet_errorf("gpu: kv_fraction %g is outside [0, 1]", opts->kv_fraction);
+        goto fail;
+    }
+    if (opts->kv_budget == 0 && opts->kv_fraction > 0.0) {
+        /* a share of the device memory left once the weights, the dequantization workspace, the tables and
+         * the 96 MiB of activations and cuBLAS workspace are placed; at most every slot full */
+        double avail = (double)free_b - ((double)wbytes + dq_bytes + table_d + hist_d + 96.0 * 1048576);
+        double n = avail > 0 ? floor(opts->kv_fraction * avail / block_d) : 0.0;
+        if (n < 1.0) {
+            duet_errorf("gpu: kv_fraction %g of the %.1f MiB left after the weights holds no KV block (%.0f bytes)",
+                        opts->kv_fraction, MiB(avail > 0 ? avail : 0), block_d);
+            goto fail;
+        }
+        if (n < n_blocks_d) n_blocks_d = n;
+        kv_d = n_blocks_d * block_d;
+    }
     {
         const char *nf = getenv("DUET_NO_FUSE");
         s->no_fuse = nf && *nf && strcmp(nf, "0");

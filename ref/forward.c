@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #ifdef DUET_HAVE_OPENBLAS
 #include <cblas.h>
 #endif
@@ -256,7 +257,21 @@ static void ref_free(duet_backend *be)
 /* Sizes the pool: blocks of (L, REF_KV_BLOCK, Hk*d) floats for K and as many for V, as many as
  * opts->kv_budget bytes hold (0: S x blocks_per_slot, every slot full), never more than every slot full
  * needs. *elems: floats of the K pool. */
-static int kv_pool_size(ref_state *s, const duet_backend_opts *o, int64_t *elems)
+/* The host's available memory in bytes (/proc/meminfo MemAvailable, else free pages); 0 when unknown. */
+static int64_t host_available(void)
+{
+    FILE *f = fopen("/proc/meminfo", "r");
+    char line[256];
+    long long kb = -1;
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "MemAvailable: %lld kB", &kb) == 1) break;
+    if (f) fclose(f);
+    if (kb >= 0) return (int64_t)kb * 1024;
+    long pages = sysconf(_SC_AVPHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    return pages > 0 && page > 0 ? (int64_t)pages * page : 0;
+}
+
+static int kv_pool_size(ref_state *s, const duet_backend_opts *o, int64_t weight_bytes, int64_t *elems)
 {
     const duet_config *c = &s->c;
     s->blocks_per_slot = (o->max_ctx + REF_KV_BLOCK - 1) / REF_KV_BLOCK;
@@ -266,8 +281,19 @@ static int kv_pool_size(ref_state *s, const duet_backend_opts *o, int64_t *elems
         __builtin_mul_overflow((int64_t)o->max_seqs, (int64_t)s->blocks_per_slot, &full) || full > INT_MAX)
         return duet_errorf("ref: KV pool of %d slots x %d positions overflows", o->max_seqs, o->max_ctx);
     if (o->kv_budget < 0) return duet_errorf("ref: kv_budget %lld bytes is negative", (long long)o->kv_budget);
+    if (!(o->kv_fraction >= 0.0 && o->kv_fraction <= 1.0))
+        return duet_errorf("ref: kv_fraction %g is outside [0, 1]", o->kv_fraction);
     int64_t n = full;
-    if (o->kv_budget > 0) {
+    if (o->kv_budget == 0 && o->kv_fraction > 0.0) { /* a share of what the host has left after the weights */
+        const int64_t avail = host_available() - weight_bytes;
+        n = avail > 0 ? (int64_t)(o->kv_fraction * (double)avail) / block_bytes : 0;
+        if (n < 1)
+            return duet_errorf("ref: kv_fraction %g of the %.1f MiB available after %.1f MiB of weights holds no KV block "
+                               "(%lld bytes)",
+                               o->kv_fraction, (double)(avail > 0 ? avail : 0) / 1048576.0, weight_bytes / 1048576.0,
+                               (long long)block_bytes);
+        if (n > full) n = full;
+    } else if (o->kv_budget > 0) {
         if (o->kv_budget < block_bytes)
             return duet_errorf("ref: kv_budget %lld bytes holds no KV block (one block of %d positions takes %lld bytes)",
                                (long long)o->kv_budget, REF_KV_BLOCK, (long long)block_bytes);
@@ -329,7 +355,7 @@ duet_backend *ref_backend_create(const duet_model *m, const duet_backend_opts *o
                  w->ffn_norm->numel + w->w_gate->numel + w->w_up->numel + w->w_down->numel;
     }
     int64_t kv_elems = 0; /* floats of the K (or the V) pool */
-    if (kv_pool_size(s, opts, &kv_elems)) goto fail;
+    if (kv_pool_size(s, opts, total * (int64_t)sizeof(float), &kv_elems)) goto fail;
     be->kv_block = REF_KV_BLOCK;
     be->kv_blocks = s->kv_blocks;
     s->weights = malloc(sizeof(float) * (size_t)total);

@@ -13,6 +13,9 @@ check "--policy lru: exit 2 naming it" sh -c "test $rc -eq 2 && grep -q 'lru' '$
 check "--rates 1,x: exit 2 naming the flag" sh -c "test $rc -eq 2 && grep -q -- '--rates' '$tmp/e'"
 "$duet" bench --serve --max-seqs 8 --token-budget 4 >/dev/null 2>"$tmp/e"; rc=$?
 check "--token-budget below --max-seqs: exit 2" sh -c "test $rc -eq 2 && grep -q -- '--token-budget 4' '$tmp/e'"
+"$duet" bench --serve --kv-budget 1.5 >/dev/null 2>"$tmp/e"; rc=$?
+check "--kv-budget 1.5: exit 2 naming the flag" sh -c "test $rc -eq 2 && grep -q -- \"--kv-budget: '1.5'\" '$tmp/e'"
+"$duet" bench --serve --kv-budget 12X >/dev/null 2>&1; check "--kv-budget 12X: exit 2" test $? -eq 2
 "$duet" bench --serve --backend tpu >/dev/null 2>"$tmp/e"; rc=$?
 check "--backend tpu: exit 1 naming it" sh -c "test $rc -eq 1 && grep -q \"unknown backend 'tpu'\" '$tmp/e'"
 
@@ -24,6 +27,11 @@ if [ ! -f "$model" ] || [ ! -f "$items" ]; then echo "SKIP: no default model or 
 check "a tiny stream runs (exit 0)" test $rc -eq 0
 check "two JSON lines, in-flight and static" sh -c "test \$(wc -l <'$tmp/o') -eq 2 && grep -q '\"mode\":\"in-flight\"' '$tmp/o' && grep -q '\"mode\":\"static\"' '$tmp/o'"
 check "--json FILE holds the same lines" cmp "$tmp/o" "$tmp/j"
+# --kv-budget 4M on SmolLM2-135M (blocks of 2 x 30 layers x 16 positions x 3 x 64 x 4 bytes = 737280): 5 blocks,
+# under the 2 x ceil(66 / 16) = 10 of both slots full at 64 + 2 positions
+"$duet" bench --serve -m "$model" --data "$items" -n 2 --max-input 64 --max-tokens 2 --max-seqs 2 --threads 2 \
+    --no-static --kv-budget 4M >"$tmp/o2" 2>"$tmp/e2"; rc=$?
+check "--kv-budget 4M: the pool holds 5 blocks" sh -c "test $rc -eq 0 && grep -q '\"kv_blocks\":5,' '$tmp/o2'"
 for f in tok_s ttft_p50_s ttft_p99_s itl_p50_s itl_p99_s e2e_p99_s peak_kv_blocks preemptions generated; do
     check "JSON has $f" grep -q "\"$f\":" "$tmp/o"
 done

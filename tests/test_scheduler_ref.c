@@ -153,6 +153,33 @@ START_TEST(solo_equal_no_evict)
 }
 END_TEST
 
+/* kv_fraction: a share of the host's available memory, at most every slot full; out-of-range or too small
+ * shares are errors naming it */
+START_TEST(kv_fraction)
+{
+    const duet_config *c = &model->cfg;
+    const int full = 6 * ((CTX + 15) / 16);
+    duet_backend_opts bo = {.max_seqs = 6, .max_ctx = CTX, .kv_fraction = 1.0};
+    duet_backend *b = duet_backend_create("ref", model, &bo);
+    ck_assert_msg(b != NULL, "%s", duet_error());
+    ck_assert_int_eq(b->kv_blocks, full); /* this tiny model's pool fits in any host many times over */
+    duet_backend_free(b);
+    bo.kv_fraction = 1e-15;
+    ck_assert_ptr_null(duet_backend_create("ref", model, &bo));
+    ck_assert_ptr_nonnull(strstr(duet_error(), "holds no KV block"));
+    bo.kv_fraction = 1.5;
+    ck_assert_ptr_null(duet_backend_create("ref", model, &bo));
+    ck_assert_ptr_nonnull(strstr(duet_error(), "kv_fraction 1.5"));
+    /* a byte budget wins over the fraction */
+    const int64_t block_bytes = 2LL * c->n_layers * 16 * c->n_kv_heads * c->head_dim * (int64_t)sizeof(float);
+    bo.kv_fraction = 1e-15, bo.kv_budget = 5 * block_bytes;
+    b = duet_backend_create("ref", model, &bo);
+    ck_assert_msg(b != NULL, "%s", duet_error());
+    ck_assert_int_eq(b->kv_blocks, 5);
+    duet_backend_free(b);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("scheduler_ref");
@@ -161,6 +188,7 @@ static Suite *suite(void)
     tcase_set_timeout(tc, 600);
     tcase_add_test(tc, solo_equal_max_utilization);
     tcase_add_test(tc, solo_equal_no_evict);
+    tcase_add_test(tc, kv_fraction);
     suite_add_tcase(s, tc);
     return s;
 }

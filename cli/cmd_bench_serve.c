@@ -329,7 +329,8 @@ int cmd_bench_serve(int argc, char **argv)
         goto done;
     }
     duet_backend_opts bo = {.max_seqs = max_seqs, .max_ctx = ctx, .dtype = dtype, .threads = threads,
-                            .batch_invariant = 1, .kv_budget = kv_budget, .kv_fraction = kv_fraction};
+                            .batch_invariant = strcmp(backend, "gpu") != 0, .kv_budget = kv_budget,
+                            .kv_fraction = kv_fraction};
     if (!(be = duet_backend_create(backend, m, &bo))) goto done;
     fprintf(stderr, "duet %s: %s; %d requests, prompts %d tokens at most, max_tokens from {", CMD, be->summary, n_req,
             max_input);

@@ -31,7 +31,8 @@ static void usage(FILE *f)
             "usage: duet serve [-m PATH] [--host ADDR] [--port N] [options]\n"
             "Serves the model over HTTP with OpenAI's API: POST /v1/completions, POST /v1/chat/completions\n"
             "(\"stream\": true for server-sent events), GET /v1/models, GET /health, GET /metrics (Prometheus).\n"
-            "Requests are batched in flight, batch-invariant (a greedy reply does not depend on what else runs);\n"
+            "Requests are batched in flight; on the ref backend batch-invariant (a greedy reply does not depend\n"
+            "on what else runs; the gpu backend does not have that yet);\n"
             "SIGTERM or SIGINT lets the running ones finish, then exits.\n\n"
             "  -m, --model PATH        GGUF file or Hugging Face LLaMA folder (default: $DUET_MODEL, else\n"
             "                          " CLI_DEFAULT_MODEL ")\n"
@@ -168,9 +169,11 @@ int cmd_serve(int argc, char **argv)
     }
     if (!max_tokens_limit || max_tokens_limit > max_ctx - 1) max_tokens_limit = max_ctx - 1;
     /* batch-invariant: a reply must not depend on what else is in the batch (greedy replies equal duet
-     * generate's whatever the load); on the ref it costs prefill speed (one sgemv per row) */
+     * generate's whatever the load); on the ref it costs prefill speed (one sgemv per row); the gpu backend
+     * does not have it yet (its replies can differ in the last bits with the load) */
     duet_backend_opts bo = {.max_seqs = max_seqs, .max_ctx = max_ctx, .dtype = dtype, .threads = threads,
-                            .batch_invariant = 1, .kv_budget = kv_budget, .kv_fraction = kv_fraction};
+                            .batch_invariant = strcmp(backend, "gpu") != 0, .kv_budget = kv_budget,
+                            .kv_fraction = kv_fraction};
     if (!(be = duet_backend_create(backend, m, &bo))) goto done;
     fprintf(stderr, "[%s] %s\n", be->name, be->summary);
 

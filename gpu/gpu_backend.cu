@@ -733,6 +733,11 @@ static duet_backend *engine_new(const duet_config *c, const duet_backend_opts *o
                     c->max_pos);
         return NULL;
     }
+    if (opts->batch_invariant) { /* the GEMM path (GEMV, qmma or cuBLAS) and the attention split follow T */
+        duet_errorf("gpu: batch_invariant is not implemented on the gpu backend yet (its products and attention "
+                    "splits depend on the batch)");
+        return NULL;
+    }
     if (c->head_dim > GPU_ATTN_MAX_D || c->head_dim % 2) {
         duet_errorf("gpu: head_dim %d unsupported (even, at most %d)", c->head_dim, GPU_ATTN_MAX_D);
         return NULL;

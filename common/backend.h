@@ -60,6 +60,12 @@ struct duet_backend {
      * step's logits: -1 + duet_error() naming the slot. */
     int (*decode)(duet_backend *b, int B, const int *seq, const int *pos, const int *tok, int n_steps,
                   struct duet_sampler *const *samplers, int *out_ids);
+    /* Optional (NULL: the caller samples forward's logits on the host): forward of the batch, then one draw
+     * for each row logits_for selects (every row when NULL), row r with samplers[r] (rows in batch order),
+     * the id duet_sample would return for that row's logits; each sampler's step counter advances as
+     * duet_sample advances it. Only the ids leave the device. NaN in a drawn row's logits: -1 +
+     * duet_error() naming the row's slot and position. Taps: as forward. One mixed step of the scheduler. */
+    int (*forward_sample)(duet_backend *b, const duet_batch *batch, struct duet_sampler *const *samplers, int *ids);
     /* Gives slot seq's KV blocks back to the pool; its cached positions are forgotten (the slot starts
      * again at position 0). 0, or -1 + duet_error() for a slot out of range. */
     int (*release)(duet_backend *b, int seq);

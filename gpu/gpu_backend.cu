@@ -620,6 +620,72 @@ static int gpu_decode_seam(duet_backend *be, int B, const int *seq, const int *p
     return rc;
 }
 
+/* The seam's forward_sample: the batch's layers, lm_head on the drawn rows, one draw per row with its own
+ * sampler on the device (gpu_sample: duet_sample's draws; temperature 0 is its argmax), and the NaN check of
+ * those rows; only the ids and the draw counters cross back. */
+static int gpu_forward_sample(duet_backend *be, const duet_batch *b, duet_sampler *const *samplers, int *ids)
+{
+    if (be->tap) return duet_errorf("gpu forward_sample: taps are set (use forward)");
+    gpu_state *s = (gpu_state *)be->impl;
+    const duet_config *c = &s->c;
+    int R = 0, max_len = 0;
+    if (prepare_batch(s, b, &R, &max_len)) return -1;
+    const int T = b->n_tokens, D = c->dim, V = c->vocab_size;
+    cudaStream_t st = s->stream;
+    if (ensure_logits(s, R ? R : 1) || run_layers(be, T, max_len, b)) return -1;
+    if (R == 0) return 0;
+    const void *xs = s->xn;
+    if (b->logits_for) {
+        if (gpu_gather_rows(s->xsel, s->xn, s->d_meta + 3 * T, R, D, s->dt, st)) return -1;
+        xs = s->xsel;
+    }
+    if (gpu_gemm(s->gemm, s->logits, 1, xs, &s->lm_head_w, R, V, D, s->dt, st)) return -1;
+    /* host copies of the rows' settings, then the draw (pageable copies: synchronous for the host arrays) */
+    gpu_sample_params *p = (gpu_sample_params *)malloc(sizeof *p * (size_t)R);
+    uint64_t *steps = (uint64_t *)malloc(sizeof *steps * (size_t)R);
+    int *nan = (int *)malloc(sizeof *nan * (size_t)R);
+    if (!p || !steps || !nan) {
+        free(p), free(steps), free(nan);
+        return duet_errorf("gpu forward_sample: out of host memory for %d rows", R);
+    }
+    for (int r = 0; r < R; r++) {
+        p[r].temperature = samplers[r]->temperature;
+        p[r].top_k = samplers[r]->top_k;
+        p[r].top_p = samplers[r]->top_p;
+        p[r].seed = samplers[r]->seed;
+        steps[r] = samplers[r]->step;
+    }
+    cudaError_t e = cudaMemcpyAsync(s->d_params, p, sizeof *p * (size_t)R, cudaMemcpyHostToDevice, st);
+    if (e == cudaSuccess) e = cudaMemcpyAsync(s->d_steps, steps, sizeof *steps * (size_t)R, cudaMemcpyHostToDevice, st);
+    if (e == cudaSuccess) e = cudaMemsetAsync(s->d_nan, 0, sizeof(int) * (size_t)R, st);
+    int rc = e == cudaSuccess ? gpu_sample(s->d_ids, s->logits, R, V, s->d_params, s->d_steps, s->d_sample_ws, st) : 0;
+    if (e == cudaSuccess && !rc) {
+        nan_rows_kernel<<<R, 256, 0, st>>>(s->d_nan, s->logits, V);
+        e = cudaGetLastError();
+    }
+    if (e == cudaSuccess && !rc) e = cudaMemcpyAsync(ids, s->d_ids, sizeof(int) * (size_t)R, cudaMemcpyDeviceToHost, st);
+    if (e == cudaSuccess && !rc)
+        e = cudaMemcpyAsync(steps, s->d_steps, sizeof *steps * (size_t)R, cudaMemcpyDeviceToHost, st);
+    if (e == cudaSuccess && !rc) e = cudaMemcpyAsync(nan, s->d_nan, sizeof(int) * (size_t)R, cudaMemcpyDeviceToHost, st);
+    if (e == cudaSuccess) e = cudaStreamSynchronize(st);
+    int bad = -1;
+    if (e == cudaSuccess && !rc)
+        for (int r = 0; r < R && bad < 0; r++) {
+            if (nan[r]) bad = r;
+            else samplers[r]->step = steps[r];
+        }
+    free(p), free(steps), free(nan);
+    CUDA_CHECK(e);
+    if (rc) return -1;
+    if (bad >= 0) { /* batch row of drawn row `bad` */
+        const int t = s->h_meta[3 * T + bad];
+        return duet_errorf("gpu: the logits of slot %d at position %d hold NaN: the forward pass broke down (NaN "
+                           "weights or activations out of range); no token can be drawn",
+                           b->seq[t], b->pos[t]);
+    }
+    return 0;
+}
+
 /* ---- create / free ---------------------------------------------------------------------------- */
 
 static void gpu_backend_release(duet_backend *be)
@@ -762,6 +828,7 @@ static duet_backend *engine_new(const duet_config *c, const duet_backend_opts *o
     be->impl = s;
     be->forward = gpu_forward;
     be->decode = gpu_decode_seam;
+    be->forward_sample = gpu_forward_sample;
     be->release = gpu_release_seq;
     be->free = gpu_backend_release;
     s->c = *c;

@@ -11,8 +11,10 @@
 
 #include "error.h"
 #include "ops.h"
+#include "sampler.h"
 
 #include <limits.h>
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,6 +44,8 @@ typedef struct ref_state {
     /* activations for the batch being run, grown on demand to cap_T tokens */
     int cap_T;
     float *x, *xn, *q, *k, *v, *att, *tmp, *gate, *up, *logits_all, *scratch;
+    float *drawn;       /* forward_sample's logits of the drawn rows, drawn_cap floats */
+    int64_t drawn_cap;
     /* x,xn,tmp (T,D); q,att (T,H*d); k,v (T,Hk*d); gate,up (T,F); logits_all (T,V); scratch (C) */
 } ref_state;
 
@@ -238,6 +242,33 @@ static int ref_forward(duet_backend *be, const duet_batch *b, float *logits)
     return 0;
 }
 
+/* The seam's forward_sample on the host: forward, then duet_sample on each drawn row (a NaN row is an error). */
+static int ref_forward_sample(duet_backend *be, const duet_batch *b, duet_sampler *const *samplers, int *ids)
+{
+    ref_state *s = be->impl;
+    const int V = s->c.vocab_size;
+    int64_t R = 0;
+    for (int t = 0; t < b->n_tokens; t++) R += !b->logits_for || b->logits_for[t];
+    if (R * V > s->drawn_cap) {
+        float *d = realloc(s->drawn, sizeof(float) * (size_t)(R * V));
+        if (!d) return duet_errorf("ref: out of memory for the logits of %lld rows", (long long)R);
+        s->drawn = d, s->drawn_cap = R * V;
+    }
+    if (ref_forward(be, b, s->drawn)) return -1;
+    for (int t = 0, r = 0; t < b->n_tokens; t++) {
+        if (b->logits_for && !b->logits_for[t]) continue;
+        const float *row = s->drawn + (int64_t)r * V;
+        for (int v = 0; v < V; v++)
+            if (isnan(row[v]))
+                return duet_errorf("ref: the logits of slot %d at position %d hold NaN: the forward pass broke down "
+                                   "(NaN weights or activations out of range); no token can be drawn",
+                                   b->seq[t], b->pos[t]);
+        ids[r] = duet_sample(samplers[r], row);
+        r++;
+    }
+    return 0;
+}
+
 static void ref_free(duet_backend *be)
 {
     ref_state *s = be->impl;
@@ -248,6 +279,7 @@ static void ref_free(duet_backend *be)
         free(s->table);
         free(s->free_list);
         free(s->taken);
+        free(s->drawn);
         free(s->layers);
         free(s);
     }
@@ -343,6 +375,7 @@ duet_backend *ref_backend_create(const duet_model *m, const duet_backend_opts *o
     be->model = m;
     be->impl = s;
     be->forward = ref_forward;
+    be->forward_sample = ref_forward_sample;
     be->release = ref_release;
     be->free = ref_free;
     s->c = *c;

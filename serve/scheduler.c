@@ -16,6 +16,7 @@
 #include "generate.h"
 #include "sampler.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -60,7 +61,10 @@ struct duet_sched {
     /* the step's batch: token_budget rows at most */
     int *tok, *pos, *seq;
     uint8_t *want;
-    float *logits;            /* [max_seqs, V] */
+    float *logits;            /* [max_seqs, V]: forward's rows when the backend has no forward_sample */
+    duet_sampler **samplers;  /* [max_seqs] the drawn rows' samplers, batch order */
+    sreq **drawn;             /* [max_seqs] their requests */
+    int *ids;                 /* [max_seqs] the draws */
     duet_sched_stats stats;
 };
 
@@ -254,7 +258,10 @@ duet_sched *duet_sched_create(duet_backend *b, const duet_sched_opts *o)
     s->seq = malloc(sizeof(int) * (size_t)T);
     s->want = malloc((size_t)T);
     s->logits = malloc(sizeof(float) * (size_t)o->max_seqs * (size_t)V);
-    if (!s->running || !s->plan || !s->tok || !s->pos || !s->seq || !s->want || !s->logits) {
+    s->samplers = calloc((size_t)o->max_seqs, sizeof *s->samplers);
+    s->drawn = calloc((size_t)o->max_seqs, sizeof *s->drawn);
+    s->ids = calloc((size_t)o->max_seqs, sizeof *s->ids);
+    if (!s->samplers || !s->drawn || !s->ids || !s->running || !s->plan || !s->tok || !s->pos || !s->seq || !s->want || !s->logits) {
         duet_sched_free(s);
         duet_errorf("scheduler: out of memory (%d slots, budget %d, vocab %d)", o->max_seqs, T, V);
         return NULL;
@@ -284,6 +291,9 @@ void duet_sched_free(duet_sched *s)
     free(s->seq);
     free(s->want);
     free(s->logits);
+    free(s->samplers);
+    free(s->drawn);
+    free(s->ids);
     free(s);
 }
 
@@ -491,8 +501,17 @@ int duet_sched_step(duet_sched *s)
         }
     }
     duet_batch batch = {T, s->tok, s->pos, s->seq, s->want};
+    int R = 0; /* the rows drawn: the feeds that reach the end of their token list, in batch order */
+    for (int j = 0; j < n_plan; j++)
+        if (plan[j].q->n_cached + plan[j].n == plan[j].q->n_tokens) {
+            s->drawn[R] = plan[j].q;
+            s->samplers[R++] = &plan[j].q->sampler;
+        }
     s->stats.steps++;
-    if (s->b->forward(s->b, &batch, s->logits)) {
+    /* the backend draws on its side when it can (only the ids cross), else its logits come back */
+    int rc = s->b->forward_sample ? s->b->forward_sample(s->b, &batch, s->samplers, s->ids)
+                                  : s->b->forward(s->b, &batch, s->logits);
+    if (rc) {
         char msg[512];
         snprintf(msg, sizeof msg, "%s", duet_error());
         for (int j = 0; j < n_plan; j++) finish(s, plan[j].q, DUET_FINISH_ERROR);
@@ -501,8 +520,7 @@ int duet_sched_step(duet_sched *s)
         duet_errorf("%s", msg);
         return -1;
     }
-    /* cache bookkeeping first, then sampling (which may finish and release requests) */
-    int row = 0;
+    /* cache bookkeeping first, then the tokens (which may finish and release requests) */
     for (int j = 0; j < n_plan; j++) {
         sreq *q = plan[j].q;
         s->used += extra_blocks(s, q, plan[j].n);
@@ -510,11 +528,21 @@ int duet_sched_step(duet_sched *s)
         if (plan[j].n > 1 || q->n_gen == 0) s->stats.prompt_tokens += plan[j].n;
         q->n_cached += plan[j].n;
     }
-    for (int j = 0; j < n_plan; j++) {
-        sreq *q = plan[j].q;
-        if (q->n_cached != q->n_tokens) continue;
-        int tok = duet_sample(&q->sampler, s->logits + (int64_t)row++ * s->b->model->cfg.vocab_size);
-        take_token(s, q, tok);
+    const int V = s->b->model->cfg.vocab_size;
+    for (int r = 0; r < R; r++) {
+        sreq *q = s->drawn[r];
+        if (!s->b->forward_sample) {
+            const float *row = s->logits + (int64_t)r * V;
+            int nan = 0;
+            for (int v = 0; v < V && !nan; v++) nan = isnan(row[v]);
+            if (nan) { /* this request ends; the others go on */
+                duet_errorf("request %lld: the logits at position %d hold NaN", (long long)q->id, q->n_cached - 1);
+                finish(s, q, DUET_FINISH_ERROR);
+                continue;
+            }
+            s->ids[r] = duet_sample(&q->sampler, row);
+        }
+        take_token(s, q, s->ids[r]);
     }
     return s->n_running + s->n_waiting;
 }

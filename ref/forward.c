@@ -4,7 +4,8 @@
  * S = max_seqs KV slots, C = max_ctx positions per slot.
  * The KV cache is a paged pool: blocks of REF_KV_BLOCK positions, each holding (L, REF_KV_BLOCK, Hk*d)
  * for K and the same for V; a slot takes a block from the free list the first time one of its
- * positions in that block is written, and release gives all its blocks back. */
+ * positions in that block is written (its blocks always cover positions 0 to its last), and release
+ * gives all its blocks back. */
 #include "ref_backend.h"
 
 #include "build_config.h"
@@ -40,7 +41,7 @@ typedef struct ref_state {
     int kv_blocks, blocks_per_slot; /* blocks_per_slot = ceil(C / REF_KV_BLOCK) */
     int *table;                    /* [S * blocks_per_slot] block of (slot, pos / REF_KV_BLOCK), -1: none */
     int *free_list, n_free;        /* free block ids; the next one taken is free_list[n_free - 1] */
-    int *taken;                    /* [cap_T] table entries this batch filled (undone when the pool runs out) */
+    int *taken;                    /* [kv_blocks] table entries this batch filled (undone if the pool runs out) */
     /* activations for the batch being run, grown on demand to cap_T tokens */
     int cap_T;
     float *x, *xn, *q, *k, *v, *att, *tmp, *gate, *up, *logits_all, *scratch;
@@ -58,7 +59,13 @@ static int64_t kv_layer(const ref_state *s, int l)
     return (int64_t)l * REF_KV_BLOCK * s->c.n_kv_heads * s->c.head_dim;
 }
 
-/* Layer l of the pool as ref_attention reads it. */
+/* The block table's entry for (slot seq, position pos): the block holding that position, -1 when none. */
+static int *kv_entry(const ref_state *s, int seq, int pos)
+{
+    return &s->table[(int64_t)seq * s->blocks_per_slot + pos / REF_KV_BLOCK];
+}
+
+/* Layer l of the pool as ref_attention reads it (ref_kv_row addresses a position's row in it). */
 static ref_kv_view kv_view(const ref_state *s, int l)
 {
     int64_t row = (int64_t)s->c.n_kv_heads * s->c.head_dim;
@@ -92,39 +99,31 @@ static int ensure_capacity(ref_state *s, int T)
         *bufs[i] = malloc(sizeof(float) * (size_t)T * sizes[i]);
         if (!*bufs[i]) return duet_errorf("ref: out of memory for activations of %d tokens", T);
     }
-    free(s->taken);
-    if (!(s->taken = malloc(sizeof(int) * (size_t)T))) return duet_errorf("ref: out of memory for activations of %d tokens", T);
     s->cap_T = T;
     return 0;
 }
 
-/* Gives every block the batch writes to its slot (from the free list) before anything is written, and
- * checks that every position a token attends to has its block. When the pool runs out, or a token
- * would read a block its slot never wrote, the blocks taken are put back as they were: the caches are
- * unchanged and the batch fails. */
+/* Gives each slot of the batch, from the free list, the blocks it has none of for positions 0..pos[t]
+ * of its tokens, before anything is written: the block a token writes and, should a slot start past
+ * position 0 (outside the seam's contract), those before it, as the GPU's block manager does, so
+ * attention never reads outside the pool. When the pool runs out, the blocks taken are put back as they
+ * were: the caches and the pool are unchanged and the batch fails. */
 static int kv_reserve(ref_state *s, const duet_batch *b)
 {
-    int n_taken = 0, t;
-    for (t = 0; t < b->n_tokens; t++) {
-        int *e = &s->table[(int64_t)b->seq[t] * s->blocks_per_slot + b->pos[t] / REF_KV_BLOCK];
-        if (*e >= 0) continue;
-        if (!s->n_free) {
-            duet_errorf("ref: KV pool exhausted: slot %d needs a block for position %d and all %d blocks of the pool "
-                        "(%d positions each) are in use",
-                        b->seq[t], b->pos[t], s->kv_blocks, REF_KV_BLOCK);
-            goto undo;
-        }
-        *e = s->free_list[--s->n_free];
-        s->taken[n_taken++] = (int)(e - s->table);
-    }
-    for (t = 0; t < b->n_tokens; t++)
-        for (int j = 0; j < b->pos[t] / REF_KV_BLOCK; j++)
-            if (s->table[(int64_t)b->seq[t] * s->blocks_per_slot + j] < 0) {
-                duet_errorf("ref: token %d of the batch (slot %d, position %d) attends to positions %d..%d, which slot "
-                            "%d never wrote (a slot starts at position 0, and again after release)",
-                            t, b->seq[t], b->pos[t], j * REF_KV_BLOCK, j * REF_KV_BLOCK + REF_KV_BLOCK - 1, b->seq[t]);
+    int n_taken = 0;
+    for (int t = 0; t < b->n_tokens; t++)
+        for (int j = 0; j <= b->pos[t] / REF_KV_BLOCK; j++) {
+            int *e = kv_entry(s, b->seq[t], j * REF_KV_BLOCK);
+            if (*e >= 0) continue;
+            if (!s->n_free) {
+                duet_errorf("ref: KV pool exhausted: slot %d needs a block for position %d and none of the pool's %d "
+                            "blocks (%d positions each) is free (%d taken by this batch, given back)",
+                            b->seq[t], b->pos[t], s->kv_blocks, REF_KV_BLOCK, n_taken);
                 goto undo;
             }
+            *e = s->free_list[--s->n_free];
+            s->taken[n_taken++] = (int)(e - s->table);
+        }
     return 0;
 undo:
     while (n_taken > 0) { /* in reverse: the free list comes back in its order */
@@ -153,7 +152,7 @@ static int ref_release(duet_backend *be, int seq)
     if (seq < 0 || seq >= s->o.max_seqs)
         return duet_errorf("ref: release: sequence slot %d outside [0, %d)", seq, s->o.max_seqs);
     for (int j = s->blocks_per_slot - 1; j >= 0; j--) {
-        int *e = &s->table[(int64_t)seq * s->blocks_per_slot + j];
+        int *e = kv_entry(s, seq, j * REF_KV_BLOCK);
         if (*e < 0) continue;
         s->free_list[s->n_free++] = *e;
         *e = -1;
@@ -398,7 +397,8 @@ duet_backend *ref_backend_create(const duet_model *m, const duet_backend_opts *o
     s->scratch = malloc(sizeof(float) * (size_t)opts->max_ctx);
     s->table = malloc(sizeof(int) * (size_t)opts->max_seqs * s->blocks_per_slot);
     s->free_list = malloc(sizeof(int) * (size_t)s->kv_blocks);
-    if (!s->weights || !s->layers || !s->kpool || !s->vpool || !s->scratch || !s->table || !s->free_list) {
+    s->taken = malloc(sizeof(int) * (size_t)s->kv_blocks);
+    if (!s->weights || !s->layers || !s->kpool || !s->vpool || !s->scratch || !s->table || !s->free_list || !s->taken) {
         duet_errorf("ref: out of memory (%.1f MiB of weights, %.1f MiB of KV cache)", total * 4.0 / 1048576,
                     kv_elems * 8.0 / 1048576);
         goto fail;

@@ -11,7 +11,8 @@ RNG, common/rng.h, drawn in the same order), so the two halves replay the same s
 Per rate: generated tokens/s (counted from the `usage` the server sends at the end of each stream when
 asked with stream_options.include_usage, else one token per text chunk: "tokens_counted" says which),
 time to first token (from the request's scheduled arrival), inter-token latency (the gaps between text
-chunks), end-to-end latency p99, errors by HTTP status, and the peak of the server's KV blocks in use
+chunks: duet serve sends one per token unless the engine is ahead of the client, then one chunk carries
+the tokens made meanwhile), end-to-end latency p99 (to the last text chunk), errors by HTTP status, and the peak of the server's KV blocks in use
 (duet_kv_blocks_used, scraped from GET /metrics every --scrape-interval seconds while the rate runs).
 One JSON object per line on stdout (and --json FILE; the key names of `duet bench --serve` where they
 mean the same, plus "target": "server"), a table on stderr.
@@ -78,9 +79,9 @@ def schedule(n, rate, max_tokens, seed):
 
 
 def pct(v, p):
-    """The p-quantile as cmd_bench_serve.c's pct: the ceil(p n)-th smallest."""
+    """The p-quantile as cmd_bench_serve.c's pct: the ceil(p n)-th smallest; None without samples."""
     if not v:
-        return 0.0
+        return None
     v = sorted(v)
     return v[min(max(math.ceil(p * len(v)) - 1, 0), len(v) - 1)]
 
@@ -308,6 +309,8 @@ async def one(client, args, model, article, arrival, max_tokens, t0):
         r.error, r.status = "timed out", "timeout"
     except openai.APIConnectionError as e:
         r.error, r.status = f"connection: {e.__cause__ or e}", "connection"
+    except openai.APIError as e:  # an error event in the stream, a reply the client cannot parse
+        r.error, r.status = f"{type(e).__name__}: {e.message}", "stream_error"
     except (ValueError, AttributeError, TypeError) as e:  # a reply not in OpenAI's shape
         r.error, r.status = f"not an OpenAI stream: {e}", "bad_reply"
     return r
@@ -353,10 +356,12 @@ async def run_rate(client, args, model, arts, rate):
 
 
 def table_row(o):
+    def f(k, prec):
+        return f"{'-':>9}" if o[k] is None else f"{o[k]:9.{prec}f}"
     kv = "-" if o["peak_kv_blocks"] is None else str(o["peak_kv_blocks"])
     err = sum(o["errors"].values())
-    return (f"{o['rate']:7.2f} {o['tok_s']:8.1f} {o['ttft_p50_s']:9.3f} {o['ttft_p99_s']:9.3f} {o['itl_p50_s']:9.4f} "
-            f"{o['itl_p99_s']:9.4f} {o['e2e_p99_s']:9.3f} {o['wall_s']:9.2f} {kv:>6} {o['ok']:5d} {err:5d}")
+    return (f"{o['rate']:7.2f} {o['tok_s']:8.1f} {f('ttft_p50_s', 3)} {f('ttft_p99_s', 3)} {f('itl_p50_s', 4)} "
+            f"{f('itl_p99_s', 4)} {f('e2e_p99_s', 3)} {o['wall_s']:9.2f} {kv:>6} {o['ok']:5d} {err:5d}")
 
 
 async def amain(args):

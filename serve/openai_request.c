@@ -9,6 +9,35 @@
 
 static const char *INVALID = "invalid_request_error";
 
+/* Length of the valid UTF-8 sequence at s[0..n), or 0 when it is not one (overlong forms, surrogates and
+ * code points past U+10FFFF are not). */
+static size_t utf8_len(const unsigned char *s, size_t n)
+{
+    unsigned c = s[0];
+    size_t len = c < 0x80 ? 1 : (c & 0xE0) == 0xC0 ? 2 : (c & 0xF0) == 0xE0 ? 3 : (c & 0xF8) == 0xF0 ? 4 : 0;
+    if (len == 0 || len > n) return 0;
+    uint32_t v = len == 1 ? c : c & (0x7F >> len);
+    for (size_t i = 1; i < len; i++) {
+        if ((s[i] & 0xC0) != 0x80) return 0;
+        v = v << 6 | (s[i] & 0x3F);
+    }
+    static const uint32_t MIN[5] = {0, 0, 0x80, 0x800, 0x10000};
+    if (v < MIN[len] || v > 0x10FFFF || (v >= 0xD800 && v <= 0xDFFF)) return 0;
+    return len;
+}
+
+/* Makes s valid UTF-8 in place, each byte outside a valid sequence a '?': the message quotes the body
+ * (jansson's "near '...'") and may have been cut mid-character, and an error body must be JSON. */
+static void utf8_repair(char *s)
+{
+    size_t n = strlen(s);
+    for (size_t i = 0; i < n;) {
+        size_t l = utf8_len((const unsigned char *)s + i, n - i);
+        if (l == 0) s[i++] = '?';
+        else i += l;
+    }
+}
+
 int srv_err_set(srv_err *e, int status, const char *type, const char *param, const char *code, const char *fmt, ...)
 {
     e->status = status;
@@ -19,6 +48,7 @@ int srv_err_set(srv_err *e, int status, const char *type, const char *param, con
     va_start(ap, fmt);
     vsnprintf(e->message, sizeof e->message, fmt, ap);
     va_end(ap);
+    utf8_repair(e->message);
     return -1;
 }
 
@@ -75,26 +105,33 @@ static int get_max_tokens(json_t *root, const char *key, int limit, int *out, sr
     return 0;
 }
 
+/* One stop string s (stop[i] when in an array): 1 to SRV_MAX_STOP_LEN bytes. */
+static int add_stop(srv_params *p, json_t *s, long i, srv_err *e)
+{
+    char where[32] = "'stop'";
+    if (i >= 0) snprintf(where, sizeof where, "'stop[%ld]'", i);
+    if (!json_is_string(s)) return srv_err_set(e, 400, INVALID, "stop", NULL, "%s must be a string, not %s", where, type_name(s));
+    size_t n = json_string_length(s);
+    if (n == 0) return srv_err_set(e, 400, INVALID, "stop", NULL, "%s must not be empty", where);
+    if (n > SRV_MAX_STOP_LEN)
+        return srv_err_set(e, 400, INVALID, "stop", NULL, "%s is %zu bytes; at most %d", where, n, SRV_MAX_STOP_LEN);
+    p->stop[p->n_stop++] = json_string_value(s);
+    return 0;
+}
+
 static int get_stop(srv_params *p, srv_err *e)
 {
     json_t *v = json_object_get(p->root, "stop");
     if (!v || json_is_null(v)) return 0;
-    if (json_is_string(v)) {
-        if (json_string_length(v) == 0) return bad(e, "stop", "'%s' must not be empty%s", "");
-        p->stop[p->n_stop++] = json_string_value(v);
-        return 0;
-    }
+    if (json_is_string(v)) return add_stop(p, v, -1, e);
     if (!json_is_array(v)) return bad(e, "stop", "'%s' must be a string or an array of strings, not %s", type_name(v));
     if (json_array_size(v) > SRV_MAX_STOP)
         return srv_err_set(e, 400, INVALID, "stop", NULL, "'stop' has %zu strings; at most %d", json_array_size(v),
                            SRV_MAX_STOP);
     size_t i;
     json_t *s;
-    json_array_foreach(v, i, s) {
-        if (!json_is_string(s)) return bad(e, "stop", "'%s' must hold strings, not %s", type_name(s));
-        if (json_string_length(s) == 0) return bad(e, "stop", "'%s' must not hold an empty string%s", "");
-        p->stop[p->n_stop++] = json_string_value(s);
-    }
+    json_array_foreach(v, i, s)
+        if (add_stop(p, s, (long)i, e)) return -1;
     return 0;
 }
 

@@ -1,7 +1,8 @@
 /* openai_request.h: the bodies of POST /v1/completions and /v1/chat/completions, parsed and checked
  * against OpenAI's API: prompt (a string, or an array of one string) or messages ({role, content}, content
  * a string or an array of {"type": "text", "text"} parts), model, max_tokens (chat: max_completion_tokens
- * too), temperature, top_p, top_k (an extension, as vLLM's), seed, stop (a string or an array of up to 4),
+ * too), temperature, top_p, top_k (an extension, as vLLM's), seed, stop (a string or an array of up to 4, each
+ * 1 to SRV_MAX_STOP_LEN bytes),
  * n (1 only), stream, stream_options.include_usage. Other fields (penalties, user, ...) are ignored. */
 #ifndef DUET_SERVE_OPENAI_REQUEST_H
 #define DUET_SERVE_OPENAI_REQUEST_H
@@ -22,11 +23,14 @@ typedef struct srv_err {
     const char *param;  /* the field at fault, or NULL */
     const char *code;   /* a short code, or NULL */
 } srv_err;
-/* Fills e; returns -1. */
+/* Fills e (the message made valid UTF-8: a byte outside a valid sequence becomes a '?'); returns -1. */
 int srv_err_set(srv_err *e, int status, const char *type, const char *param, const char *code, const char *fmt, ...)
     __attribute__((format(printf, 6, 7)));
 
 #define SRV_MAX_STOP 4
+/* The longest stop string, in bytes: the scheduler holds back that many bytes less one of a streamed
+ * reply (they could begin a stop string), so a longer one would delay the stream by as much. */
+#define SRV_MAX_STOP_LEN 1024
 
 typedef struct srv_params {
     srv_kind kind;

@@ -2,6 +2,7 @@
 # test_serve.sh: `duet serve` on the default model (SmolLM2-135M-Instruct Q4_1, ref backend), started on
 # 127.0.0.1 on a free port: the official `openai` client (tests/serve_client.py) and curl run completions
 # and chat, streamed and not; greedy replies equal `duet generate`'s for the same prompt and max tokens;
+# stop strings (string and array) cut the greedy reply right before their first occurrence;
 # every bad request gets its status and OpenAI's error shape and the server keeps serving; clients that
 # go away mid-stream are cancelled; over --max-concurrent is 429; SIGTERM drains (the running request
 # finishes, new requests get 503) and exits 0. Skips (77) without the model; the openai checks skip
@@ -80,6 +81,7 @@ cp "$tmp/body" "$tmp/completion.json"
 st=$(post /v1/chat/completions "{\"messages\":[{\"role\":\"user\",\"content\":\"$question\"}],\"max_tokens\":$n,\"temperature\":0}")
 check "curl chat: 200, object chat.completion" test "$st $(field "$tmp/body" 'j["object"]')" = "200 chat.completion"
 { field "$tmp/body" 'j["choices"][0]["message"]["content"]'; echo; } >"$tmp/srv_chat"
+cp "$tmp/body" "$tmp/chat.json"
 check "curl chat, greedy: the answer = duet generate --chat's output" cmp -s "$tmp/srv_chat" "$tmp/gen_chat"
 cat "$tmp/srv_chat"
 
@@ -103,6 +105,54 @@ post /v1/chat/completions "{\"messages\":[{\"role\":\"user\",\"content\":\"$ques
 check "curl streamed chat: the deltas join to duet generate --chat's output" cmp -s "$tmp/srv_chat_stream" "$tmp/gen_chat"
 check "curl streamed chat: chat.completion.chunk objects, a finish_reason" sh -c \
     "grep -q '\"object\":\"chat.completion.chunk\"' '$tmp/body' && grep -q '\"finish_reason\":\"\\(stop\\|length\\)\"' '$tmp/body'"
+
+# Stop strings, taken from the greedy replies above so that they are in them: at temperature 0 the reply
+# with stop equals the unstopped one cut right before the first occurrence of any of its stop strings,
+# with finish_reason "stop"; as one string and as an array (one string never in the reply, two that are,
+# the earlier one cut at), streamed (the chunks joined, the last finish_reason, data: [DONE]) and not.
+# stop_check KIND FORM STREAM: KIND completion|chat, FORM string|array, STREAM true|false.
+stop_check() { python3 -c 'import json, sys, urllib.request
+url, key, kind, form, stream, n, prompt, path = sys.argv[1:9]
+chat = kind == "chat"
+j = json.load(open(path))["choices"][0]
+full = j["message"]["content"] if chat else j["text"]
+k = len(full) // 2
+stops = full[k:k + 3] if form == "string" else ["\u2603 never", full[k:k + 3], full[k // 2:k // 2 + 2]]
+assert all(stops), ("a reply too short for stop strings", full)
+at = min(full.find(s) for s in ([stops] if form == "string" else stops) if s in full)
+want = full[:at]
+body = {"max_tokens": int(n), "temperature": 0, "stop": stops, "stream": stream == "true"}
+body.update({"messages": [{"role": "user", "content": prompt}]} if chat else {"prompt": prompt})
+req = urllib.request.Request(url + ("/v1/chat/completions" if chat else "/v1/completions"), json.dumps(body).encode(),
+                             {"Authorization": "Bearer " + key, "Content-Type": "application/json"})
+with urllib.request.urlopen(req, timeout=120) as r:
+    raw = r.read().decode()
+if stream == "true":
+    events = [l[6:] for l in raw.splitlines() if l.startswith("data: ")]
+    assert events and events[-1] == "[DONE]", ("no data: [DONE] at the end", raw)
+    text, finish = "", None
+    for e in events[:-1]:
+        for c in json.loads(e)["choices"]:
+            text += (c["delta"].get("content") or "") if chat else c["text"]
+            finish = c["finish_reason"] or finish
+else:
+    c = json.loads(raw)["choices"][0]
+    text, finish = c["message"]["content"] if chat else c["text"], c["finish_reason"]
+if text != want or finish != "stop":
+    sys.exit("stop %r on %r: got %r (finish %s), want %r (finish stop)" % (stops, full, text, finish, want))
+' "$url" "$key" "$@"; }
+check "completion, stop as a string: the greedy reply cut before it, finish stop" \
+    stop_check completion string false $n "$prompt" "$tmp/completion.json"
+check "completion, stop as an array: cut before the first of them, finish stop" \
+    stop_check completion array false $n "$prompt" "$tmp/completion.json"
+check "streamed completion, stop as a string: the chunks join to the cut reply, finish stop" \
+    stop_check completion string true $n "$prompt" "$tmp/completion.json"
+check "streamed completion, stop as an array: the chunks join to the cut reply, finish stop" \
+    stop_check completion array true $n "$prompt" "$tmp/completion.json"
+check "chat, stop as an array: the greedy answer cut before the first of them, finish stop" \
+    stop_check chat array false $n "$question" "$tmp/chat.json"
+check "streamed chat, stop as a string: the deltas join to the cut answer, finish stop" \
+    stop_check chat string true $n "$question" "$tmp/chat.json"
 
 # The official client.
 if python3 -c "import openai" 2>/dev/null; then
@@ -131,6 +181,10 @@ long=$(yes "the cat sat on the mat." | head -n 60 | tr '\n' ' ')
 bad "a prompt longer than the context (--max-ctx 256)" 400 /v1/completions "{\"prompt\": \"$long\", \"max_tokens\": 1}"
 check "long prompt: code context_length_exceeded" grep -q context_length_exceeded "$tmp/bad_body"
 bad "prompt + max_tokens beyond the context" 400 /v1/completions "{\"prompt\": \"$prompt\", \"max_tokens\": 255}"
+bad "a bad escape before half a character: still a JSON error" 400 /v1/completions "$(printf '{"prompt": "x", "stop": "\\u0\316\232"}')"
+check "bad escape: code invalid_json (not the 500 fallback)" test "$(field "$tmp/bad_body" 'j["error"]["code"]')" = invalid_json
+bad "a stop string over 1024 bytes" 400 /v1/completions "{\"prompt\": \"Hi\", \"stop\": \"$(head -c 1025 /dev/zero | tr '\0' x)\"}"
+check "long stop string: the error names stop" test "$(field "$tmp/bad_body" 'j["error"]["param"]')" = stop
 bad "an unknown model" 404 /v1/completions '{"model": "gpt-4", "prompt": "Hi"}'
 bad "an unknown path" 404 /v1/embeddings '{"input": "Hi"}'
 head -c 8000 /dev/zero | tr '\0' ' ' >"$tmp/big"

@@ -192,3 +192,26 @@ def planar(mode):
 
 for mode in ("int8", "int4", "int4-g64"):
     put("model_planar", f"{mode}.st", planar(mode))
+
+# openai_request: POST bodies of /v1/completions and /v1/chat/completions (the harness parses each as
+# both): every field the parser reads, in each accepted form, and near misses of each check.
+oa = lambda name, body: put("openai_request", name, body if isinstance(body, (str, bytes)) else json.dumps(body))
+oa("completion.json", {"model": "SmolLM2", "prompt": "The capital of France is", "max_tokens": 8, "temperature": 0})
+oa("completion_all.json", {"prompt": ["Once"], "max_tokens": 16, "temperature": 0.7, "top_p": 0.9, "top_k": 40,
+                           "seed": -3, "n": 1, "stop": ["\n", "The", "\u00e9t\u00e9", "."], "stream": True,
+                           "stream_options": {"include_usage": True}, "user": "x", "presence_penalty": 0})
+oa("chat.json", {"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}],
+                 "max_completion_tokens": 4, "stop": "\n\n", "stream": False})
+oa("chat_parts.json", {"messages": [{"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]},
+                                    {"role": "assistant", "content": ""}], "model": None, "top_k": -1, "seed": 18446744073})
+oa("bad_types.json", {"prompt": 42, "messages": {"role": "user"}, "temperature": "hot", "stream": "yes", "n": 2})
+oa("bad_ranges.json", {"prompt": "x", "max_tokens": 0, "temperature": 2.5, "top_p": 0, "top_k": -2, "stop": ["", "a"]})
+oa("bad_stop.json", {"prompt": "x", "stop": ["a", "b", "c", "d", "e"]})
+oa("bad_part.json", {"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {}}]}]})
+oa("stream_options.json", {"prompt": "x", "stream_options": {"include_usage": 1}})
+oa("not_object.json", '["Hi", 1.5e308, null, true]')
+oa("truncated.json", '{"prompt": "caf\\u00e9 \\ud83d\\ude00", "max_tokens": 1')
+oa("duplicate.json", '{"prompt": "a", "prompt": "b"}')
+# jansson's error quotes the body up to a bad escape, here half of a 2-byte character: the message was not
+# UTF-8, so srv_json_error failed and the client got the 500 "out of memory" body (fuzz_openai_request).
+oa("bad_escape_utf8.json", '{"prompt": "x", "stop": "\\u0\u039a"}'.encode())

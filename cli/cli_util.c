@@ -95,6 +95,32 @@ const char *cli_default_cnn_data(void)
     return stat(buf, &st) == 0 ? buf : NULL;
 }
 
+const char *cli_default_llama2_tokenizer(void)
+{
+    static char dir[4096];
+    char file[4200];
+    struct stat st;
+    const char *d = getenv("DUET_DATA");
+    snprintf(dir, sizeof dir, "%s/llama2-tokenizer", d && *d ? d : "../shared/data");
+    snprintf(file, sizeof file, "%s/tokenizer.json", dir);
+    return stat(file, &st) == 0 ? dir : NULL;
+}
+
+int cli_model_shape(const char *cmd, const char *name, duet_config *c)
+{
+    const duet_config b7 = {4096, 11008, 32, 32, 32, 128, 32000, 4096, 1e-5f, 10000.0f, 0, 1, 2};
+    if (!strcmp(name, "7b")) {
+        *c = b7;
+    } else if (!strcmp(name, "tiny")) {
+        *c = b7;
+        c->dim = 256, c->ffn_dim = 688, c->n_layers = 4, c->n_heads = 8, c->n_kv_heads = 8, c->head_dim = 32;
+    } else {
+        fprintf(stderr, "duet %s: --model-shape: '%s' unknown (expected 7b or tiny)\n", cmd, name);
+        return -1;
+    }
+    return 0;
+}
+
 const char *cli_default_model(void)
 {
     static char beside_exe[4096];

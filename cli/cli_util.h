@@ -3,6 +3,8 @@
 #ifndef DUET_CLI_UTIL_H
 #define DUET_CLI_UTIL_H
 
+#include "config.h"
+
 #include <stdint.h>
 
 /* Parse `s` as the value of `flag`; on error print "duet CMD: FLAG: 'S' is not ..." and return -1. */
@@ -39,6 +41,13 @@ int cli_kv_budget(const char *cmd, const char *s, int64_t *bytes, double *fracti
 /* The cnn_dailymail items of eval and bench --serve: $DUET_DATA/cnn_dailymail/test_100.jsonl, else
  * ../shared/data/cnn_dailymail/test_100.jsonl; NULL when that file does not exist. */
 const char *cli_default_cnn_data(void);
+/* $DUET_DATA/llama2-tokenizer, else ../shared/data/llama2-tokenizer, when its tokenizer.json exists; else NULL. */
+const char *cli_default_llama2_tokenizer(void);
+
+/* The synthetic models' shapes (`duet bench`, `duet bench --serve`): "7b" (LLaMA-7B: hidden 4096, ffn
+ * 11008, 32 layers, 32 heads, vocab 32000, 4096 positions) or "tiny" (hidden 256, ffn 688, 4 layers, 8
+ * heads, the same vocab). 0, or -1 after printing the unknown name. */
+int cli_model_shape(const char *cmd, const char *name, duet_config *c);
 /* `given` when not NULL, else cli_default_model(); NULL after printing "no model: run `make model` or
  * give -m" for cmd. */
 const char *cli_model_or_default(const char *cmd, const char *given);

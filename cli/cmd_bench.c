@@ -237,7 +237,7 @@ static int run_case(const duet_config *c, const duet_model *model, const char *d
 {
     size_t free0 = 0, free1 = 0;
     if (gpu_device_info(NULL, 0, &free0, NULL, NULL)) return -1;
-    duet_backend_opts o = {B, n_in + n_out, dtype, 0};
+    duet_backend_opts o = {.max_seqs = B, .max_ctx = n_in + n_out, .dtype = dtype};
     duet_backend *be = model ? gpu_backend_create(model, &o) : gpu_backend_create_random(c, &o, seed, weights);
     if (!be) return -1;
     int T = B * n_in, steps = n_out - 1, rc = -1;
@@ -318,7 +318,8 @@ int cmd_bench(int argc, char **argv)
         {"no-ceilings", no_argument, 0, 'n'},       {"help", no_argument, 0, 'h'},
         {"weights", required_argument, 0, 'w'},     {"model", required_argument, 0, 'm'},
         {0, 0, 0, 0}};
-    duet_config c = {4096, 11008, 32, 32, 32, 128, 32000, 4096, 1e-5f, 10000.0f, 0, 1, 2};
+    duet_config c;
+    cli_model_shape(CMD, "7b", &c);
     int dim = 0, ffn = 0, layers = 0, heads = 0, kv_heads = 0, vocab = 0, repeat = 3, ceilings = 1;
     int batches[MAX_LIST] = {1, 8, 64}, n_batch = 3, ins[MAX_LIST] = {8, 923}, outs[MAX_LIST] = {50, 100}, n_len = 2;
     const char *dtype = "fp16", *json_path = NULL, *hf_path = NULL, *model_path = NULL;
@@ -333,14 +334,7 @@ int cmd_bench(int argc, char **argv)
         switch (ch) {
         case 'm': model_path = optarg; break;
         case 'S':
-            if (!strcmp(optarg, "7b")) {
-                /* the defaults */
-            } else if (!strcmp(optarg, "tiny")) {
-                c.dim = 256, c.ffn_dim = 688, c.n_layers = 4, c.n_heads = 8, c.n_kv_heads = 8;
-            } else {
-                fprintf(stderr, "duet %s: --model-shape: '%s' unknown (expected 7b or tiny)\n", CMD, optarg);
-                return 2;
-            }
+            if (cli_model_shape(CMD, optarg, &c)) return 2;
             break;
         case 'D': if (cli_int(CMD, "--dim", optarg, 8, 1 << 16, &dim)) return 2; break;
         case 'F': if (cli_int(CMD, "--ffn", optarg, 8, 1 << 18, &ffn)) return 2; break;

@@ -6,7 +6,9 @@
  * scheduler admits as slots and blocks free up) and static batching (a batch of up to --max-seqs arrived
  * requests is admitted only when the previous one has finished, as HF generate or a static engine). Per
  * run: generated tokens/s, time to first token and inter-token latency p50/p99, end-to-end latency p99,
- * peak KV blocks, preemptions; one JSON object per line on stdout (and --json FILE), a table on stderr. */
+ * peak KV blocks, preemptions; one JSON object per line on stdout (and --json FILE), a table on stderr.
+ * --model-shape runs a synthetic model instead (the gpu backend's random weights, made on the GPU, in
+ * --weights' layout), its prompts tokenized by the Llama-2 tokenizer (LLaMA-7B's vocabulary). */
 #include "cli_util.h"
 #include "commands.h"
 
@@ -16,6 +18,7 @@
 #include "eval/cnn_dailymail.h"
 #include "generate.h"
 #include "model.h"
+#include "quant.h"
 #include "rng.h"
 #include "scheduler.h"
 #include "tokenizer.h"
@@ -27,6 +30,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#ifdef DUET_HAVE_CUDA
+#include "gpu_backend.h"
+#endif
 
 static const char *CMD = "bench --serve";
 
@@ -42,6 +48,12 @@ static void usage(FILE *f)
             "generated tokens/s, time to first token (TTFT) and inter-token latency (ITL) p50/p99, end-to-end p99,\n"
             "peak KV blocks in use, preemptions. One JSON object per line on stdout, a table on stderr.\n\n"
             "  -m, --model PATH       model (default: $DUET_MODEL, else %s)\n"
+            "      --model-shape S    a synthetic model instead of -m: 7b (LLaMA-7B's shapes) or tiny, random\n"
+            "                         weights made on the GPU (--backend gpu); prompts tokenized by --tokenizer\n"
+            "      --weights M        the synthetic model's layer matrices: none (dense, default) or a weight-only\n"
+            "                         mode (%s)\n"
+            "      --tokenizer DIR    tokenizer of the synthetic model's prompts (default: $DUET_DATA/llama2-tokenizer,\n"
+            "                         else ../shared/data/llama2-tokenizer)\n"
             "      --backend B        ref (default) or gpu\n"
             "      --dtype T          the backend's compute type (ref: fp32; gpu: fp16, bf16)\n"
             "      --data FILE        cnn_dailymail JSON Lines (default: $DUET_DATA/cnn_dailymail/test_100.jsonl,\n"
@@ -62,8 +74,10 @@ static void usage(FILE *f)
             "      --json FILE        also write the JSON lines to FILE\n"
             "  -h, --help             this text\n\n"
             "example:\n"
-            "  duet bench --serve -n 16 --max-input 128 --max-tokens 8,16 --rates 0,2\n",
-            CLI_DEFAULT_MODEL);
+            "  duet bench --serve -n 16 --max-input 128 --max-tokens 8,16 --rates 0,2\n"
+            "  duet bench --serve --backend gpu --model-shape 7b -n 512 --max-input 128 --max-tokens 128 \\\n"
+            "             --max-seqs 256 --token-budget 2048 --no-static\n",
+            CLI_DEFAULT_MODEL, duet_qmode_list());
 }
 
 static int parse_nums(const char *flag, const char *s, double *a, int *n, int max, double lo, double hi)
@@ -218,6 +232,10 @@ static int run_stream(duet_backend *be, const duet_sched_opts *so, breq *R, int 
 int cmd_bench_serve(int argc, char **argv)
 {
     const char *model_path = NULL, *backend = "ref", *dtype = NULL, *data = NULL, *json_path = NULL;
+    const char *shape = NULL, *tok_dir = NULL;
+    duet_config syn;
+    duet_qmode weights = DUET_Q_NONE;
+    int weights_given = 0;
     int n_req = 32, max_input = 256, max_seqs = 8, budget = 256, kv_blocks = 0, no_static = 0, threads = 0;
     double rates[MAX_RATES] = {0}, mts[MAX_MT] = {16, 32, 64};
     int n_rates = 1, n_mt = 3;
@@ -235,6 +253,8 @@ int cmd_bench_serve(int argc, char **argv)
         {"kv-blocks", required_argument, 0, 'k'}, {"no-static", no_argument, 0, 'x'},
         {"kv-budget", required_argument, 0, 'V'},
         {"threads", required_argument, 0, 't'},  {"seed", required_argument, 0, 'e'},
+        {"model-shape", required_argument, 0, 'P'}, {"tokenizer", required_argument, 0, 'K'},
+        {"weights", required_argument, 0, 'w'},
         {"json", required_argument, 0, 'j'},     {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0}};
     optind = 1;
@@ -242,6 +262,18 @@ int cmd_bench_serve(int argc, char **argv)
         switch (c) {
         case 'S': break;
         case 'm': model_path = optarg; break;
+        case 'P':
+            if (cli_model_shape(CMD, optarg, &syn)) return 2;
+            shape = optarg;
+            break;
+        case 'K': tok_dir = optarg; break;
+        case 'w':
+            if (duet_qmode_parse(optarg, &weights)) {
+                fprintf(stderr, "duet %s: --weights: %s\n", CMD, duet_error());
+                return 2;
+            }
+            weights_given = 1;
+            break;
         case 'B': backend = optarg; break;
         case 'T': dtype = optarg; break;
         case 'd': data = optarg; break;
@@ -286,12 +318,31 @@ int cmd_bench_serve(int argc, char **argv)
                 CMD, budget, max_seqs);
         return 2;
     }
+    if (shape && model_path) {
+        fprintf(stderr, "duet %s: --model-shape makes a synthetic model: not with -m %s\n", CMD, model_path);
+        return 2;
+    }
+    if (!shape && (weights_given || tok_dir)) {
+        fprintf(stderr, "duet %s: %s is for the synthetic model: give --model-shape\n", CMD,
+                weights_given ? "--weights" : "--tokenizer");
+        return 2;
+    }
+    if (shape && strcmp(backend, "gpu")) {
+        fprintf(stderr, "duet %s: --model-shape: the synthetic model's weights are made on the GPU: give --backend gpu\n",
+                CMD);
+        return 2;
+    }
     if (duet_backend_check(backend)) return cli_fail(CMD);
     if (!data && !(data = cli_default_cnn_data())) {
         fprintf(stderr, "duet %s: no cnn_dailymail data: give --data FILE or set DUET_DATA\n", CMD);
         return 1;
     }
-    if (!(model_path = cli_model_or_default(CMD, model_path))) return 1;
+    if (shape && !tok_dir && !(tok_dir = cli_default_llama2_tokenizer())) {
+        fprintf(stderr, "duet %s: no tokenizer for the synthetic model's prompts: give --tokenizer DIR or set DUET_DATA\n",
+                CMD);
+        return 1;
+    }
+    if (!shape && !(model_path = cli_model_or_default(CMD, model_path))) return 1;
     FILE *jf = NULL;
     if (json_path && !(jf = fopen(json_path, "w"))) {
         fprintf(stderr, "duet %s: --json %s: cannot open for writing\n", CMD, json_path);
@@ -307,7 +358,13 @@ int cmd_bench_serve(int argc, char **argv)
     size_t n_items = 0;
     int **ids = NULL, *n_ids = NULL;
     breq *R = NULL;
-    if (cli_open_model(CMD, model_path, &m, &tok) || cnn_load(data, 0, &items, &n_items)) goto done;
+    if (shape) {
+        if (!(tok = duet_tokenizer_load(tok_dir))) goto done;
+    } else if (cli_open_model(CMD, model_path, &m, &tok)) {
+        goto done;
+    }
+    const duet_config *cfg = shape ? &syn : &m->cfg;
+    if (cnn_load(data, 0, &items, &n_items)) goto done;
     ids = calloc(n_items, sizeof *ids);
     n_ids = calloc(n_items, sizeof *n_ids);
     R = calloc((size_t)n_req, sizeof *R);
@@ -323,20 +380,32 @@ int cmd_bench_serve(int argc, char **argv)
         if (n_ids[i] > longest) longest = n_ids[i];
     }
     const int ctx = longest + max_mt;
-    if (ctx > m->cfg.max_pos) {
+    if (ctx > cfg->max_pos) {
         duet_errorf("--max-input %d + --max-tokens %d = %d positions, beyond the model's %d", longest, max_mt, ctx,
-                    m->cfg.max_pos);
+                    cfg->max_pos);
         goto done;
     }
     duet_backend_opts bo = {.max_seqs = max_seqs, .max_ctx = ctx, .dtype = dtype, .threads = threads,
                             .batch_invariant = strcmp(backend, "gpu") != 0, .kv_budget = kv_budget,
                             .kv_fraction = kv_fraction};
-    if (!(be = duet_backend_create(backend, m, &bo))) goto done;
+    if (shape) {
+#ifdef DUET_HAVE_CUDA
+        be = gpu_backend_create_random(&syn, &bo, seed, weights);
+#else
+        duet_errorf("--model-shape needs the gpu backend, and this build has no CUDA");
+#endif
+    } else {
+        be = duet_backend_create(backend, m, &bo);
+    }
+    if (!be) goto done;
     fprintf(stderr, "duet %s: %s; %d requests, prompts %d tokens at most, max_tokens from {", CMD, be->summary, n_req,
             max_input);
     for (int i = 0; i < n_mt; i++) fprintf(stderr, "%s%d", i ? "," : "", (int)mts[i]);
     fprintf(stderr, "}, %d slots, budget %d, %s\n", max_seqs, budget,
             policy == DUET_SCHED_NO_EVICT ? "no-evict" : "max-utilization");
+    char model_label[4200];
+    if (shape) snprintf(model_label, sizeof model_label, "synthetic %s", shape);
+    else snprintf(model_label, sizeof model_label, "%s", model_path);
     duet_sched_opts so = {.max_seqs = max_seqs, .max_ctx = ctx, .token_budget = budget, .policy = policy,
                           .kv_blocks = kv_blocks};
     fprintf(stderr, "%-9s %7s %8s %9s %9s %9s %9s %9s %9s %6s %8s\n", "mode", "rate", "tok/s", "ttft_p50", "ttft_p99",
@@ -368,9 +437,10 @@ int cmd_bench_serve(int argc, char **argv)
             fprintf(stderr, "%-9s %7.2f %8.1f %9.3f %9.3f %9.4f %9.4f %9.3f %9.2f %6d %8lld\n", name, rates[ri],
                     res.tok_s, res.ttft50, res.ttft99, res.itl50, res.itl99, res.e2e99, res.wall, res.peak_blocks,
                     (long long)res.preemptions);
-            json_t *o = json_pack("{s:s, s:s, s:s, s:f, s:i, s:i, s:i, s:s, s:I, s:f, s:f, s:f, s:f, s:f, s:f, s:f, "
+            json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:f, s:i, s:i, s:i, s:s, s:I, s:f, s:f, s:f, s:f, s:f, s:f, s:f, "
                                   "s:i, s:i, s:I}",
-                                  "bench", "serve", "mode", name, "backend", backend, "rate", rates[ri], "requests", n_req,
+                                  "bench", "serve", "model", model_label, "weights", duet_qmode_get(weights)->name,
+                                  "mode", name, "backend", backend, "rate", rates[ri], "requests", n_req,
                                   "max_seqs", max_seqs, "token_budget", budget, "policy",
                                   policy == DUET_SCHED_NO_EVICT ? "no-evict" : "max-utilization", "generated",
                                   (json_int_t)res.generated, "tok_s", res.tok_s, "wall_s", res.wall, "ttft_p50_s",

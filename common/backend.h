@@ -43,7 +43,8 @@ typedef struct duet_backend_opts {
 typedef struct duet_backend duet_backend;
 struct duet_backend {
     const char *name;
-    const duet_model *model;
+    const duet_model *model; /* NULL for a backend made without a checkpoint (gpu_backend_create_random) */
+    const duet_config *cfg;  /* the shapes it runs, always set (the model's, or the synthetic one's) */
     duet_tap_fn tap;  /* NULL in the fast path */
     void *tap_ctx;
     void *impl;

@@ -29,7 +29,7 @@ static int check_logits(const float *logits, int V, int pos)
 int duet_generate(duet_backend *b, const duet_backend_opts *bo, const int *prompt, int n_prompt,
                   const duet_gen_opts *o, int *out, duet_gen_stats *st)
 {
-    const duet_config *c = &b->model->cfg;
+    const duet_config *c = b->cfg;
     st->n_prompt = n_prompt;
     st->n_generated = 0;
     st->prefill_s = st->decode_s = 0;

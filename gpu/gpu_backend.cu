@@ -832,6 +832,7 @@ static duet_backend *engine_new(const duet_config *c, const duet_backend_opts *o
     be->release = gpu_release_seq;
     be->free = gpu_backend_release;
     s->c = *c;
+    be->cfg = &s->c;
     s->o = *opts;
     s->dt = dt;
     const int L = c->n_layers;

@@ -378,6 +378,7 @@ duet_backend *ref_backend_create(const duet_model *m, const duet_backend_opts *o
     be->release = ref_release;
     be->free = ref_free;
     s->c = *c;
+    be->cfg = &s->c;
     s->o = *opts;
 
     int64_t total = m->embed->numel + m->final_norm->numel + (c->tie_embeddings ? 0 : m->lm_head->numel);

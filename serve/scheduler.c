@@ -250,7 +250,7 @@ duet_sched *duet_sched_create(duet_backend *b, const duet_sched_opts *o)
     s->o = *o;
     s->pool = o->kv_blocks ? o->kv_blocks : b->kv_blocks;
     s->next_id = 1;
-    const int V = b->model->cfg.vocab_size, T = o->token_budget;
+    const int V = b->cfg->vocab_size, T = o->token_budget;
     s->running = calloc((size_t)o->max_seqs, sizeof *s->running);
     s->plan = calloc((size_t)o->max_seqs, sizeof *s->plan);
     s->tok = malloc(sizeof(int) * (size_t)T);
@@ -299,7 +299,7 @@ void duet_sched_free(duet_sched *s)
 
 int duet_sched_submit(duet_sched *s, const duet_request *r, int64_t *id)
 {
-    const int V = s->b->model->cfg.vocab_size;
+    const int V = s->b->cfg->vocab_size;
     if (!r || r->n_prompt < 1 || !r->prompt) return duet_errorf("request: the prompt is empty");
     if (r->max_tokens < 1) return duet_errorf("request: max_tokens %d (at least 1)", r->max_tokens);
     if ((int64_t)r->n_prompt + r->max_tokens > s->o.max_ctx)
@@ -528,7 +528,7 @@ int duet_sched_step(duet_sched *s)
         if (plan[j].n > 1 || q->n_gen == 0) s->stats.prompt_tokens += plan[j].n;
         q->n_cached += plan[j].n;
     }
-    const int V = s->b->model->cfg.vocab_size;
+    const int V = s->b->cfg->vocab_size;
     for (int r = 0; r < R; r++) {
         sreq *q = s->drawn[r];
         if (!s->b->forward_sample) {

@@ -18,6 +18,32 @@ check "--kv-budget 1.5: exit 2 naming the flag" sh -c "test $rc -eq 2 && grep -q
 "$duet" bench --serve --kv-budget 12X >/dev/null 2>&1; check "--kv-budget 12X: exit 2" test $? -eq 2
 "$duet" bench --serve --backend tpu >/dev/null 2>"$tmp/e"; rc=$?
 check "--backend tpu: exit 1 naming it" sh -c "test $rc -eq 1 && grep -q \"unknown backend 'tpu'\" '$tmp/e'"
+"$duet" bench --serve --model-shape 7b >/dev/null 2>"$tmp/e"; rc=$?
+check "--model-shape on the ref: exit 2 asking for --backend gpu" sh -c "test $rc -eq 2 && grep -q -- '--backend gpu' '$tmp/e'"
+"$duet" bench --serve --model-shape 13b >/dev/null 2>"$tmp/e"; rc=$?
+check "--model-shape 13b: exit 2 naming it" sh -c "test $rc -eq 2 && grep -q \"'13b' unknown\" '$tmp/e'"
+"$duet" bench --serve --model-shape tiny -m x.gguf --backend gpu >/dev/null 2>"$tmp/e"; rc=$?
+check "--model-shape with -m: exit 2" sh -c "test $rc -eq 2 && grep -q 'not with -m x.gguf' '$tmp/e'"
+"$duet" bench --serve --weights int8 >/dev/null 2>"$tmp/e"; rc=$?
+check "--weights without --model-shape: exit 2" sh -c "test $rc -eq 2 && grep -q -- '--weights is for the synthetic' '$tmp/e'"
+"$duet" bench --serve --model-shape tiny --backend gpu --weights int3 >/dev/null 2>"$tmp/e"; rc=$?
+check "--weights int3: exit 2 naming it" sh -c "test $rc -eq 2 && grep -q 'int3' '$tmp/e'"
+
+# the synthetic model on the gpu backend (tiny shape, Llama-2 tokenizer), where this build has CUDA and a device
+items="$data/cnn_dailymail/test_100.jsonl"
+if [ -f "$items" ] && [ -f "$data/llama2-tokenizer/tokenizer.json" ]; then
+    "$duet" bench --serve --backend gpu --model-shape tiny --tokenizer "$data/llama2-tokenizer" --data "$items" -n 6 \
+        --max-input 32 --max-tokens 4,8 --max-seqs 4 --token-budget 64 --rates 0,50 >"$tmp/g" 2>"$tmp/ge"; rc=$?
+    if [ $rc -ne 0 ] && grep -qE "not built|no CUDA device" "$tmp/ge"; then
+        echo "# the gpu synthetic run is skipped: $(tail -1 "$tmp/ge")"
+    else
+        check "--model-shape tiny on the gpu: exit 0" test $rc -eq 0
+        check "--model-shape tiny: four JSON lines naming the synthetic model" sh -c \
+            "test \$(grep -c '\"model\":\"synthetic tiny\"' '$tmp/g') -eq 4"
+        check "--model-shape tiny: every request generated (4 or 8 tokens each)" sh -c \
+            "grep -o '\"generated\":[0-9]*' '$tmp/g' | cut -d: -f2 | awk '\$1 < 24 || \$1 > 48 { bad = 1 } END { exit bad }'"
+    fi
+fi
 
 model="${DUET_MODEL:-$src/models/SmolLM2-135M-Instruct.Q4_1.gguf}"
 items="$data/cnn_dailymail/test_100.jsonl"

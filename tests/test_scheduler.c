@@ -102,6 +102,7 @@ static fake *fake_new_v(int V, int S, int C, int pool)
     f->m.cfg.vocab_size = V;
     f->be.name = "fake";
     f->be.model = &f->m;
+    f->be.cfg = &f->m.cfg;
     f->be.forward = fake_forward;
     f->be.release = fake_release;
     f->be.kv_block = FBLOCK;

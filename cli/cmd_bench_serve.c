@@ -9,6 +9,7 @@
  * peak KV blocks, preemptions; one JSON object per line on stdout (and --json FILE), a table on stderr.
  * --model-shape runs a synthetic model instead (the gpu backend's random weights, made on the GPU, in
  * --weights' layout), its prompts tokenized by the Llama-2 tokenizer (LLaMA-7B's vocabulary). */
+#include "build_config.h"
 #include "cli_util.h"
 #include "commands.h"
 
@@ -31,7 +32,7 @@
 #include <string.h>
 #include <time.h>
 #ifdef DUET_HAVE_CUDA
-#include "gpu_backend.h"
+#include "gpu/gpu_backend.h"
 #endif
 
 static const char *CMD = "bench --serve";

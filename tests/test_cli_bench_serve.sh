@@ -41,7 +41,7 @@ if [ -f "$items" ] && [ -f "$data/llama2-tokenizer/tokenizer.json" ]; then
         check "--model-shape tiny: four JSON lines naming the synthetic model" sh -c \
             "test \$(grep -c '\"model\":\"synthetic tiny\"' '$tmp/g') -eq 4"
         check "--model-shape tiny: every request generated (4 or 8 tokens each)" sh -c \
-            "grep -o '\"generated\":[0-9]*' '$tmp/g' | cut -d: -f2 | awk '\$1 < 24 || \$1 > 48 { bad = 1 } END { exit bad }'"
+            "grep -o '\"generated\":[0-9]*' '$tmp/g' | cut -d: -f2 | awk '{ n++ } \$1 < 24 || \$1 > 48 { bad = 1 } END { exit bad || n != 4 }'"
     fi
 fi
 

@@ -1103,6 +1103,11 @@ duet_backend *gpu_backend_create_random(const duet_config *c, const duet_backend
     set_fuse_ok(s);
     s->weights = (duet_qmode)weights;
     if (ensure_capacity(s, 64)) goto fail;
+    snprintf(be->summary, sizeof be->summary,
+             "gpu: %s activations; synthetic model (dim %d, ffn %d, %d layers, %d/%d heads, vocab %d), random weights "
+             "made on the GPU, layer matrices %s",
+             dt == GPU_BF16 ? "bf16" : "fp16", c->dim, c->ffn_dim, L, c->n_heads, c->n_kv_heads, c->vocab_size,
+             weights == DUET_Q_NONE ? "dense" : duet_qmode_get((duet_qmode)weights)->name);
     free(lp);
     return be;
 fail:

@@ -6,7 +6,8 @@
  * scheduler admits as slots and blocks free up) and static batching (a batch of up to --max-seqs arrived
  * requests is admitted only when the previous one has finished, as HF generate or a static engine). Per
  * run: generated tokens/s, time to first token and inter-token latency p50/p99, end-to-end latency p99,
- * peak KV blocks, preemptions; one JSON object per line on stdout (and --json FILE), a table on stderr.
+ * peak KV blocks, preemptions, ms per scheduler step and the scheduler's own host share of it; one JSON
+ * object per line on stdout (and --json FILE), a table on stderr.
  * --model-shape runs a synthetic model instead (the gpu backend's random weights, made on the GPU, in
  * --weights' layout), its prompts tokenized by the Llama-2 tokenizer (LLaMA-7B's vocabulary). */
 #include "build_config.h"
@@ -47,7 +48,8 @@ static void usage(FILE *f)
             "Replays cnn_dailymail prompts (their real token lengths) against the in-flight batching scheduler, in\n"
             "process, with Poisson arrivals at each rate, and the same stream with static batching for comparison:\n"
             "generated tokens/s, time to first token (TTFT) and inter-token latency (ITL) p50/p99, end-to-end p99,\n"
-            "peak KV blocks in use, preemptions. One JSON object per line on stdout, a table on stderr.\n\n"
+            "peak KV blocks in use, preemptions, ms per step (step_ms) and the scheduler's host work in it (host_ms).\n"
+            "One JSON object per line on stdout, a table on stderr.\n\n"
             "  -m, --model PATH       model (default: $DUET_MODEL, else %s)\n"
             "      --model-shape S    a synthetic model instead of -m: 7b (LLaMA-7B's shapes) or tiny, random\n"
             "                         weights made on the GPU (--backend gpu); prompts tokenized by --tokenizer\n"
@@ -113,7 +115,8 @@ typedef struct breq {
 
 typedef struct run_result {
     double wall, tok_s, ttft50, ttft99, itl50, itl99, e2e99;
-    int64_t generated, preemptions;
+    int64_t generated, preemptions, steps;
+    double step_ms, backend_ms; /* per step: all of duet_sched_step, and the backend's calls in it */
     int peak_blocks, blocks;
 } run_result;
 
@@ -185,8 +188,7 @@ static int run_stream(duet_backend *be, const duet_sched_opts *so, breq *R, int 
         duet_sched_get_stats(s, &st);
         if (st.kv_blocks_used > peak) peak = st.kv_blocks_used;
         if (alive == 0 && next < n) sleep_until(R[next].arrival);
-        int f = 0;
-        for (int i = 0; i < next; i++) f += R[i].done != 0;
+        const int f = (int)st.finished;
         if (f != fin) {
             fin = f;
             fprintf(stderr, "\r[bench --serve] %s: %d/%d requests done", static_batch ? "static" : "in-flight", fin, n);
@@ -199,6 +201,9 @@ static int run_stream(duet_backend *be, const duet_sched_opts *so, breq *R, int 
     out->peak_blocks = peak;
     out->blocks = st.kv_blocks_total;
     out->preemptions = st.preemptions;
+    out->steps = st.steps;
+    out->step_ms = st.steps ? 1e3 * st.step_s / (double)st.steps : 0.0;
+    out->backend_ms = st.steps ? 1e3 * st.backend_s / (double)st.steps : 0.0;
     duet_sched_free(s);
     /* latencies */
     double *ttft = malloc(sizeof(double) * (size_t)n), *e2e = malloc(sizeof(double) * (size_t)n), *itl = NULL;
@@ -409,8 +414,8 @@ int cmd_bench_serve(int argc, char **argv)
     else snprintf(model_label, sizeof model_label, "%s", model_path);
     duet_sched_opts so = {.max_seqs = max_seqs, .max_ctx = ctx, .token_budget = budget, .policy = policy,
                           .kv_blocks = kv_blocks};
-    fprintf(stderr, "%-9s %7s %8s %9s %9s %9s %9s %9s %9s %6s %8s\n", "mode", "rate", "tok/s", "ttft_p50", "ttft_p99",
-            "itl_p50", "itl_p99", "e2e_p99", "wall_s", "peakKV", "preempt");
+    fprintf(stderr, "%-9s %7s %8s %9s %9s %9s %9s %9s %9s %6s %8s %8s %8s\n", "mode", "rate", "tok/s", "ttft_p50",
+            "ttft_p99", "itl_p50", "itl_p99", "e2e_p99", "wall_s", "peakKV", "preempt", "step_ms", "host_ms");
     for (int ri = 0; ri < n_rates; ri++) {
         uint64_t draw = 0;
         double t = 0.0;
@@ -435,11 +440,11 @@ int cmd_bench_serve(int argc, char **argv)
             run_result res = {0};
             if (run_stream(be, &so, R, n_req, mode, &res)) goto done;
             const char *name = mode ? "static" : "in-flight";
-            fprintf(stderr, "%-9s %7.2f %8.1f %9.3f %9.3f %9.4f %9.4f %9.3f %9.2f %6d %8lld\n", name, rates[ri],
-                    res.tok_s, res.ttft50, res.ttft99, res.itl50, res.itl99, res.e2e99, res.wall, res.peak_blocks,
-                    (long long)res.preemptions);
+            fprintf(stderr, "%-9s %7.2f %8.1f %9.3f %9.3f %9.4f %9.4f %9.3f %9.2f %6d %8lld %8.3f %8.3f\n", name,
+                    rates[ri], res.tok_s, res.ttft50, res.ttft99, res.itl50, res.itl99, res.e2e99, res.wall,
+                    res.peak_blocks, (long long)res.preemptions, res.step_ms, res.step_ms - res.backend_ms);
             json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:f, s:i, s:i, s:i, s:s, s:I, s:f, s:f, s:f, s:f, s:f, s:f, s:f, "
-                                  "s:i, s:i, s:I}",
+                                  "s:i, s:i, s:I, s:I, s:f, s:f}",
                                   "bench", "serve", "model", model_label, "weights", duet_qmode_get(weights)->name,
                                   "mode", name, "backend", backend, "rate", rates[ri], "requests", n_req,
                                   "max_seqs", max_seqs, "token_budget", budget, "policy",
@@ -447,7 +452,8 @@ int cmd_bench_serve(int argc, char **argv)
                                   (json_int_t)res.generated, "tok_s", res.tok_s, "wall_s", res.wall, "ttft_p50_s",
                                   res.ttft50, "ttft_p99_s", res.ttft99, "itl_p50_s", res.itl50, "itl_p99_s", res.itl99,
                                   "e2e_p99_s", res.e2e99, "peak_kv_blocks", res.peak_blocks, "kv_blocks", res.blocks,
-                                  "preemptions", (json_int_t)res.preemptions);
+                                  "preemptions", (json_int_t)res.preemptions, "steps", (json_int_t)res.steps,
+                                  "step_ms", res.step_ms, "sched_host_ms", res.step_ms - res.backend_ms);
             if (!o) {
                 duet_errorf("cannot build the JSON line");
                 goto done;

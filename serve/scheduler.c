@@ -58,6 +58,7 @@ struct duet_sched {
     int n_waiting;
     int64_t next_id, next_admit;
     feed *plan;               /* [max_seqs] the step's feeds */
+    sreq **order;             /* [max_seqs] the running requests by admission, oldest first (a step's scratch) */
     /* the step's batch: token_budget rows at most */
     int *tok, *pos, *seq;
     uint8_t *want;
@@ -253,6 +254,7 @@ duet_sched *duet_sched_create(duet_backend *b, const duet_sched_opts *o)
     const int V = b->cfg->vocab_size, T = o->token_budget;
     s->running = calloc((size_t)o->max_seqs, sizeof *s->running);
     s->plan = calloc((size_t)o->max_seqs, sizeof *s->plan);
+    s->order = calloc((size_t)o->max_seqs, sizeof *s->order);
     s->tok = malloc(sizeof(int) * (size_t)T);
     s->pos = malloc(sizeof(int) * (size_t)T);
     s->seq = malloc(sizeof(int) * (size_t)T);
@@ -261,7 +263,7 @@ duet_sched *duet_sched_create(duet_backend *b, const duet_sched_opts *o)
     s->samplers = calloc((size_t)o->max_seqs, sizeof *s->samplers);
     s->drawn = calloc((size_t)o->max_seqs, sizeof *s->drawn);
     s->ids = calloc((size_t)o->max_seqs, sizeof *s->ids);
-    if (!s->samplers || !s->drawn || !s->ids || !s->running || !s->plan || !s->tok || !s->pos || !s->seq || !s->want || !s->logits) {
+    if (!s->samplers || !s->drawn || !s->ids || !s->running || !s->plan || !s->order || !s->tok || !s->pos || !s->seq || !s->want || !s->logits) {
         duet_sched_free(s);
         duet_errorf("scheduler: out of memory (%d slots, budget %d, vocab %d)", o->max_seqs, T, V);
         return NULL;
@@ -286,6 +288,7 @@ void duet_sched_free(duet_sched *s)
     }
     free(s->running);
     free(s->plan);
+    free(s->order);
     free(s->tok);
     free(s->pos);
     free(s->seq);
@@ -417,7 +420,23 @@ static int take_token(duet_sched *s, sreq *q, int tok)
     return 0;
 }
 
+static int by_admission(const void *a, const void *b)
+{
+    const sreq *x = *(const sreq *const *)a, *y = *(const sreq *const *)b;
+    return x->admitted < y->admitted ? -1 : x->admitted > y->admitted;
+}
+
+static int sched_step(duet_sched *s);
+
 int duet_sched_step(duet_sched *s)
+{
+    const double t0 = duet_now();
+    int rc = sched_step(s);
+    s->stats.step_s += duet_now() - t0;
+    return rc;
+}
+
+static int sched_step(duet_sched *s)
 {
     /* cancellations */
     for (int i = 0; i < s->o.max_seqs; i++)
@@ -428,20 +447,17 @@ int duet_sched_step(duet_sched *s)
     }
     if (!s->n_running && !s->n_waiting) return 0;
 
-    /* the running requests' feeds, oldest admission first: decode tokens before prefill chunks */
+    /* the running requests' feeds, oldest admission first: decode tokens before prefill chunks (one walk
+     * of the requests sorted by admission per pass; a request preempted on the way has slot -1) */
     feed *plan = s->plan;
-    int n_plan = 0, budget = s->o.token_budget, planned_blocks = 0, preempted = 0;
+    int n_plan = 0, budget = s->o.token_budget, planned_blocks = 0, preempted = 0, n_order = 0;
+    for (int i = 0; i < s->o.max_seqs; i++)
+        if (s->running[i]) s->order[n_order++] = s->running[i];
+    qsort(s->order, (size_t)n_order, sizeof *s->order, by_admission);
     for (int pass = 0; pass < 2; pass++) {
-        for (;;) { /* the oldest running request not planned yet, of this pass's kind */
-            sreq *q = NULL;
-            for (int i = 0; i < s->o.max_seqs; i++) {
-                sreq *c = s->running[i];
-                if (!c || (c->n_tokens - c->n_cached == 1) != (pass == 0)) continue;
-                int done = 0;
-                for (int j = 0; j < n_plan; j++) done |= plan[j].q == c;
-                if (!done && (!q || c->admitted < q->admitted)) q = c;
-            }
-            if (!q || budget <= 0) break;
+        for (int k = 0; k < n_order && budget > 0; k++) {
+            sreq *q = s->order[k];
+            if (q->slot < 0 || (q->n_tokens - q->n_cached == 1) != (pass == 0)) continue;
             int n = q->n_tokens - q->n_cached;
             if (n > budget) n = budget;
             int extra = extra_blocks(s, q, n);
@@ -509,8 +525,10 @@ int duet_sched_step(duet_sched *s)
         }
     s->stats.steps++;
     /* the backend draws on its side when it can (only the ids cross), else its logits come back */
+    const double tb = duet_now();
     int rc = s->b->forward_sample ? s->b->forward_sample(s->b, &batch, s->samplers, s->ids)
                                   : s->b->forward(s->b, &batch, s->logits);
+    s->stats.backend_s += duet_now() - tb;
     if (rc) {
         char msg[512];
         snprintf(msg, sizeof msg, "%s", duet_error());

@@ -82,6 +82,9 @@ typedef struct duet_sched_stats {
     int64_t prompt_tokens, generated_tokens; /* processed / sampled since create (recomputation counted
                                               * in prompt_tokens) */
     int64_t steps, preemptions, finished;
+    /* seconds in duet_sched_step since create: all of it, and the backend's calls within it (the
+     * difference is the scheduler's own host work: planning, callbacks, sampling without forward_sample) */
+    double step_s, backend_s;
 } duet_sched_stats;
 
 typedef struct duet_sched duet_sched;

@@ -58,7 +58,7 @@ check "--json FILE holds the same lines" cmp "$tmp/o" "$tmp/j"
 "$duet" bench --serve -m "$model" --data "$items" -n 2 --max-input 64 --max-tokens 2 --max-seqs 2 --threads 2 \
     --no-static --kv-budget 4M >"$tmp/o2" 2>"$tmp/e2"; rc=$?
 check "--kv-budget 4M: the pool holds 5 blocks" sh -c "test $rc -eq 0 && grep -q '\"kv_blocks\":5,' '$tmp/o2'"
-for f in tok_s ttft_p50_s ttft_p99_s itl_p50_s itl_p99_s e2e_p99_s peak_kv_blocks preemptions generated; do
+for f in tok_s ttft_p50_s ttft_p99_s itl_p50_s itl_p99_s e2e_p99_s peak_kv_blocks preemptions generated steps step_ms sched_host_ms; do
     check "JSON has $f" grep -q "\"$f\":" "$tmp/o"
 done
 exit $fail

@@ -106,6 +106,16 @@ const char *cli_default_llama2_tokenizer(void)
     return stat(file, &st) == 0 ? dir : NULL;
 }
 
+int cli_on_off(const char *cmd, const char *flag, const char *s, int *out)
+{
+    if (!strcmp(s, "on") || !strcmp(s, "off")) {
+        *out = !strcmp(s, "on");
+        return 0;
+    }
+    fprintf(stderr, "duet %s: %s: '%s' is not on or off\n", cmd, flag, s);
+    return -1;
+}
+
 int cli_model_shape(const char *cmd, const char *name, duet_config *c)
 {
     const duet_config b7 = {4096, 11008, 32, 32, 32, 128, 32000, 4096, 1e-5f, 10000.0f, 0, 1, 2};

@@ -44,6 +44,9 @@ const char *cli_default_cnn_data(void);
 /* $DUET_DATA/llama2-tokenizer, else ../shared/data/llama2-tokenizer, when its tokenizer.json exists; else NULL. */
 const char *cli_default_llama2_tokenizer(void);
 
+/* "on" -> 1, "off" -> 0; otherwise prints "duet CMD: FLAG: 'S' is not on or off" and returns -1. */
+int cli_on_off(const char *cmd, const char *flag, const char *s, int *out);
+
 /* The synthetic models' shapes (`duet bench`, `duet bench --serve`): "7b" (LLaMA-7B: hidden 4096, ffn
  * 11008, 32 layers, 32 heads, vocab 32000, 4096 positions) or "tiny" (hidden 256, ffn 688, 4 layers, 8
  * heads, the same vocab). 0, or -1 after printing the unknown name. */

@@ -70,6 +70,8 @@ static void usage(FILE *f)
             "      --policy P         no-evict (default) or max-utilization\n"
             "      --kv-budget B      the backend's KV pool: bytes (512M, 2G) or a fraction of the memory free\n"
             "                         after the weights (0.9); default room for every slot full\n"
+            "      --batch-invariant on|off  each row's sums in one order whatever the batch (default: on for the\n"
+            "                         ref, off for the gpu; run both to measure its cost)\n"
             "      --kv-blocks N      KV blocks the scheduler may use (default: the backend's pool)\n"
             "      --no-static        skip the static-batching runs\n"
             "      --threads N        CPU threads for the ref (default: OpenBLAS's)\n"
@@ -241,7 +243,7 @@ int cmd_bench_serve(int argc, char **argv)
     const char *shape = NULL, *tok_dir = NULL;
     duet_config syn;
     duet_qmode weights = DUET_Q_NONE;
-    int weights_given = 0;
+    int weights_given = 0, invariant = -1;
     int n_req = 32, max_input = 256, max_seqs = 8, budget = 256, kv_blocks = 0, no_static = 0, threads = 0;
     double rates[MAX_RATES] = {0}, mts[MAX_MT] = {16, 32, 64};
     int n_rates = 1, n_mt = 3;
@@ -260,7 +262,7 @@ int cmd_bench_serve(int argc, char **argv)
         {"kv-budget", required_argument, 0, 'V'},
         {"threads", required_argument, 0, 't'},  {"seed", required_argument, 0, 'e'},
         {"model-shape", required_argument, 0, 'P'}, {"tokenizer", required_argument, 0, 'K'},
-        {"weights", required_argument, 0, 'w'},
+        {"weights", required_argument, 0, 'w'}, {"batch-invariant", required_argument, 0, 'i'},
         {"json", required_argument, 0, 'j'},     {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0}};
     optind = 1;
@@ -273,6 +275,7 @@ int cmd_bench_serve(int argc, char **argv)
             shape = optarg;
             break;
         case 'K': tok_dir = optarg; break;
+        case 'i': if (cli_on_off(CMD, "--batch-invariant", optarg, &invariant)) return 2; break;
         case 'w':
             if (duet_qmode_parse(optarg, &weights)) {
                 fprintf(stderr, "duet %s: --weights: %s\n", CMD, duet_error());
@@ -392,7 +395,8 @@ int cmd_bench_serve(int argc, char **argv)
         goto done;
     }
     duet_backend_opts bo = {.max_seqs = max_seqs, .max_ctx = ctx, .dtype = dtype, .threads = threads,
-                            .batch_invariant = strcmp(backend, "gpu") != 0, .kv_budget = kv_budget,
+                            .batch_invariant = invariant < 0 ? strcmp(backend, "gpu") != 0 : invariant,
+                            .kv_budget = kv_budget,
                             .kv_fraction = kv_fraction};
     if (shape) {
 #ifdef DUET_HAVE_CUDA
@@ -443,9 +447,10 @@ int cmd_bench_serve(int argc, char **argv)
             fprintf(stderr, "%-9s %7.2f %8.1f %9.3f %9.3f %9.4f %9.4f %9.3f %9.2f %6d %8lld %8.3f %8.3f\n", name,
                     rates[ri], res.tok_s, res.ttft50, res.ttft99, res.itl50, res.itl99, res.e2e99, res.wall,
                     res.peak_blocks, (long long)res.preemptions, res.step_ms, res.step_ms - res.backend_ms);
-            json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:f, s:i, s:i, s:i, s:s, s:I, s:f, s:f, s:f, s:f, s:f, s:f, s:f, "
+            json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:f, s:i, s:i, s:i, s:s, s:I, s:f, s:f, s:f, s:f, s:f, s:f, s:f, "
                                   "s:i, s:i, s:I, s:I, s:f, s:f}",
                                   "bench", "serve", "model", model_label, "weights", duet_qmode_get(weights)->name,
+                                  "batch_invariant", bo.batch_invariant ? "on" : "off",
                                   "mode", name, "backend", backend, "rate", rates[ri], "requests", n_req,
                                   "max_seqs", max_seqs, "token_budget", budget, "policy",
                                   policy == DUET_SCHED_NO_EVICT ? "no-evict" : "max-utilization", "generated",

@@ -31,8 +31,8 @@ static void usage(FILE *f)
             "usage: duet serve [-m PATH] [--host ADDR] [--port N] [options]\n"
             "Serves the model over HTTP with OpenAI's API: POST /v1/completions, POST /v1/chat/completions\n"
             "(\"stream\": true for server-sent events), GET /v1/models, GET /health, GET /metrics (Prometheus).\n"
-            "Requests are batched in flight; on the ref backend batch-invariant (a greedy reply does not depend\n"
-            "on what else runs; the gpu backend does not have that yet);\n"
+            "Requests are batched in flight, batch-invariant by default on the ref (a greedy reply does not depend\n"
+            "on what else runs) and with --batch-invariant on on the gpu;\n"
             "SIGTERM or SIGINT lets the running ones finish, then exits.\n\n"
             "  -m, --model PATH        GGUF file or Hugging Face LLaMA folder (default: $DUET_MODEL, else\n"
             "                          " CLI_DEFAULT_MODEL ")\n"
@@ -50,6 +50,8 @@ static void usage(FILE *f)
             "                          default no-evict)\n"
             "      --kv-budget B       the KV pool: bytes (512M, 2G) or a fraction of the memory free after the\n"
             "                          weights (0.9); default room for every slot full (max-seqs x max-ctx)\n"
+            "      --batch-invariant on|off  each row's sums in one order whatever the batch (default: on for the ref,\n"
+            "                          off for the gpu, where it costs throughput: README)\n"
             "      --api-key KEY       require 'Authorization: Bearer KEY' on /v1/*\n"
             "      --max-body BYTES    request body size limit (default 1048576; 413 beyond)\n"
             "      --max-tokens-limit N  max_tokens at most (default: --max-ctx; 400 beyond)\n"
@@ -85,10 +87,11 @@ int cmd_serve(int argc, char **argv)
         {"api-key", required_argument, 0, 'K'},       {"max-body", required_argument, 0, 'Y'},
         {"max-tokens-limit", required_argument, 0, 'L'}, {"max-concurrent", required_argument, 0, 'N'},
         {"kv-budget", required_argument, 0, 'V'},     {"help", no_argument, 0, 'h'},
+        {"batch-invariant", required_argument, 0, 'I'},
         {0, 0, 0, 0}};
     const char *model_path = NULL, *host = "127.0.0.1", *backend = "ref", *dtype = NULL, *api_key = NULL;
     int port = 8000, threads = 0, max_seqs = 8, max_ctx = 0, token_budget = 512, max_body = 1 << 20;
-    int max_tokens_limit = 0, max_concurrent = 64;
+    int max_tokens_limit = 0, max_concurrent = 64, invariant = -1;
     int64_t kv_budget = 0;
     double kv_fraction = 0.0;
     duet_sched_policy policy = DUET_SCHED_NO_EVICT;
@@ -124,6 +127,7 @@ int cmd_serve(int argc, char **argv)
         case 'L': if (cli_int(CMD, "--max-tokens-limit", optarg, 1, 1 << 24, &max_tokens_limit)) return 2; break;
         case 'N': if (cli_int(CMD, "--max-concurrent", optarg, 1, 1 << 16, &max_concurrent)) return 2; break;
         case 'V': if (cli_kv_budget(CMD, optarg, &kv_budget, &kv_fraction)) return 2; break;
+        case 'I': if (cli_on_off(CMD, "--batch-invariant", optarg, &invariant)) return 2; break;
         case 'h': usage(stdout); return 0;
         default: return cli_bad_option(CMD);
         }
@@ -169,10 +173,12 @@ int cmd_serve(int argc, char **argv)
     }
     if (!max_tokens_limit || max_tokens_limit > max_ctx - 1) max_tokens_limit = max_ctx - 1;
     /* batch-invariant: a reply must not depend on what else is in the batch (greedy replies equal duet
-     * generate's whatever the load); on the ref it costs prefill speed (one sgemv per row); the gpu backend
-     * does not have it yet (its replies can differ in the last bits with the load) */
+     * generate's whatever the load). The default on the ref, where it costs prefill speed (one sgemv per row)
+     * and nothing is raced; off by default on the gpu, where it costs throughput (pinned GEMMs, no fused
+     * GEMV, no attention split) and replies can differ from a solo run's in the last bits with the load */
+    if (invariant < 0) invariant = strcmp(backend, "gpu") != 0;
     duet_backend_opts bo = {.max_seqs = max_seqs, .max_ctx = max_ctx, .dtype = dtype, .threads = threads,
-                            .batch_invariant = strcmp(backend, "gpu") != 0, .kv_budget = kv_budget,
+                            .batch_invariant = invariant, .kv_budget = kv_budget,
                             .kv_fraction = kv_fraction};
     if (!(be = duet_backend_create(backend, m, &bo))) goto done;
     fprintf(stderr, "[%s] %s\n", be->name, be->summary);

@@ -5,7 +5,8 @@
  * of tokens of one slot at consecutive positions: segments of one token (decode) go to the decode
  * kernel, longer ones (prefill, also after a cached prefix) to the tensor-core prefill kernel; without
  * h_pos/h_seq, or for head dims the prefill kernel lacks, everything goes to the decode kernel.
- * A batch of decode tokens only is one decode launch, as before (graph-friendly).
+ * A batch of decode tokens only is one decode launch, as before (graph-friendly). fixed_order: the
+ * decode kernel for every token, one split (batch-invariant mode).
  * gpu_attention_decode: one block per (token, group of query heads sharing a kv head), 16-byte K/V
  * loads, online softmax, split-K over long contexts with a reduction (attention_decode.cu); correct for
  * any batch, prefill tokens included.
@@ -35,6 +36,10 @@ typedef struct gpu_attn_params {
     int n_sm;          /* multiprocessors of the device */
     const int *h_pos;  /* (T) host copies of pos, seq: the segment split (NULL: decode kernel only) */
     const int *h_seq;
+    /* Nonzero: batch-invariant, every token through the decode kernel without split-K, so a token's
+     * softmax and sums run in one order set by its own position alone (not by the batch, the segment it
+     * came in or the device's SM count). */
+    int fixed_order;
 } gpu_attn_params;
 
 /* Workspace floats the decode kernel may need for a batch of T tokens. */

@@ -371,7 +371,7 @@ template <typename T> static int run(const gpu_attn_params *p, gpu_stream s, int
     if (n_tok <= 0) return 0;
     int g = p->H / kv->Hk, nq = g % 4 == 0 ? 4 : g % 2 == 0 ? 2 : 1;
     int vec = !scalar && d % 8 == 0;
-    int n_split = vec ? choose_splits_vec(p, n_tok, nq) : choose_splits(p, n_tok);
+    int n_split = p->fixed_order ? 1 : vec ? choose_splits_vec(p, n_tok, nq) : choose_splits(p, n_tok);
     float *ws_o = p->ws, *ws_ml = p->ws + (size_t)n_tok * p->H * n_split * d;
     if (vec) {
         int rc = nq == 4   ? launch_vec<T, 4>(p, s, t_off, n_tok, n_split, ws_o, ws_ml)

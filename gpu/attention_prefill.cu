@@ -372,6 +372,6 @@ extern "C" int gpu_attention(const gpu_attn_params *p, gpu_dtype dt, gpu_stream 
 #ifdef DUET_ATTN_NO_PREFILL /* debug: the decode kernel for every token, as before the prefill kernel */
     return gpu_attention_decode(p, dt, s);
 #endif
-    if (!p->h_pos || !p->h_seq || !prefill_supported(p)) return gpu_attention_decode(p, dt, s);
+    if (p->fixed_order || !p->h_pos || !p->h_seq || !prefill_supported(p)) return gpu_attention_decode(p, dt, s);
     return dispatch(p, dt, s, 2);
 }

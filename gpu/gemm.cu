@@ -9,12 +9,15 @@
  *  - quantized weights beyond: dequantize W to dt into a workspace, then cuBLAS;
  *  - otherwise cublasGemmEx, fp32 compute (CUBLAS_COMPUTE_32F, no reduced-precision reductions), default
  *    algorithm selection, a fixed workspace (so that the calls can be captured in a CUDA graph).
+ * Batch-invariant mode (gpu_gemm_set_invariant): every T takes one path, gemm_fixed.h's pinned cuBLASLt
+ * algorithm per shape (quantized weights dequantized first), so a row's result does not depend on T.
  * Row-major to cuBLAS column-major, said once: a row-major (R, C) matrix is the column-major (C, R)
  * matrix with the same bytes. So row-major y (T, N) = x (T, K) . W^T is column-major
  * y' (N, T) = W' (K, N)^T . x' (K, T): cuBLAS A = W with op T, lda = K; B = x with op N, ldb = K;
  * C = y, ldc = N; m = N, n = T, k = K. */
 #include "cuda_check.h"
 #include "gemm.h"
+#include "gemm_fixed.h"
 #include "gemv.h"
 #include "kv_cache.h"
 #include "perturb.h"
@@ -37,6 +40,7 @@ struct gpu_gemm_ctx {
     int qmma_max_t;      /* quantized weights, small_t_q < T <= qmma_max_t: the tensor-core gpu_qmma */
     void *dq;            /* the prefill path's dequantized weights (dq_bytes) */
     size_t dq_bytes;
+    gpu_gemm_fixed *fixed; /* batch-invariant mode: every product through it; NULL otherwise */
 };
 
 extern "C" gpu_gemm_ctx *gpu_gemm_create(void)
@@ -88,10 +92,17 @@ extern "C" gpu_gemm_ctx *gpu_gemm_create(void)
 extern "C" void gpu_gemm_free(gpu_gemm_ctx *g)
 {
     if (!g) return;
+    gpu_gemm_fixed_free(g->fixed);
     cublasDestroy(g->h);
     cudaFree(g->ws);
     gpu_free(g->dq);
     free(g);
+}
+
+extern "C" int gpu_gemm_set_invariant(gpu_gemm_ctx *g)
+{
+    if (!g->fixed && !(g->fixed = gpu_gemm_fixed_create(g->ws, GEMM_WS_BYTES))) return -1;
+    return 0;
 }
 
 extern "C" void gpu_gemm_set_small_t(gpu_gemm_ctx *g, int t)
@@ -215,9 +226,26 @@ static int cublas_nt(gpu_gemm_ctx *g, void *y, int y_f32, int ldy, const void *x
     return 0;
 }
 
+/* the quantized paths' workspace: W dequantized to dt */
+static const void *dequant_w(gpu_gemm_ctx *g, const gpu_wdesc *Wd, int N, int K, gpu_dtype dt, gpu_stream s)
+{
+    const size_t need = (size_t)N * K * gpu_dtype_size(dt);
+    if (need > g->dq_bytes) {
+        duet_errorf("gpu_gemm: a %s (%d, %d) matrix needs %.1f MiB of dequantization workspace, %.1f MiB "
+                    "reserved (gpu_gemm_reserve_dequant)",
+                    gpu_wfmt_get(Wd->fmt)->name, N, K, need / 1048576.0, g->dq_bytes / 1048576.0);
+        return NULL;
+    }
+    return gpu_dequant(g->dq, Wd, N, K, dt, s) ? NULL : g->dq;
+}
+
 static int gemm_any(gpu_gemm_ctx *g, void *y, int y_f32, const void *x, const gpu_wdesc *Wd, int T, int N, int K,
                     gpu_dtype dt, gpu_stream s)
 {
+    if (g->fixed) { /* batch-invariant: one pinned algorithm for every T */
+        const void *W = Wd->fmt == GPU_W_DENSE ? Wd->w : dequant_w(g, Wd, N, K, dt, s);
+        return W ? gpu_gemm_fixed_nt(g->fixed, y, y_f32, N, x, W, T, N, K, dt, s) : -1;
+    }
     if (gemv_ok(g, x, Wd, T, K, dt)) {
         gemv_args a = {y, x, NULL, NULL, 0.0f, *Wd, N, K, 1};
         CUDA_CHECK(gemv_any(a, dt, T, y_f32, 0, 0, GPU_GEMV_STORE, s));
@@ -229,11 +257,6 @@ static int gemm_any(gpu_gemm_ctx *g, void *y, int y_f32, const void *x, const gp
     /* the prefill path (first step): dequantize W to dt into the workspace, then cuBLAS. (Slices of 16 MiB,
      * to keep the copy in L2, measured slower on the H200: 67% of fp16's prefill against 81%, the many small
      * dequantize and GEMM launches cost more than the HBM writes they save.) */
-    const size_t need = (size_t)N * K * gpu_dtype_size(dt);
-    if (need > g->dq_bytes)
-        return duet_errorf("gpu_gemm: a %s (%d, %d) matrix needs %.1f MiB of dequantization workspace, %.1f MiB "
-                           "reserved (gpu_gemm_reserve_dequant)",
-                           gpu_wfmt_get(Wd->fmt)->name, N, K, need / 1048576.0, g->dq_bytes / 1048576.0);
-    if (gpu_dequant(g->dq, Wd, N, K, dt, s)) return -1;
-    return cublas_nt(g, y, y_f32, N, x, g->dq, T, N, K, dt, s);
+    const void *W = dequant_w(g, Wd, N, K, dt, s);
+    return W ? cublas_nt(g, y, y_f32, N, x, W, T, N, K, dt, s) : -1;
 }

@@ -21,6 +21,11 @@ void gpu_gemm_set_small_t_q(gpu_gemm_ctx *g, int t);
 /* The largest T of quantized weights that takes the tensor-core gpu_qmma above small_t_q (default
  * QMMA_MAX_T = 64, $DUET_QMMA_MAX_T; 0: none, straight to dequantize + cuBLAS). */
 void gpu_gemm_set_qmma_max_t(gpu_gemm_ctx *g, int t);
+/* Batch-invariant mode from now on: every product, whatever T and the weight format, through one pinned
+ * cuBLASLt algorithm per shape (gemm_fixed.h; quantized weights dequantized into the reserved workspace
+ * first), no GEMV, no qmma, so each row's sums run in one order whatever the batch. 0 or -1 +
+ * duet_error(). The fused GEMVs (gpu_gemv_fused) are not invariant: the caller must not use them. */
+int gpu_gemm_set_invariant(gpu_gemm_ctx *g);
 /* Reserves the workspace the quantized cuBLAS path dequantizes into (the largest N K of dt); call it
  * before any capture, which must not allocate. */
 int gpu_gemm_reserve_dequant(gpu_gemm_ctx *g, size_t bytes);

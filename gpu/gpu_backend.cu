@@ -315,7 +315,8 @@ static int run_layers(duet_backend *be, int T, int max_len, const duet_batch *hb
         for (int l = 0; l < c->n_layers; l++) {
             const gpu_layer *w = &s->layers[l];
             gpu_kv_view kv = kv_view(s, l);
-            gpu_attn_params ap = {s->att, s->qkv, Q, kv, d_pos, d_seq, T, H, max_len, s->ws, s->n_sm, b->pos, b->seq};
+            gpu_attn_params ap = {s->att, s->qkv, Q, kv, d_pos, d_seq, T, H, max_len, s->ws, s->n_sm,
+                                  b->pos, b->seq, s->o.batch_invariant};
             gpu_gemv_rope rope = {kv, d_pos, d_seq, c->rope_theta, H};
             /* quantized weights at 2 tokens: the RMSNorm as its own kernel (the GEMV normalizes in its prologue
              * only for one token; at two, x normalized per row pair would cost more than 8- and 4-bit weights) */
@@ -351,7 +352,8 @@ static int run_layers(duet_backend *be, int T, int max_len, const duet_batch *hb
             tap_layer(be, l, "k_rope", (char *)s->qkv + Hd * 2, 0, T, kvd, Q))
             return -1;
         /* att = softmax(q k^T / sqrt(d) + causal) v over the cached positions */
-        gpu_attn_params ap = {s->att, s->qkv, Q, kv, d_pos, d_seq, T, H, max_len, s->ws, s->n_sm, b->pos, b->seq};
+        gpu_attn_params ap = {s->att, s->qkv, Q, kv, d_pos, d_seq, T, H, max_len, s->ws, s->n_sm,
+                              b->pos, b->seq, s->o.batch_invariant};
         if (gpu_attention(&ap, dt, st)) return -1;
         if (tap_layer(be, l, "attn", s->att, 0, T, Hd, Hd)) return -1;
         if (gpu_gemm(s->gemm, s->tmp, 0, s->att, &w->wo, T, D, (int)Hd, dt, st)) return -1; /* o_proj */
@@ -785,6 +787,16 @@ static void set_fuse_ok(gpu_state *s)
 
 /* The engine without weights: checks, device query, memory plan, stream, cuBLAS, KV cache, the weight
  * allocation and its (empty) table. */
+/* The summary's note of batch-invariant mode. */
+static void note_invariant(duet_backend *be)
+{
+    const gpu_state *s = (const gpu_state *)be->impl;
+    size_t n = strlen(be->summary);
+    if (s->o.batch_invariant && n < sizeof be->summary)
+        snprintf(be->summary + n, sizeof be->summary - n,
+                 "; batch-invariant (pinned cuBLASLt products, no fused GEMV, attention without split-K)");
+}
+
 static duet_backend *engine_new(const duet_config *c, const duet_backend_opts *opts, size_t wbytes, size_t dq_bytes)
 {
     gpu_dtype dt;
@@ -797,11 +809,6 @@ static duet_backend *engine_new(const duet_config *c, const duet_backend_opts *o
     if (opts->max_seqs <= 0 || opts->max_ctx <= 0 || opts->max_ctx > c->max_pos) {
         duet_errorf("gpu: max_seqs %d / max_ctx %d invalid (the model has %d positions)", opts->max_seqs, opts->max_ctx,
                     c->max_pos);
-        return NULL;
-    }
-    if (opts->batch_invariant) { /* the GEMM path (GEMV, qmma or cuBLAS) and the attention split follow T */
-        duet_errorf("gpu: batch_invariant is not implemented on the gpu backend yet (its products and attention "
-                    "splits depend on the batch)");
         return NULL;
     }
     if (c->head_dim > GPU_ATTN_MAX_D || c->head_dim % 2) {
@@ -876,6 +883,8 @@ static duet_backend *engine_new(const duet_config *c, const duet_backend_opts *o
     {
         const char *nf = getenv("DUET_NO_FUSE");
         s->no_fuse = nf && *nf && strcmp(nf, "0");
+        /* batch-invariant: the fused GEMVs reduce in another order than the products of larger batches */
+        if (opts->batch_invariant) s->no_fuse = 1;
     }
     {
         double need = (double)wbytes + dq_bytes + kv_d + table_d + hist_d + 96.0 * 1048576; /* + activations, cuBLAS */
@@ -898,7 +907,9 @@ static duet_backend *engine_new(const duet_config *c, const duet_backend_opts *o
         duet_errorf("gpu: cudaStreamCreate failed: %s", cudaGetErrorString(cudaGetLastError()));
         goto fail;
     }
-    if (!(s->gemm = gpu_gemm_create()) || gpu_gemm_reserve_dequant(s->gemm, dq_bytes)) goto fail;
+    if (!(s->gemm = gpu_gemm_create()) || gpu_gemm_reserve_dequant(s->gemm, dq_bytes) ||
+        (opts->batch_invariant && gpu_gemm_set_invariant(s->gemm)))
+        goto fail;
     if (gpu_block_mgr_init(&s->blocks, s->n_blocks, opts->max_seqs, opts->max_ctx)) goto fail;
     if (!(s->wbuf = gpu_alloc(wbytes)) || !(s->kv = gpu_alloc(s->kv_bytes)) ||
         !(s->d_table = (int *)gpu_alloc((size_t)table_d)) || !(s->d_hist = (int *)gpu_alloc((size_t)hist_d))) {
@@ -1026,6 +1037,7 @@ duet_backend *gpu_backend_create(const duet_model *m, const duet_backend_opts *o
             snprintf(be->summary, sizeof be->summary, "gpu: %s; weights stored as %s, converted to %s on upload%s", dts,
                      types, dts, strstr(types, "Q") ? " (their types have no weight-only kernel: dequantized)" : "");
     }
+    note_invariant(be);
     free(lp);
     return be;
 fail:
@@ -1108,6 +1120,7 @@ duet_backend *gpu_backend_create_random(const duet_config *c, const duet_backend
              "made on the GPU, layer matrices %s",
              dt == GPU_BF16 ? "bf16" : "fp16", c->dim, c->ffn_dim, L, c->n_heads, c->n_kv_heads, c->vocab_size,
              weights == DUET_Q_NONE ? "dense" : duet_qmode_get((duet_qmode)weights)->name);
+    note_invariant(be);
     free(lp);
     return be;
 fail:

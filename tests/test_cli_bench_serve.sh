@@ -18,6 +18,8 @@ check "--kv-budget 1.5: exit 2 naming the flag" sh -c "test $rc -eq 2 && grep -q
 "$duet" bench --serve --kv-budget 12X >/dev/null 2>&1; check "--kv-budget 12X: exit 2" test $? -eq 2
 "$duet" bench --serve --backend tpu >/dev/null 2>"$tmp/e"; rc=$?
 check "--backend tpu: exit 1 naming it" sh -c "test $rc -eq 1 && grep -q \"unknown backend 'tpu'\" '$tmp/e'"
+"$duet" bench --serve --batch-invariant maybe >/dev/null 2>"$tmp/e"; rc=$?
+check "--batch-invariant maybe: exit 2 naming it" sh -c "test $rc -eq 2 && grep -q \"'maybe' is not on or off\" '$tmp/e'"
 "$duet" bench --serve --model-shape 7b >/dev/null 2>"$tmp/e"; rc=$?
 check "--model-shape on the ref: exit 2 asking for --backend gpu" sh -c "test $rc -eq 2 && grep -q -- '--backend gpu' '$tmp/e'"
 "$duet" bench --serve --model-shape 13b >/dev/null 2>"$tmp/e"; rc=$?
@@ -53,6 +55,7 @@ if [ ! -f "$model" ] || [ ! -f "$items" ]; then echo "SKIP: no default model or 
 check "a tiny stream runs (exit 0)" test $rc -eq 0
 check "two JSON lines, in-flight and static" sh -c "test \$(wc -l <'$tmp/o') -eq 2 && grep -q '\"mode\":\"in-flight\"' '$tmp/o' && grep -q '\"mode\":\"static\"' '$tmp/o'"
 check "--json FILE holds the same lines" cmp "$tmp/o" "$tmp/j"
+check "the ref runs batch-invariant by default" sh -c "test \$(grep -c '\"batch_invariant\":\"on\"' '$tmp/o') -eq 2"
 # --kv-budget 4M on SmolLM2-135M (blocks of 2 x 30 layers x 16 positions x 3 x 64 x 4 bytes = 737280): 5 blocks,
 # under the 2 x ceil(66 / 16) = 10 of both slots full at 64 + 2 positions
 "$duet" bench --serve -m "$model" --data "$items" -n 2 --max-input 64 --max-tokens 2 --max-seqs 2 --threads 2 \

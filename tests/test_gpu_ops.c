@@ -515,7 +515,7 @@ static void run_attention_case(gpu_dtype dt, attn_cfg cf)
             }
         /* attention of the GPU's rotated q against the GPU's cache, ref vs kernel */
         ck_assert(gpu_poison(dout, (int64_t)T * Hd, 2) == 0);
-        gpu_attn_params ap = {dout, dqkv, Q, kv, dpos, dseq, T, H, max_len, ws, n_sm, NULL, NULL};
+        gpu_attn_params ap = {dout, dqkv, Q, kv, dpos, dseq, T, H, max_len, ws, n_sm, NULL, NULL, 0};
         ck_assert_msg(gpu_attention_decode(&ap, dt, NULL) == 0, "%s", duet_error());
         float *gatt = download(dout, (int64_t)T * Hd, dt), *watt = malloc(sizeof(float) * T * Hd),
               *scratch = malloc(sizeof(float) * C);
@@ -605,7 +605,7 @@ static void run_prefill_case(gpu_dtype dt, attn_cfg cf)
         float *watt = malloc(sizeof(float) * T * Hd), *scratch = malloc(sizeof(float) * C);
         const ref_kv_view rkv = {kc, vc, NULL, 1, C, (int64_t)C * kvd, kvd}; /* contiguous (C, kvd) per slot */
         ref_attention(watt, q, &rkv, pos, seq, scratch, T, H, Hk, d);
-        gpu_attn_params ap = {dout, dqkv, Q, kv, dpos, dseq, T, H, max_len, ws, n_sm, pos, seq};
+        gpu_attn_params ap = {dout, dqkv, Q, kv, dpos, dseq, T, H, max_len, ws, n_sm, pos, seq, 0};
         int has_prefill = d == 64 || d == 128;
         for (int v = 0; v < 1 + has_prefill; v++) {
             ck_assert(gpu_poison(dout, (int64_t)T * Hd, 2) == 0);
@@ -663,7 +663,7 @@ static void run_decode_case(gpu_dtype dt, attn_cfg cf)
     const ref_kv_view rkv = {kc, vc, NULL, 1, C, (int64_t)C * kvd, kvd}; /* contiguous (C, kvd) per slot */
     ref_attention(watt, q, &rkv, pos, seq, scratch, T, H, Hk, d);
     for (int v = 0; v < 3; v++) {
-        gpu_attn_params ap = {dout, dqkv, Q, kv, dpos, dseq, T, H, C, ws, v == 1 ? 1 : 132, NULL, NULL};
+        gpu_attn_params ap = {dout, dqkv, Q, kv, dpos, dseq, T, H, C, ws, v == 1 ? 1 : 132, NULL, NULL, 0};
         ck_assert(gpu_poison(dout, (int64_t)T * Hd, 2) == 0);
         int rc = v == 2 ? gpu_attention_decode_scalar(&ap, dt, NULL) : gpu_attention_decode(&ap, dt, NULL);
         ck_assert_msg(rc == 0, "%s", duet_error());
@@ -685,7 +685,7 @@ static void run_decode_case(gpu_dtype dt, attn_cfg cf)
         float *got[2];
         for (int b = 0; b < 2; b++) {
             gpu_attn_params ap = {dout, (char *)dqkv + (size_t)t * Q * 2, Q, kv, dpos + t, dseq + t, 1, H,
-                                  pos[t] + 1 + 1000 * b, ws, 132, NULL, NULL};
+                                  pos[t] + 1 + 1000 * b, ws, 132, NULL, NULL, 0};
             ck_assert(gpu_poison(dout, Hd, 2) == 0);
             ck_assert_msg(gpu_attention_decode(&ap, dt, NULL) == 0, "%s", duet_error());
             got[b] = download(dout, Hd, dt);
@@ -769,7 +769,7 @@ static int bench_attention(void)
                     gpu_upload_i32(dseq, seq, T) ||
                     gpu_upload_i32((int *)kv.block_table, m.table, (int64_t)B * m.max_blocks))
                     return -1;
-                gpu_attn_params ap = {o1, dq, Hd, kv, dpos, dseq, T, H, P, ws, n_sm, pos, seq};
+                gpu_attn_params ap = {o1, dq, Hd, kv, dpos, dseq, T, H, P, ws, n_sm, pos, seq, 0};
                 gpu_attn_params ad = ap;
                 ad.out = o2;
                 double tf = time_attn(gpu_attention, &ap, dt, 50), td = time_attn(gpu_attention_decode, &ad, dt, 3);
@@ -831,7 +831,7 @@ static int bench_decode(void)
                     gpu_upload_i32(dseq, seq, T) ||
                     gpu_upload_i32((int *)kv.block_table, m.table, (int64_t)B * m.max_blocks))
                     return -1;
-                gpu_attn_params ap = {o1, dq, Q, kv, dpos, dseq, T, H, P, ws, n_sm, NULL, NULL};
+                gpu_attn_params ap = {o1, dq, Q, kv, dpos, dseq, T, H, P, ws, n_sm, NULL, NULL, 0};
                 gpu_attn_params as = ap;
                 as.out = o2;
                 int reps = B == 64 ? 20 : 200;

@@ -19,6 +19,8 @@ check "serve --help exits 0 and shows an example" sh -c "test $rc -eq 0 && grep 
 check "serve: an unknown flag exits 2" test "$rc" -eq 2
 "$duet" serve --policy fastest >"$tmp/out" 2>&1; rc=$?
 check "serve --policy fastest: exit 2 naming the policies" sh -c "test $rc -eq 2 && grep -q 'no-evict or max-utilization' '$tmp/out'"
+"$duet" serve --batch-invariant yes >"$tmp/out" 2>&1; rc=$?
+check "serve --batch-invariant yes: exit 2 naming it" sh -c "test $rc -eq 2 && grep -q \"'yes' is not on or off\" '$tmp/out'"
 "$duet" serve --max-seqs 8 --token-budget 4 >"$tmp/out" 2>&1; rc=$?
 check "serve: --token-budget below --max-seqs exits 2" test "$rc" -eq 2
 

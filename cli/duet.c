@@ -23,6 +23,7 @@ static const struct command commands[] = {
     {"convert",  cmd_convert,  "convert a model: Hugging Face folder -> GGUF file, or GGUF -> Hugging Face folder"},
     {"quantize", cmd_quantize, "quantize a model's linear weights (int8, int4, int4-g128/g64, q8_0, q4_0, q4_1) and write it"},
     {"eval",     cmd_eval,     "summarize cnn_dailymail (summarize.py protocol) and report latency and ROUGE"},
+    {"calibrate", cmd_calibrate, "activation maxima per channel and KV head over calibration prompts (for SmoothQuant, FP8, KV int8/fp8)"},
     {"serve",    cmd_serve,    "an OpenAI-compatible HTTP server (completions, chat, streaming) over in-flight batching"},
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])

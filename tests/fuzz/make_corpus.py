@@ -215,3 +215,18 @@ oa("duplicate.json", '{"prompt": "a", "prompt": "b"}')
 # jansson's error quotes the body up to a bad escape, here half of a 2-byte character: the message was not
 # UTF-8, so srv_json_error failed and the client got the 500 "out of memory" body (fuzz_openai_request).
 oa("bad_escape_utf8.json", '{"prompt": "x", "stop": "\\u0\u039a"}'.encode())
+
+# calib: calibration files for the harness's shape (dim 4, ffn 6, 2 layers, 2 heads of 2, 1 kv head, vocab 8,
+# fingerprint 0123456789abcdef): a valid one, and near misses (another shape, a short array, a negative value).
+def calib(dim=4, down=6, k=-1.0 + 2.0, fp="0123456789abcdef"):
+    lay = lambda: {"qkv_in": [0.5] * dim, "o_in": [1.0] * 4, "gate_up_in": [2.0] * 4, "down_in": [3.0] * down,
+                   "k": [k], "v": [0.25]}
+    return json.dumps({"format": "duet-calibration", "version": 1,
+                       "model": {"dim": dim, "ffn_dim": 6, "n_layers": 2, "n_heads": 2, "n_kv_heads": 1, "head_dim": 2,
+                                 "vocab_size": 8, "fingerprint": fp},
+                       "samples": 2, "tokens": 64, "source": "make_corpus.py", "layers": [lay(), lay()]}, indent=1)
+put("calib", "valid.json", calib())
+put("calib", "other_dim.json", calib(dim=8))
+put("calib", "short_down.json", calib(down=5))
+put("calib", "negative_k.json", calib(k=-1.0))
+put("calib", "other_fingerprint.json", calib(fp="0000000000000000"))

@@ -1,0 +1,40 @@
+#!/bin/sh
+# test_cli_calibrate.sh: `duet calibrate` as a user meets it: --help, bad flags and values, and a run on
+# stories260K (two cnn_dailymail items, 32 tokens each) whose file holds every layer's arrays with the
+# model's lengths, finite and >= 0, some of them > 0. The run is skipped (77) without the shared data.
+set -u
+. "${DUET_SRCDIR:-.}/tests/cli_lib.sh"
+
+"$duet" calibrate --help >"$tmp/h"; check "--help exits 0 with an example" grep -q "example" "$tmp/h"
+"$duet" calibrate --bogus >/dev/null 2>&1; check "unknown flag exits 2" test $? -eq 2
+"$duet" calibrate --items 9-3 >/dev/null 2>"$tmp/e"; rc=$?
+check "--items 9-3: exit 2 naming the flag" sh -c "test $rc -eq 2 && grep -q -- \"--items: '9-3'\" '$tmp/e'"
+"$duet" calibrate --max-tokens 0 >/dev/null 2>"$tmp/e"; rc=$?
+check "--max-tokens 0: exit 2" sh -c "test $rc -eq 2 && grep -q -- '--max-tokens' '$tmp/e'"
+"$duet" calibrate --backend tpu >/dev/null 2>"$tmp/e"; rc=$?
+check "--backend tpu: exit 1 naming it" sh -c "test $rc -eq 1 && grep -q \"unknown backend 'tpu'\" '$tmp/e'"
+
+model="$data/stories260K"
+items="$data/cnn_dailymail/test_100.jsonl"
+if [ ! -d "$model" ] || [ ! -f "$items" ]; then echo "SKIP: no stories260K or cnn_dailymail data"; [ $fail -eq 0 ] && exit 77; exit 1; fi
+"$duet" calibrate -m "$model" --data "$items" --items 200-201 -o "$tmp/c.json" >/dev/null 2>"$tmp/e"; rc=$?
+check "--items beyond the file: exit 1 naming the count" sh -c "test $rc -eq 1 && grep -q 'has 100 items' '$tmp/e'"
+"$duet" calibrate -m "$model" --data "$items" --items 50-51 --max-tokens 32 --threads 2 -o "$tmp/c.json" \
+    >/dev/null 2>"$tmp/e"; rc=$?
+check "a two-item run: exit 0" test $rc -eq 0
+check "it reports 2 prompts, 64 tokens" grep -q "2 prompts, 64 tokens" "$tmp/e"
+check "the file holds every layer with the model's lengths" python3 -c "
+import json, math, sys
+c = json.load(open('$tmp/c.json')); cfg = json.load(open('$model/config.json'))
+D, F, L, H = cfg['hidden_size'], cfg['intermediate_size'], cfg['num_hidden_layers'], cfg['num_attention_heads']
+Hk = cfg.get('num_key_value_heads', H)
+assert c['format'] == 'duet-calibration' and c['version'] == 1 and c['samples'] == 2 and c['tokens'] == 64
+assert c['model']['dim'] == D and c['model']['n_layers'] == L and len(c['layers']) == L
+want = {'qkv_in': D, 'o_in': D, 'gate_up_in': D, 'down_in': F, 'k': Hk, 'v': Hk}
+for l in c['layers']:
+    for k, n in want.items():
+        assert len(l[k]) == n, (k, len(l[k]), n)
+        assert all(math.isfinite(x) and x >= 0 for x in l[k]), k
+        assert max(l[k]) > 0, k
+"
+exit $fail

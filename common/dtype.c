@@ -7,6 +7,7 @@
  * nor alignment. */
 #include "dtype.h"
 
+#include <math.h>
 #include <string.h>
 
 #if defined(__clang__)
@@ -93,6 +94,27 @@ static float f8e4m3_to_f32(uint8_t v)
     float f;
     memcpy(&f, &bits, 4);
     return f;
+}
+
+float duet_f8e4m3_to_f32(uint8_t v) { return f8e4m3_to_f32(v); }
+
+uint8_t duet_f32_to_f8e4m3(float f)
+{
+    uint32_t x;
+    memcpy(&x, &f, 4);
+    const uint8_t sign = (uint8_t)((x >> 24) & 0x80);
+    const uint32_t a = x & 0x7fffffffu;
+    if (a > 0x7f800000u) return sign | 0x7f; /* NaN */
+    if (a >= 0x43e00000u) return sign | 0x7e; /* >= 448 (the largest finite value, 1.75 x 2^8): saturate */
+    if (a >= 0x3c800000u) {                   /* normal, >= 2^-6: 3 mantissa bits, ties to even at bit 20 */
+        const uint32_t r = a + 0x7ffffu + ((a >> 20) & 1u);
+        /* below 448 the rounding reaches at most 448 (S.1111.110), never the NaN code */
+        return sign | (uint8_t)((((r >> 23) - 120u) << 3) | ((r >> 20) & 7u));
+    }
+    /* subnormal: m x 2^-9, m = 0..7; m = 8 is the smallest normal, 2^-6 (code 0x08). x 512 is exact. */
+    float af;
+    memcpy(&af, &a, 4);
+    return sign | (uint8_t)nearbyintf(af * 512.0f);
 }
 
 /* ---- plain types -------------------------------------------------------------------------------- */

@@ -62,5 +62,10 @@ float duet_f16_to_f32(uint16_t h);
 uint16_t duet_f32_to_f16(float f);
 float duet_bf16_to_f32(uint16_t h);
 uint16_t duet_f32_to_bf16(float f);
+/* OCP FP8 E4M3 ("e4m3fn", what Hopper's FP8 tensor cores take) <-> fp32. Encoding rounds to nearest, ties
+ * to even, and saturates: |x| >= 448 (infinities included) gives +-448, as CUDA's __NV_SATFINITE; NaN gives
+ * the NaN code S.1111.111; -0 keeps its sign. Every code decodes exactly. */
+float duet_f8e4m3_to_f32(uint8_t v);
+uint8_t duet_f32_to_f8e4m3(float f);
 
 #endif

@@ -4,7 +4,8 @@
  * random codes, extreme fp16 scales (max, subnormal, zero, inf, NaN with payloads) in every pairing.
  * NaNs compare equal only as identical bits; the vectors were made on x86-64, whose default NaN
  * (0 * inf) is 0xffc00000, as on the machines duet's tests run on. Also checks st_to_f32 through the
- * table, the byte counts and the name/GGML-id look-ups. Needs no shared data. */
+ * table, the byte counts and the name/GGML-id look-ups; duet_f32_to_f8e4m3 against a brute-force
+ * nearest-code search. Needs no shared data. */
 #include "test_util.h"
 
 #include "dtype.h"
@@ -12,6 +13,7 @@
 #include "file.h"
 #include "safetensors.h"
 
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -210,6 +212,62 @@ START_TEST(test_hand_blocks)
 }
 END_TEST
 
+/* The E4M3 code nearest to x by search over the 254 finite codes (ties: the even code, i.e. the even
+ * mantissa); beyond +-448 the largest; NaN the NaN code; zero keeps the sign of x. */
+static uint8_t e4m3_nearest(float x)
+{
+    if (isnan(x)) return signbit(x) ? 0xff : 0x7f;
+    const uint8_t sign = signbit(x) ? 0x80 : 0;
+    const double a = fabs((double)x);
+    if (a >= 448.0) return sign | 0x7e;
+    int best = 0;
+    double best_d = INFINITY;
+    for (int c = 0; c < 0x7f; c++) { /* 0x00 .. 0x7e, ascending in value */
+        const double d = fabs((double)duet_f8e4m3_to_f32((uint8_t)c) - a);
+        if (d < best_d || (d == best_d && (c & 1) == 0)) best = c, best_d = d;
+    }
+    return sign | (uint8_t)best;
+}
+
+START_TEST(test_f8e4m3_encode)
+{
+    /* every code round-trips (the NaN codes to the NaN code of their sign) */
+    for (int c = 0; c < 256; c++) {
+        const uint8_t want = (c & 0x7f) == 0x7f ? (uint8_t)(c | 0x7f) : (uint8_t)c;
+        ck_assert_msg(duet_f32_to_f8e4m3(duet_f8e4m3_to_f32((uint8_t)c)) == want, "code 0x%02x", c);
+    }
+    /* the midpoints of neighbouring codes (ties), and one fp32 ulp either side */
+    int n = 0;
+    for (int c = 0; c < 0x7e; c++) {
+        const float lo = duet_f8e4m3_to_f32((uint8_t)c), hi = duet_f8e4m3_to_f32((uint8_t)(c + 1));
+        const float mid = (float)(((double)lo + (double)hi) / 2.0); /* exact: a few bits more than E4M3 */
+        const float xs[3] = {nextafterf(mid, 0.0f), mid, nextafterf(mid, INFINITY)};
+        for (int i = 0; i < 3; i++)
+            for (int s = 0; s < 2; s++, n++) {
+                const float x = s ? -xs[i] : xs[i];
+                ck_assert_msg(duet_f32_to_f8e4m3(x) == e4m3_nearest(x), "x %a: 0x%02x, nearest 0x%02x", (double)x,
+                              duet_f32_to_f8e4m3(x), e4m3_nearest(x));
+            }
+    }
+    ck_assert_int_eq(duet_f32_to_f8e4m3(0.5f * (duet_f8e4m3_to_f32(0x7d) + 448.0f)), 0x7e); /* 432 -> 448 (even) */
+    /* a sweep of fp32 bit patterns over the whole range, both signs, infinities and NaNs included */
+    for (uint64_t u = 0; u <= 0xffffffffull; u += 4093, n++) {
+        const uint32_t b = (uint32_t)u;
+        float x;
+        memcpy(&x, &b, 4);
+        ck_assert_msg(duet_f32_to_f8e4m3(x) == e4m3_nearest(x), "bits 0x%08x: 0x%02x, nearest 0x%02x", b,
+                      duet_f32_to_f8e4m3(x), e4m3_nearest(x));
+    }
+    ck_assert_int_eq(duet_f32_to_f8e4m3(INFINITY), 0x7e);
+    ck_assert_int_eq(duet_f32_to_f8e4m3(-INFINITY), 0xfe);
+    ck_assert_int_eq(duet_f32_to_f8e4m3(-0.0f), 0x80);
+    ck_assert_int_eq(duet_f32_to_f8e4m3(1.0f / 1024.0f), 0x00);  /* 2^-10: half the smallest subnormal, even */
+    ck_assert_int_eq(duet_f32_to_f8e4m3(3.0f / 1024.0f), 0x02);  /* 1.5 x 2^-9: tie, to the even 2 x 2^-9 */
+    ck_assert_int_eq(duet_f32_to_f8e4m3(240.0f), 0x77);          /* 1.875 x 2^7 */
+    ck_assert(n > 1000000);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("dtype");
@@ -220,6 +278,7 @@ int main(void)
     tcase_add_test(tc, test_block_types);
     tcase_add_test(tc, test_to_f32_refuses);
     tcase_add_test(tc, test_hand_blocks);
+    tcase_add_test(tc, test_f8e4m3_encode);
     suite_add_tcase(s, tc);
     return test_run_suite(s);
 }

@@ -1,7 +1,9 @@
 /* cli_util.c: see cli_util.h. */
 #include "cli_util.h"
+#include "calib/calib.h"
 #include "chat.h"
 #include "error.h"
+#include "kvquant.h"
 #include "model.h"
 #include "tokenizer.h"
 
@@ -104,6 +106,47 @@ const char *cli_default_llama2_tokenizer(void)
     snprintf(dir, sizeof dir, "%s/llama2-tokenizer", d && *d ? d : "../shared/data");
     snprintf(file, sizeof file, "%s/tokenizer.json", dir);
     return stat(file, &st) == 0 ? dir : NULL;
+}
+
+int cli_kv_cache(const char *cmd, const char *mode, const char *calib, const duet_model *m, int *kv_mode,
+                 float **scales)
+{
+    *kv_mode = DUET_KV_F;
+    *scales = NULL;
+    duet_kv_mode km = DUET_KV_F;
+    if (mode && duet_kv_mode_parse(mode, &km)) {
+        fprintf(stderr, "duet %s: --kv-cache: %s\n", cmd, duet_error());
+        return 2;
+    }
+    if (km == DUET_KV_F && !calib) return 0;
+    if (km == DUET_KV_F || !calib) {
+        fprintf(stderr, "duet %s: %s\n", cmd,
+                calib ? "--calib is for a quantized KV cache: give --kv-cache int8 or fp8"
+                      : "--kv-cache int8 and fp8 take their scales from a calibration file: give --calib FILE (duet "
+                        "calibrate writes one)");
+        return 2;
+    }
+    duet_calib *c = duet_calib_read(calib, m);
+    if (!c) {
+        fprintf(stderr, "duet %s: %s\n", cmd, duet_error());
+        return 1;
+    }
+    const int L = m->cfg.n_layers, Hk = m->cfg.n_kv_heads;
+    float *s = malloc(sizeof(float) * 2 * (size_t)L * Hk);
+    if (!s) {
+        duet_calib_free(c);
+        fprintf(stderr, "duet %s: out of memory\n", cmd);
+        return 1;
+    }
+    for (int l = 0; l < L; l++)
+        for (int h = 0; h < Hk; h++) {
+            s[(2 * l) * Hk + h] = duet_kv_scale(km, c->layers[l].k[h]);
+            s[(2 * l + 1) * Hk + h] = duet_kv_scale(km, c->layers[l].v[h]);
+        }
+    duet_calib_free(c);
+    *kv_mode = km;
+    *scales = s;
+    return 0;
 }
 
 int cli_on_off(const char *cmd, const char *flag, const char *s, int *out)

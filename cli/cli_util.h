@@ -44,6 +44,15 @@ const char *cli_default_cnn_data(void);
 /* $DUET_DATA/llama2-tokenizer, else ../shared/data/llama2-tokenizer, when its tokenizer.json exists; else NULL. */
 const char *cli_default_llama2_tokenizer(void);
 
+/* --kv-cache MODE (none, int8, fp8) with --calib FILE: the KV cache's storage and its scales per (layer,
+ * kv head) from the calibration file's K / V maxima (calib.h, checked against m), for duet_backend_opts'
+ * kv_mode / kv_scales. mode NULL (and calib NULL): the compute type, *scales NULL. *scales is malloc'ed
+ * [L][2][Hk] (free it). 0; 2 after printing a usage error (an unknown mode, one flag without the other);
+ * 1 after printing a bad calibration file. */
+struct duet_model;
+int cli_kv_cache(const char *cmd, const char *mode, const char *calib, const struct duet_model *m, int *kv_mode,
+                 float **scales);
+
 /* "on" -> 1, "off" -> 0; otherwise prints "duet CMD: FLAG: 'S' is not on or off" and returns -1. */
 int cli_on_off(const char *cmd, const char *flag, const char *s, int *out);
 

@@ -44,6 +44,9 @@ static void usage(FILE *f)
             "      --max-output N     new tokens at most (default 100)\n"
             "      --backend B        ref or gpu (default ref)\n"
             "      --dtype T          fp32 (ref), fp16 or bf16 (gpu)\n"
+            "      --kv-cache MODE    none (default), int8 or fp8: the KV cache as codes with a scale per layer and kv\n"
+            "                         head from --calib FILE (duet calibrate; the ref emulates it)\n"
+            "      --calib FILE       the calibration file of the KV scales\n"
             "      --weights MODE     quantize the linear weights on load (as `duet quantize`: int8, int4,\n"
             "                         int4-g128, int4-g64, q8_0, q4_0, q4_1; default none = as stored)\n"
             "      --stem             Porter stemmer in ROUGE (off by default, as summarize.py)\n"
@@ -132,10 +135,12 @@ int cmd_eval(int argc, char **argv)
         {"json", required_argument, 0, 'j'},      {"check-accuracy", no_argument, 0, 'c'},
         {"rouge1-threshold", required_argument, 0, 't'}, {"compare", no_argument, 0, 'C'},
         {"prompt", required_argument, 0, 'p'},    {"weights", required_argument, 0, 'W'},
+        {"kv-cache", required_argument, 0, 'V'},  {"calib", required_argument, 0, 'A'},
         {"help", no_argument, 0, 'h'},            {0, 0, 0, 0}};
     int weights = DUET_Q_NONE;
     const char *model_dir = NULL, *data = NULL, *backend = "ref", *dtype = NULL, *json_path = NULL;
-    const char *prompt_kind = "summarize";
+    const char *prompt_kind = "summarize", *kv_cache = NULL, *calib = NULL;
+    float *kv_scales = NULL;
     int n_items = 20, max_input = 923, max_output = 100, stem = 0, check = 0, do_compare = 0, input_given = 0;
     float threshold = 15.0f;
     int c;
@@ -162,6 +167,8 @@ int cmd_eval(int argc, char **argv)
         case 't': if (cli_float(CMD, "--rouge1-threshold", optarg, 0, 100, &threshold)) return 2; break;
         case 'C': do_compare = 1; break;
         case 'W': if ((weights = cli_weights(CMD, optarg)) < 0) return 2; break;
+        case 'V': kv_cache = optarg; break;
+        case 'A': calib = optarg; break;
         case 'h': usage(stdout); return 0;
         default: return cli_bad_option(CMD);
         }
@@ -219,6 +226,12 @@ int cmd_eval(int argc, char **argv)
         fprintf(stderr, "duet %s: %s has %zu items; evaluating those\n", CMD, data, n_loaded);
     /* KV cache for the longest item: max_input + max_output positions (checked to fit), not max_pos */
     duet_backend_opts bo = {.max_seqs = 1, .max_ctx = max_input + max_output, .dtype = dtype};
+    if ((rc = cli_kv_cache(CMD, kv_cache, calib, m, &bo.kv_mode, &kv_scales))) {
+        duet_error_clear(); /* cli_kv_cache printed its own error */
+        goto done;
+    }
+    rc = 1;
+    bo.kv_scales = kv_scales;
     if (!(be = duet_backend_create(backend, m, &bo))) goto done;
     fprintf(stderr, "[%s] %s\n", be->name, be->summary);
     if (duet_sampler_init(&sampler, m->cfg.vocab_size, 0.0f, 0, 1.0f, 0)) goto done;
@@ -316,6 +329,7 @@ done:
         unlink(json_path);
     }
     if (rc == 1 && duet_error()[0]) cli_fail(CMD);
+    free(kv_scales);
     json_decref(jitems);
     duet_chat_template_free(&tmpl);
     free(scores);

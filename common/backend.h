@@ -38,6 +38,11 @@ typedef struct duet_backend_opts {
     /* Nonzero: every row's sums run in one order fixed per row whatever else is in the batch (the ref
      * computes its products one row at a time), so a sequence's logits do not depend on its batch. */
     int batch_invariant;
+    /* The KV cache's storage (kvquant.h): 0 (DUET_KV_F, the compute type), DUET_KV_INT8 or DUET_KV_FP8,
+     * with kv_scales [n_layers][2][n_kv_heads] (K then V of each layer; the caller's, kept until free)
+     * from calibration. */
+    int kv_mode;
+    const float *kv_scales;
 } duet_backend_opts;
 
 typedef struct duet_backend duet_backend;

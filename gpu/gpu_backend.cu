@@ -811,6 +811,12 @@ static duet_backend *engine_new(const duet_config *c, const duet_backend_opts *o
                     c->max_pos);
         return NULL;
     }
+    if (opts->kv_mode) { /* the attention kernels read fp16/bf16 caches only, so far */
+        duet_errorf("gpu: the %s KV cache is not implemented on the gpu backend yet (its attention kernels read %s "
+                    "caches); the ref emulates it",
+                    opts->kv_mode == 1 ? "int8" : opts->kv_mode == 2 ? "fp8" : "unknown", gpu_dtype_name(dt));
+        return NULL;
+    }
     if (c->head_dim > GPU_ATTN_MAX_D || c->head_dim % 2) {
         duet_errorf("gpu: head_dim %d unsupported (even, at most %d)", c->head_dim, GPU_ATTN_MAX_D);
         return NULL;

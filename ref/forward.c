@@ -11,6 +11,7 @@
 #include "build_config.h"
 
 #include "error.h"
+#include "kvquant.h"
 #include "ops.h"
 #include "sampler.h"
 
@@ -134,15 +135,29 @@ undo:
     return -1;
 }
 
-/* Writes this batch's K/V rows (T, Hk*d) into the cache of layer l at (seq[t], pos[t]). */
+/* Writes this batch's K/V rows (T, Hk*d) into the cache of layer l at (seq[t], pos[t]). A quantized cache
+ * (kv_mode) stores what its codes decode to, code x scale of the element's (layer, head), in fp32: what a
+ * GPU attention kernel reads from the codes (common/kvquant.h). */
 static void cache_store(ref_state *s, int l, const duet_batch *b)
 {
     const ref_kv_view v = kv_view(s, l);
     float *kl = s->kpool + kv_layer(s, l), *vl = s->vpool + kv_layer(s, l); /* v.k and v.v, writable */
+    const duet_kv_mode m = (duet_kv_mode)s->o.kv_mode;
+    const int Hk = s->c.n_kv_heads, d = s->c.head_dim;
+    const float *ks = m ? s->o.kv_scales + (size_t)l * 2 * Hk : NULL, *vs = m ? ks + Hk : NULL;
     for (int t = 0; t < b->n_tokens; t++) {
         int64_t off = ref_kv_row(&v, b->seq[t], b->pos[t]);
-        memcpy(kl + off, s->k + t * v.row_stride, sizeof(float) * v.row_stride);
-        memcpy(vl + off, s->v + t * v.row_stride, sizeof(float) * v.row_stride);
+        const float *k = s->k + t * v.row_stride, *vv = s->v + t * v.row_stride;
+        if (!m) {
+            memcpy(kl + off, k, sizeof(float) * v.row_stride);
+            memcpy(vl + off, vv, sizeof(float) * v.row_stride);
+            continue;
+        }
+        for (int64_t j = 0; j < v.row_stride; j++) {
+            const int h = (int)(j / d);
+            kl[off + j] = duet_kv_decode(m, duet_kv_encode(m, k[j], ks[h]), ks[h]);
+            vl[off + j] = duet_kv_decode(m, duet_kv_encode(m, vv[j], vs[h]), vs[h]);
+        }
     }
 }
 
@@ -358,6 +373,16 @@ duet_backend *ref_backend_create(const duet_model *m, const duet_backend_opts *o
                     c->max_pos);
         return NULL;
     }
+    if (opts->kv_mode < 0 || opts->kv_mode > DUET_KV_FP8) {
+        duet_errorf("ref: KV cache mode %d unknown", opts->kv_mode);
+        return NULL;
+    }
+    for (int i = 0; opts->kv_mode && i < 2 * c->n_layers * c->n_kv_heads; i++)
+        if (!opts->kv_scales || !(opts->kv_scales[i] > 0.0f) || !isfinite(opts->kv_scales[i])) {
+            duet_errorf("ref: the %s KV cache needs a finite scale > 0 per layer and kv head (%s at %d)",
+                        duet_kv_mode_name((duet_kv_mode)opts->kv_mode), opts->kv_scales ? "not" : "none given", i);
+            return NULL;
+        }
 #ifdef DUET_HAVE_OPENBLAS
     /* sgemm's blocking (and so its rounding) depends on the thread count: goldens pin it to 1. */
     if (opts->threads > 0) openblas_set_num_threads(opts->threads);

@@ -1,7 +1,9 @@
 #!/bin/sh
 # test_cli_calibrate.sh: `duet calibrate` as a user meets it: --help, bad flags and values, and a run on
 # stories260K (two cnn_dailymail items, 32 tokens each) whose file holds every layer's arrays with the
-# model's lengths, finite and >= 0, some of them > 0. The run is skipped (77) without the shared data.
+# model's lengths, finite and >= 0, some of them > 0; then that file as the scales of `duet generate
+# --kv-cache int8|fp8`, and the flags' errors (one without the other, an unknown mode, another model's
+# file). The run is skipped (77) without the shared data.
 set -u
 . "${DUET_SRCDIR:-.}/tests/cli_lib.sh"
 
@@ -37,4 +39,20 @@ for l in c['layers']:
         assert all(math.isfinite(x) and x >= 0 for x in l[k]), k
         assert max(l[k]) > 0, k
 "
+for kv in int8 fp8; do
+    "$duet" generate -m "$model" -n 16 --temp 0 --kv-cache $kv --calib "$tmp/c.json" >"$tmp/g_$kv" 2>"$tmp/e"; rc=$?
+    check "generate --kv-cache $kv --calib: exit 0 with text" sh -c "test $rc -eq 0 && test -s '$tmp/g_$kv'"
+done
+"$duet" generate -m "$model" -n 4 --kv-cache int8 >/dev/null 2>"$tmp/e"; rc=$?
+check "--kv-cache int8 without --calib: exit 2" sh -c "test $rc -eq 2 && grep -q 'give --calib FILE' '$tmp/e'"
+"$duet" generate -m "$model" -n 4 --calib "$tmp/c.json" >/dev/null 2>"$tmp/e"; rc=$?
+check "--calib without --kv-cache: exit 2" sh -c "test $rc -eq 2 && grep -q 'give --kv-cache int8 or fp8' '$tmp/e'"
+"$duet" generate -m "$model" -n 4 --kv-cache fp4 --calib "$tmp/c.json" >/dev/null 2>"$tmp/e"; rc=$?
+check "--kv-cache fp4: exit 2 naming it" sh -c "test $rc -eq 2 && grep -q \"'fp4' unknown\" '$tmp/e'"
+synth="$tmp/other"
+"$duet" synth -o "$synth" >/dev/null 2>&1 && cp "$model/tokenizer.json" "$model/tokenizer_config.json" "$synth/" # 2 layers, not 5
+"$duet" generate -m "$synth" -n 4 --kv-cache int8 --calib "$tmp/c.json" >/dev/null 2>"$tmp/e"; rc=$?
+check "another model's calibration file: exit 1 naming the field" sh -c "test $rc -eq 1 && grep -q 'another model' '$tmp/e'"
+"$duet" eval -m "$model" --data "$items" -n 1 --max-input 64 --max-output 8 --kv-cache int8 >/dev/null 2>"$tmp/e"; rc=$?
+check "eval --kv-cache int8 without --calib: exit 2" sh -c "test $rc -eq 2 && grep -q 'give --calib FILE' '$tmp/e'"
 exit $fail

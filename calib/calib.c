@@ -103,6 +103,16 @@ void duet_calib_tap(void *ctx, const char *name, const float *data, int64_t rows
     }
 }
 
+void duet_calib_kv_scales(const duet_calib *c, duet_kv_mode m, float *out)
+{
+    const int Hk = c->cfg.n_kv_heads;
+    for (int l = 0; l < c->cfg.n_layers; l++)
+        for (int h = 0; h < Hk; h++) {
+            out[(2 * l) * Hk + h] = duet_kv_scale(m, c->layers[l].k[h]);
+            out[(2 * l + 1) * Hk + h] = duet_kv_scale(m, c->layers[l].v[h]);
+        }
+}
+
 /* ---- the file ----------------------------------------------------------------------------------- */
 
 static const char *const SHAPE_KEY[7] = {"dim", "ffn_dim", "n_layers", "n_heads", "n_kv_heads", "head_dim",

@@ -15,6 +15,7 @@
 #ifndef DUET_CALIB_H
 #define DUET_CALIB_H
 
+#include "kvquant.h"
 #include "model.h"
 
 #include <stdint.h>
@@ -41,6 +42,10 @@ uint64_t duet_calib_fingerprint(const duet_model *m);
 /* A tap sink (backend.h's duet_tap_fn; ctx = the duet_calib): folds the taps named above into the
  * maxima; other taps are ignored. */
 void duet_calib_tap(void *ctx, const char *name, const float *data, int64_t rows, int64_t cols);
+
+/* The KV cache's scales of mode m from the K / V maxima: out [n_layers][2][n_kv_heads], K then V of each
+ * layer (duet_backend_opts.kv_scales' layout), duet_kv_scale of each head's max. */
+void duet_calib_kv_scales(const duet_calib *c, duet_kv_mode m, float *out);
 
 /* Writes c to path (JSON). 0, or -1 + duet_error() naming the file. */
 int duet_calib_write(const duet_calib *c, const char *path);

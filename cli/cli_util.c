@@ -138,11 +138,7 @@ int cli_kv_cache(const char *cmd, const char *mode, const char *calib, const due
         fprintf(stderr, "duet %s: out of memory\n", cmd);
         return 1;
     }
-    for (int l = 0; l < L; l++)
-        for (int h = 0; h < Hk; h++) {
-            s[(2 * l) * Hk + h] = duet_kv_scale(km, c->layers[l].k[h]);
-            s[(2 * l + 1) * Hk + h] = duet_kv_scale(km, c->layers[l].v[h]);
-        }
+    duet_calib_kv_scales(c, km, s);
     duet_calib_free(c);
     *kv_mode = km;
     *scales = s;

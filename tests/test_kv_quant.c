@@ -200,11 +200,7 @@ static void setup(void)
     const int L = c->n_layers, Hk = c->n_kv_heads;
     for (int m = 1; m <= 2; m++) {
         scales[m] = malloc(sizeof(float) * 2 * (size_t)L * Hk);
-        for (int l = 0; l < L; l++)
-            for (int h = 0; h < Hk; h++) {
-                scales[m][(2 * l) * Hk + h] = duet_kv_scale(m, cal->layers[l].k[h]);
-                scales[m][(2 * l + 1) * Hk + h] = duet_kv_scale(m, cal->layers[l].v[h]);
-            }
+        duet_calib_kv_scales(cal, (duet_kv_mode)m, scales[m]);
     }
     duet_calib_free(cal);
 }

@@ -3,6 +3,7 @@
 
 #include "dtype.h"
 #include "error.h"
+#include "smoothquant.h"
 
 #include <math.h>
 #include <string.h>
@@ -27,10 +28,7 @@ float duet_kv_scale(duet_kv_mode m, float absmax)
 uint8_t duet_kv_encode(duet_kv_mode m, float x, float scale)
 {
     const float y = x / scale;
-    if (m == DUET_KV_FP8) return duet_f32_to_f8e4m3(y);
-    if (isnan(y)) return 0;
-    const float q = rintf(y);
-    return (uint8_t)(int8_t)(q > 127.0f ? 127 : q < -127.0f ? -127 : (int)q);
+    return m == DUET_KV_FP8 ? duet_f32_to_f8e4m3(y) : (uint8_t)duet_i8_code(y);
 }
 
 float duet_kv_decode(duet_kv_mode m, uint8_t code, float scale)

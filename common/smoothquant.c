@@ -26,6 +26,13 @@ int duet_sq_factors(const float *act_max, const float *W, int64_t N, int64_t K, 
     return 0;
 }
 
+int8_t duet_i8_code(float y)
+{
+    if (isnan(y)) return 0;
+    const float q = rintf(y);
+    return (int8_t)(q > 127.0f ? 127 : q < -127.0f ? -127 : (int)q);
+}
+
 /* codes of one row of n values and its scale */
 static void quant_row(const float *x, int64_t n, int8_t *codes, float *scale)
 {
@@ -33,10 +40,7 @@ static void quant_row(const float *x, int64_t n, int8_t *codes, float *scale)
     for (int64_t j = 0; j < n; j++) amax = fmaxf(amax, fabsf(x[j]));
     const float sc = amax / 127.0f;
     *scale = sc;
-    for (int64_t j = 0; j < n; j++) {
-        float q = sc > 0.0f ? rintf(x[j] / sc) : 0.0f;
-        codes[j] = (int8_t)(q > 127.0f ? 127 : q < -127.0f ? -127 : (int)q);
-    }
+    for (int64_t j = 0; j < n; j++) codes[j] = sc > 0.0f ? duet_i8_code(x[j] / sc) : 0;
 }
 
 void duet_sq_quant_rows(const float *W, int64_t N, int64_t K, int8_t *codes, float *scales)

@@ -19,6 +19,10 @@
 
 #define DUET_SQ_MIN_MAX 1e-5f /* the floor of both maxima in the smoothing factor */
 
+/* The int8 code of y, a value already divided by its scale: round to nearest, ties to even, clamped to
+ * [-127, 127]; NaN gives 0. The one rounding of every int8 code (SmoothQuant's, the KV cache's). */
+int8_t duet_i8_code(float y);
+
 /* s[K] for a product whose input channels saw act_max[K] (calibration) and whose stacked weights are
  * W (N, K) fp32; alpha in [0, 1] (0.5: the paper's default). -1 + duet_error() for alpha outside [0, 1]
  * or a non-finite or negative act_max. */

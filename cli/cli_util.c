@@ -88,24 +88,28 @@ int cli_kv_budget(const char *cmd, const char *s, int64_t *bytes, double *fracti
     return -1;
 }
 
+/* buf = $DUET_DATA/rel, else ../shared/data/rel; 1 when that path exists. */
+static int data_path(char *buf, size_t n, const char *rel)
+{
+    struct stat st;
+    const char *d = getenv("DUET_DATA");
+    snprintf(buf, n, "%s/%s", d && *d ? d : "../shared/data", rel);
+    return stat(buf, &st) == 0;
+}
+
 const char *cli_default_cnn_data(void)
 {
     static char buf[4096];
-    struct stat st;
-    const char *d = getenv("DUET_DATA");
-    snprintf(buf, sizeof buf, "%s/cnn_dailymail/test_100.jsonl", d && *d ? d : "../shared/data");
-    return stat(buf, &st) == 0 ? buf : NULL;
+    return data_path(buf, sizeof buf, "cnn_dailymail/test_100.jsonl") ? buf : NULL;
 }
 
 const char *cli_default_llama2_tokenizer(void)
 {
     static char dir[4096];
-    char file[4200];
-    struct stat st;
-    const char *d = getenv("DUET_DATA");
-    snprintf(dir, sizeof dir, "%s/llama2-tokenizer", d && *d ? d : "../shared/data");
-    snprintf(file, sizeof file, "%s/tokenizer.json", dir);
-    return stat(file, &st) == 0 ? dir : NULL;
+    char file[4096];
+    if (!data_path(file, sizeof file, "llama2-tokenizer/tokenizer.json")) return NULL;
+    data_path(dir, sizeof dir, "llama2-tokenizer");
+    return dir;
 }
 
 int cli_kv_cache(const char *cmd, const char *mode, const char *calib, const duet_model *m, int *kv_mode,

@@ -13,6 +13,7 @@ typedef struct fixed_plan {
     cublasLtMatmulDesc_t desc;
     cublasLtMatrixLayout_t a; /* W, the same for every T */
     cublasLtMatmulAlgo_t algo;
+    int ok_T, ok_ldy; /* the last (T, ldy) the algorithm was checked at: a step repeats it for every layer */
 } fixed_plan;
 
 struct gpu_gemm_fixed {
@@ -88,6 +89,7 @@ static int plan_new(gpu_gemm_fixed *f, int N, int K, int y_f32, gpu_dtype dt, fi
 {
     p->N = N, p->K = K, p->y_f32 = y_f32, p->dt = dt;
     p->desc = NULL, p->a = NULL;
+    p->ok_T = p->ok_ldy = 0;
     const cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
     CUBLAS_CHECK(cublasLtMatmulDescCreate(&p->desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
     CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta));
@@ -98,7 +100,8 @@ static int plan_new(gpu_gemm_fixed *f, int N, int K, int y_f32, gpu_dtype dt, fi
     const uint64_t ws = f->ws_bytes;
     const uint32_t none = CUBLASLT_REDUCTION_SCHEME_NONE;
     CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
-    cublasStatus_t st = cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws);
+    cublasStatus_t st =
+        cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws);
     if (st == CUBLAS_STATUS_SUCCESS)
         st = cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_REDUCTION_SCHEME_MASK, &none, sizeof none);
     if (st != CUBLAS_STATUS_SUCCESS || bc_layouts(p, GEMM_FIXED_T_REF, N, &b, &c)) {
@@ -167,20 +170,18 @@ extern "C" int gpu_gemm_fixed_nt(gpu_gemm_fixed *f, void *y, int y_f32, int ldy,
     if (T <= 0) return 0;
     fixed_plan *p = plan_of(f, N, K, y_f32, dt);
     if (!p) return -1;
+    if (T != p->ok_T || ldy != p->ok_ldy) {
+        if (!algo_runs(f, p, &p->algo, T, ldy))
+            return duet_errorf("gpu batch-invariant GEMM: the pinned cuBLASLt algorithm of (N %d, K %d) does not "
+                               "run at T %d within the %zu-byte workspace",
+                               N, K, T, f->ws_bytes);
+        p->ok_T = T, p->ok_ldy = ldy;
+    }
     cublasLtMatrixLayout_t b, c;
     if (bc_layouts(p, T, ldy, &b, &c)) return -1;
-    cublasLtMatmulHeuristicResult_t r;
-    cublasStatus_t st = cublasLtMatmulAlgoCheck(f->lt, p->desc, p->a, b, c, c, &p->algo, &r);
-    if (st != CUBLAS_STATUS_SUCCESS || r.workspaceSize > f->ws_bytes) {
-        cublasLtMatrixLayoutDestroy(b);
-        cublasLtMatrixLayoutDestroy(c);
-        return duet_errorf("gpu batch-invariant GEMM: the pinned cuBLASLt algorithm of (N %d, K %d) does not run at "
-                           "T %d (%s)",
-                           N, K, T, st != CUBLAS_STATUS_SUCCESS ? cublasGetStatusString(st) : "workspace too small");
-    }
     const float one = 1.0f, zero = 0.0f;
-    st = cublasLtMatmul(f->lt, p->desc, &one, W, p->a, x, b, &zero, y, c, y, c, &p->algo, f->ws, f->ws_bytes,
-                        (cudaStream_t)s);
+    cublasStatus_t st = cublasLtMatmul(f->lt, p->desc, &one, W, p->a, x, b, &zero, y, c, y, c, &p->algo, f->ws,
+                                       f->ws_bytes, (cudaStream_t)s);
     cublasLtMatrixLayoutDestroy(b);
     cublasLtMatrixLayoutDestroy(c);
     CUBLAS_CHECK(st);

@@ -6,6 +6,7 @@
 
 #include <cublasLt.h>
 #include <stdlib.h>
+#include <string.h>
 
 typedef struct fixed_plan {
     int N, K, y_f32;
@@ -83,8 +84,59 @@ static int algo_runs(gpu_gemm_fixed *f, const fixed_plan *p, const cublasLtMatmu
     return st == CUBLAS_STATUS_SUCCESS && r.workspaceSize <= f->ws_bytes;
 }
 
-/* The pinned algorithm of (N, K, dt, y_f32): the heuristic's best at GEMM_FIXED_T_REF rows among those
- * without a cross-CTA reduction, split-K set to 1, that also run at one row. */
+/* Candidates: cuBLASLt's heuristic at each of the tuning row counts, restricted to reduction scheme none,
+ * split-K forced to 1 (one CTA per output tile over the whole K), deduplicated, each able to run at 1 row
+ * and at every tuning row count. Returns how many were kept in out (at most cap). */
+static const int tune_T[] = {GEMM_FIXED_T_DECODE, GEMM_FIXED_T_REF};
+#define N_TUNE_T ((int)(sizeof tune_T / sizeof tune_T[0]))
+
+static int candidates(gpu_gemm_fixed *f, const fixed_plan *p, cublasLtMatmulAlgo_t *out, int cap)
+{
+    cublasLtMatmulPreference_t pref = NULL;
+    const uint64_t ws = f->ws_bytes;
+    const uint32_t none = CUBLASLT_REDUCTION_SCHEME_NONE;
+    const int32_t one = 1;
+    if (cublasLtMatmulPreferenceCreate(&pref) != CUBLAS_STATUS_SUCCESS) return 0;
+    if (cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws) !=
+            CUBLAS_STATUS_SUCCESS ||
+        cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_REDUCTION_SCHEME_MASK, &none, sizeof none) !=
+            CUBLAS_STATUS_SUCCESS) {
+        cublasLtMatmulPreferenceDestroy(pref);
+        return 0;
+    }
+    int kept = 0;
+    for (int ti = 0; ti < N_TUNE_T; ti++) {
+        cublasLtMatrixLayout_t b, c;
+        if (bc_layouts(p, tune_T[ti], p->N, &b, &c)) break;
+        cublasLtMatmulHeuristicResult_t r[GEMM_FIXED_MAX_CANDIDATES];
+        int n = 0;
+        if (cublasLtMatmulAlgoGetHeuristic(f->lt, p->desc, p->a, b, c, c, pref, GEMM_FIXED_MAX_CANDIDATES, r, &n) !=
+            CUBLAS_STATUS_SUCCESS)
+            n = 0;
+        cublasLtMatrixLayoutDestroy(b);
+        cublasLtMatrixLayoutDestroy(c);
+        for (int i = 0; i < n && kept < cap; i++) {
+            if (r[i].state != CUBLAS_STATUS_SUCCESS) continue;
+            cublasLtMatmulAlgo_t algo = r[i].algo;
+            if (cublasLtMatmulAlgoConfigSetAttribute(&algo, CUBLASLT_ALGO_CONFIG_SPLITK_NUM, &one, sizeof one) !=
+                    CUBLAS_STATUS_SUCCESS ||
+                cublasLtMatmulAlgoConfigSetAttribute(&algo, CUBLASLT_ALGO_CONFIG_REDUCTION_SCHEME, &none,
+                                                     sizeof none) != CUBLAS_STATUS_SUCCESS)
+                continue;
+            int dup = 0;
+            for (int j = 0; j < kept && !dup; j++) dup = !memcmp(&out[j], &algo, sizeof algo);
+            int runs = !dup && algo_runs(f, p, &algo, 1, p->N);
+            for (int tj = 0; tj < N_TUNE_T && runs; tj++) runs = algo_runs(f, p, &algo, tune_T[tj], p->N);
+            if (runs) out[kept++] = algo;
+        }
+    }
+    cublasLtMatmulPreferenceDestroy(pref);
+    return kept;
+}
+
+/* The pinned algorithm of (N, K, dt, y_f32): the first candidate, i.e. the heuristic's best at
+ * GEMM_FIXED_T_DECODE rows. Chosen by rule, not by timing, so that every run and every backend of a process
+ * pins the same one (a timed pick could differ between two runs, and so could their tokens). */
 static int plan_new(gpu_gemm_fixed *f, int N, int K, int y_f32, gpu_dtype dt, fixed_plan *p)
 {
     p->N = N, p->K = K, p->y_f32 = y_f32, p->dt = dt;
@@ -95,48 +147,14 @@ static int plan_new(gpu_gemm_fixed *f, int N, int K, int y_f32, gpu_dtype dt, fi
     CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta));
     CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb));
     CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p->a, ab_type(dt), (uint64_t)K, (uint64_t)N, (int64_t)K));
-    cublasLtMatmulPreference_t pref = NULL;
-    cublasLtMatrixLayout_t b = NULL, c = NULL;
-    const uint64_t ws = f->ws_bytes;
-    const uint32_t none = CUBLASLT_REDUCTION_SCHEME_NONE;
-    CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
-    cublasStatus_t st =
-        cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws);
-    if (st == CUBLAS_STATUS_SUCCESS)
-        st = cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_REDUCTION_SCHEME_MASK, &none, sizeof none);
-    if (st != CUBLAS_STATUS_SUCCESS || bc_layouts(p, GEMM_FIXED_T_REF, N, &b, &c)) {
-        cublasLtMatmulPreferenceDestroy(pref);
-        return st != CUBLAS_STATUS_SUCCESS
-                   ? duet_errorf("%s:%d: cublasLtMatmulPreferenceSetAttribute: %s", __FILE__, __LINE__,
-                                 cublasGetStatusString(st))
-                   : -1;
-    }
-    cublasLtMatmulHeuristicResult_t r[16];
-    int n = 0;
-    st = cublasLtMatmulAlgoGetHeuristic(f->lt, p->desc, p->a, b, c, c, pref, 16, r, &n);
-    cublasLtMatrixLayoutDestroy(b);
-    cublasLtMatrixLayoutDestroy(c);
-    cublasLtMatmulPreferenceDestroy(pref);
-    if (st != CUBLAS_STATUS_SUCCESS) n = 0;
-    const int32_t one = 1;
-    for (int i = 0; i < n; i++) {
-        if (r[i].state != CUBLAS_STATUS_SUCCESS) continue;
-        cublasLtMatmulAlgo_t algo = r[i].algo;
-        /* one CTA per output tile over the whole K: no split, no reduction across CTAs */
-        if (cublasLtMatmulAlgoConfigSetAttribute(&algo, CUBLASLT_ALGO_CONFIG_SPLITK_NUM, &one, sizeof one) !=
-                CUBLAS_STATUS_SUCCESS ||
-            cublasLtMatmulAlgoConfigSetAttribute(&algo, CUBLASLT_ALGO_CONFIG_REDUCTION_SCHEME, &none, sizeof none) !=
-                CUBLAS_STATUS_SUCCESS)
-            continue;
-        if (algo_runs(f, p, &algo, GEMM_FIXED_T_REF, N) && algo_runs(f, p, &algo, 1, N)) {
-            p->algo = algo;
-            return 0;
-        }
-    }
-    return duet_errorf("gpu batch-invariant GEMM: cuBLASLt has no algorithm without split-K for (N %d, K %d, %s%s) "
-                       "that runs at 1 and %d rows (%d candidates%s)",
-                       N, K, gpu_dtype_name(dt), y_f32 ? ", fp32 out" : "", GEMM_FIXED_T_REF, n,
-                       st != CUBLAS_STATUS_SUCCESS ? ", the heuristic failed" : "");
+    cublasLtMatmulAlgo_t cand[N_TUNE_T * GEMM_FIXED_MAX_CANDIDATES];
+    const int n = candidates(f, p, cand, N_TUNE_T * GEMM_FIXED_MAX_CANDIDATES);
+    if (!n)
+        return duet_errorf("gpu batch-invariant GEMM: cuBLASLt has no algorithm without split-K for (N %d, K %d, "
+                           "%s%s) that runs at 1, %d and %d rows",
+                           N, K, gpu_dtype_name(dt), y_f32 ? ", fp32 out" : "", GEMM_FIXED_T_DECODE, GEMM_FIXED_T_REF);
+    p->algo = cand[0];
+    return 0;
 }
 
 static fixed_plan *plan_of(gpu_gemm_fixed *f, int N, int K, int y_f32, gpu_dtype dt)

@@ -1,10 +1,11 @@
 /* gemm_fixed.h: the batch-invariant dense product of gemm.h's invariant mode. Row-major y (T, N) = x (T, K)
  * . W (N, K)^T, x and W in dt, y in dt or fp32, fp32 accumulation, through cuBLASLt with one algorithm per
- * (N, K, dt, output type): chosen once by cuBLASLt's heuristic at T = GEMM_FIXED_T_REF among those that
- * reduce over K inside one CTA (reduction scheme none, split-K 1), checked to run at T = 1 as well, and
- * then used for every T. A tile kernel walks K in the same order for every output element whatever the
- * other rows of its tile are, so row t of y does not depend on T or on the other rows of x. A T the
- * pinned algorithm cannot run is an error naming the shape (never a silent other algorithm). */
+ * (N, K, dt, output type), pinned at the shape's first call and then used for every T: cuBLASLt's heuristic
+ * best at T = GEMM_FIXED_T_DECODE (a full batch's decode step, where the tile shape decides how many CTAs
+ * stream W) among the algorithms that reduce over K inside one CTA (reduction scheme none, split-K 1) and
+ * also run at T = 1 and T = GEMM_FIXED_T_REF. A tile kernel walks K in the same order for every output
+ * element whatever the other rows of its tile are, so row t of y does not depend on T or on the other rows
+ * of x. A T the pinned algorithm cannot run is an error naming the shape (never a silent other algorithm). */
 #ifndef DUET_GPU_GEMM_FIXED_H
 #define DUET_GPU_GEMM_FIXED_H
 #include "gpu.h"
@@ -12,7 +13,9 @@
 extern "C" {
 #endif
 
-#define GEMM_FIXED_T_REF 256
+#define GEMM_FIXED_T_REF 256   /* a prefill chunk */
+#define GEMM_FIXED_T_DECODE 64 /* a decode step of a full batch */
+#define GEMM_FIXED_MAX_CANDIDATES 16
 
 typedef struct gpu_gemm_fixed gpu_gemm_fixed;
 /* ws: device workspace of ws_bytes the products may use (shared with the caller's cuBLAS calls on the

@@ -10,6 +10,7 @@
 #include "gpu/attention.h"
 #include "gpu/embedding.h"
 #include "gpu/gemm.h"
+#include "gpu/gemm_fixed.h"
 #include "gpu/weights.h"
 #include "gpu/gpu.h"
 #include "gpu/kv_cache.h"
@@ -176,6 +177,57 @@ START_TEST(test_gemm)
         check(what, dt, got32, want, T, N, 1e-5); /* measured ~1e-7 */
         free(x), free(W), free(want), free(got), free(got32);
         gpu_free(dx), gpu_free(dW), gpu_free(dy), gpu_free(dy32);
+    }
+    gpu_gemm_free(g);
+}
+END_TEST
+
+/* Batch-invariant mode (gemm.h: gpu_gemm_set_invariant): row r of y is the same bits whatever T, for
+ * shapes with 4, 2 and 1 K-slices (gemm_fixed.h), dt and fp32 outputs; T 300 crosses the 256-row chunk.
+ * Rows 0-7 and 256-263 against ref_matmul, as in test_gemm. */
+START_TEST(test_gemm_invariant)
+{
+    gpu_dtype dt = (gpu_dtype)_i;
+    const int shapes[][2] = {{4096, 4096}, {4096, 11008}, {12288, 4096}, {200, 64}, {1000, 512}};
+    const int Ts[] = {1, 5, 64, 257}, TMAX = 300, NREF = 8;
+    gpu_gemm_ctx *g = gpu_gemm_create();
+    ck_assert_msg(g != NULL && gpu_gemm_set_invariant(g) == 0, "%s", duet_error());
+    for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
+        const int N = shapes[si][0], K = shapes[si][1];
+        float *x = rand_vec((int64_t)TMAX * K, 1.0f, dt), *W = rand_vec((int64_t)N * K, 0.1f, dt);
+        void *dx = dev_of(x, (int64_t)TMAX * K, dt), *dW = dev_of(W, (int64_t)N * K, dt);
+        for (int f32 = 0; f32 < 2; f32++) {
+            const size_t es = f32 ? 4 : 2, bytes = es * (size_t)TMAX * N;
+            void *dfull = gpu_alloc(bytes), *dpart = gpu_alloc(bytes);
+            ck_assert(dfull && dpart && gpu_poison(dfull, (int64_t)TMAX * N, (int)es) == 0);
+            ck_assert_msg(gpu_gemm(g, dfull, f32, dx, DENSE(dW), TMAX, N, K, dt, NULL) == 0, "%s", duet_error());
+            uint16_t *full = malloc(bytes), *part = malloc(bytes);
+            ck_assert(gpu_sync() == 0 && gpu_download_bytes(full, dfull, bytes) == 0);
+            for (size_t ti = 0; ti < sizeof Ts / sizeof Ts[0]; ti++) {
+                const int T = Ts[ti];
+                ck_assert(gpu_poison(dpart, (int64_t)T * N, (int)es) == 0);
+                ck_assert_msg(gpu_gemm(g, dpart, f32, dx, DENSE(dW), T, N, K, dt, NULL) == 0, "%s", duet_error());
+                ck_assert(gpu_sync() == 0 && gpu_download_bytes(part, dpart, es * (size_t)T * N) == 0);
+                for (int r = 0; r < T; r++)
+                    ck_assert_msg(!memcmp((char *)part + es * (size_t)r * N, (char *)full + es * (size_t)r * N,
+                                          es * (size_t)N),
+                                  "invariant gemm (N %d, K %d, %s%s): row %d at T %d differs from T %d", N, K,
+                                  gpu_dtype_name(dt), f32 ? ", fp32 out" : "", r, T, TMAX);
+            }
+            float *got = f32 ? download_f32(dfull, (int64_t)TMAX * N) : download(dfull, (int64_t)TMAX * N, dt);
+            float *want = malloc(sizeof(float) * NREF * N);
+            for (int r0 = 0; r0 <= 256; r0 += 256) {
+                ref_matmul(want, x + (size_t)r0 * K, W, NREF, N, K);
+                char what[80];
+                snprintf(what, sizeof what, "invariant gemm (%d+, %d, %d, S %d) -> %s", r0, N, K,
+                         gpu_gemm_fixed_slices(N, K), f32 ? "fp32" : gpu_dtype_name(dt));
+                check(what, dt, got + (size_t)r0 * N, want, NREF, N, f32 ? 1e-5 : BOUND[dt]);
+            }
+            free(got), free(want), free(full), free(part);
+            gpu_free(dfull), gpu_free(dpart);
+        }
+        free(x), free(W);
+        gpu_free(dx), gpu_free(dW);
     }
     gpu_gemm_free(g);
 }
@@ -878,6 +930,7 @@ int main(void)
     tcase_add_loop_test(tc, test_embedding, 0, 2);
     tcase_add_loop_test(tc, test_add_rmsnorm, 0, 2);
     tcase_add_loop_test(tc, test_gemm, 0, 2);
+    tcase_add_loop_test(tc, test_gemm_invariant, 0, 2);
     tcase_add_loop_test(tc, test_gemv_fused, 0, 2);
     tcase_add_loop_test(tc, test_gemv_rope, 0, 2);
     tcase_add_loop_test(tc, test_swiglu, 0, 2);

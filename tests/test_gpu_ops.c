@@ -188,8 +188,9 @@ END_TEST
 START_TEST(test_gemm_invariant)
 {
     gpu_dtype dt = (gpu_dtype)_i;
-    const int shapes[][2] = {{4096, 4096}, {4096, 11008}, {12288, 4096}, {200, 64}, {1000, 512}};
-    const int Ts[] = {1, 5, 64, 257}, TMAX = 300, NREF = 8;
+    const int shapes[][2] = {{4096, 4096}, {4096, 11008}, {12288, 4096}, {200, 64}, {1000, 512},
+                             {256, 128},   {128, 128},    {688, 128},    {512, 128}}; /* + test_gpu_sched's */
+    const int Ts[] = {1, 2, 3, 4, 5, 64, 257}, TMAX = 300, NREF = 8;
     gpu_gemm_ctx *g = gpu_gemm_create();
     ck_assert_msg(g != NULL && gpu_gemm_set_invariant(g) == 0, "%s", duet_error());
     for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {

@@ -10,7 +10,6 @@
 #include "gpu/attention.h"
 #include "gpu/embedding.h"
 #include "gpu/gemm.h"
-#include "gpu/gemm_fixed.h"
 #include "gpu/weights.h"
 #include "gpu/gpu.h"
 #include "gpu/kv_cache.h"
@@ -182,9 +181,9 @@ START_TEST(test_gemm)
 }
 END_TEST
 
-/* Batch-invariant mode (gemm.h: gpu_gemm_set_invariant): row r of y is the same bits whatever T, for
- * shapes with 4, 2 and 1 K-slices (gemm_fixed.h), dt and fp32 outputs; T 300 crosses the 256-row chunk.
- * Rows 0-7 and 256-263 against ref_matmul, as in test_gemm. */
+/* Batch-invariant mode (gemm.h: gpu_gemm_set_invariant): row r of y is the same bits whatever T (1-5, 64,
+ * 257 against 300), dt and fp32 outputs, at the synthetic LLaMA-7B's shapes and test_gpu_sched's. Rows
+ * 0-7 and 256-263 against ref_matmul, as in test_gemm. */
 START_TEST(test_gemm_invariant)
 {
     gpu_dtype dt = (gpu_dtype)_i;
@@ -220,8 +219,8 @@ START_TEST(test_gemm_invariant)
             for (int r0 = 0; r0 <= 256; r0 += 256) {
                 ref_matmul(want, x + (size_t)r0 * K, W, NREF, N, K);
                 char what[80];
-                snprintf(what, sizeof what, "invariant gemm (%d+, %d, %d, S %d) -> %s", r0, N, K,
-                         gpu_gemm_fixed_slices(N, K), f32 ? "fp32" : gpu_dtype_name(dt));
+                snprintf(what, sizeof what, "invariant gemm (%d+, %d, %d) -> %s", r0, N, K,
+                         f32 ? "fp32" : gpu_dtype_name(dt));
                 check(what, dt, got + (size_t)r0 * N, want, NREF, N, f32 ? 1e-5 : BOUND[dt]);
             }
             free(got), free(want), free(full), free(part);

@@ -1,6 +1,7 @@
 /* cli_util.c: see cli_util.h. */
 #include "cli_util.h"
 #include "calib/calib.h"
+#include "calib/sq_model.h"
 #include "chat.h"
 #include "error.h"
 #include "kvquant.h"
@@ -112,41 +113,68 @@ const char *cli_default_llama2_tokenizer(void)
     return dir;
 }
 
-int cli_kv_cache(const char *cmd, const char *mode, const char *calib, const duet_model *m, int *kv_mode,
-                 float **scales)
+int cli_quant_modes(const char *cmd, const cli_quant_flags *f, const duet_model *m, cli_quant *q)
 {
-    *kv_mode = DUET_KV_F;
-    *scales = NULL;
+    memset(q, 0, sizeof *q);
     duet_kv_mode km = DUET_KV_F;
-    if (mode && duet_kv_mode_parse(mode, &km)) {
+    if (f->kv_cache && duet_kv_mode_parse(f->kv_cache, &km)) {
         fprintf(stderr, "duet %s: --kv-cache: %s\n", cmd, duet_error());
         return 2;
     }
-    if (km == DUET_KV_F && !calib) return 0;
-    if (km == DUET_KV_F || !calib) {
-        fprintf(stderr, "duet %s: %s\n", cmd,
-                calib ? "--calib is for a quantized KV cache: give --kv-cache int8 or fp8"
-                      : "--kv-cache int8 and fp8 take their scales from a calibration file: give --calib FILE (duet "
-                        "calibrate writes one)");
+    int sq = 0;
+    if (f->w8a8 && strcmp(f->w8a8, "none") && !(sq = !strcmp(f->w8a8, "sq"))) {
+        fprintf(stderr, "duet %s: --w8a8: '%s' unknown (expected none or sq)\n", cmd, f->w8a8);
         return 2;
     }
-    duet_calib *c = duet_calib_read(calib, m);
+    float alpha = 0.5f;
+    if (f->sq_alpha) {
+        char *end;
+        errno = 0;
+        alpha = strtof(f->sq_alpha, &end);
+        if (!sq || end == f->sq_alpha || *end || errno || !(alpha >= 0.0f && alpha <= 1.0f)) {
+            fprintf(stderr, "duet %s: --sq-alpha: %s\n", cmd,
+                    !sq ? "is SmoothQuant's: give --w8a8 sq" : "expected a number in [0, 1]");
+            return 2;
+        }
+    }
+    if (km == DUET_KV_F && !sq && !f->calib) return 0;
+    if ((km == DUET_KV_F && !sq) || !f->calib) {
+        fprintf(stderr, "duet %s: %s\n", cmd,
+                f->calib ? "--calib is for the calibrated modes: give --kv-cache int8|fp8 or --w8a8 sq"
+                         : "--kv-cache int8|fp8 and --w8a8 sq take their scales from a calibration file: give "
+                           "--calib FILE (duet calibrate writes one)");
+        return 2;
+    }
+    duet_calib *c = duet_calib_read(f->calib, m);
     if (!c) {
         fprintf(stderr, "duet %s: %s\n", cmd, duet_error());
         return 1;
     }
-    const int L = m->cfg.n_layers, Hk = m->cfg.n_kv_heads;
-    float *s = malloc(sizeof(float) * 2 * (size_t)L * Hk);
-    if (!s) {
-        duet_calib_free(c);
-        fprintf(stderr, "duet %s: out of memory\n", cmd);
-        return 1;
+    int rc = 0;
+    if (km != DUET_KV_F) {
+        const int L = m->cfg.n_layers, Hk = m->cfg.n_kv_heads;
+        if (!(q->kv_scales = malloc(sizeof(float) * 2 * (size_t)L * Hk))) {
+            fprintf(stderr, "duet %s: out of memory\n", cmd);
+            rc = 1;
+        } else {
+            duet_calib_kv_scales(c, km, q->kv_scales);
+            q->kv_mode = km;
+        }
     }
-    duet_calib_kv_scales(c, km, s);
+    if (!rc && sq && !(q->sq = duet_sq_model_build(m, c, alpha))) {
+        fprintf(stderr, "duet %s: %s: %s\n", cmd, f->calib, duet_error());
+        rc = 1;
+    }
     duet_calib_free(c);
-    *kv_mode = km;
-    *scales = s;
-    return 0;
+    if (rc) cli_quant_free(q);
+    return rc;
+}
+
+void cli_quant_free(cli_quant *q)
+{
+    free(q->kv_scales);
+    duet_sq_model_free(q->sq);
+    memset(q, 0, sizeof *q);
 }
 
 int cli_on_off(const char *cmd, const char *flag, const char *s, int *out)

@@ -44,14 +44,24 @@ const char *cli_default_cnn_data(void);
 /* $DUET_DATA/llama2-tokenizer, else ../shared/data/llama2-tokenizer, when its tokenizer.json exists; else NULL. */
 const char *cli_default_llama2_tokenizer(void);
 
-/* --kv-cache MODE (none, int8, fp8) with --calib FILE: the KV cache's storage and its scales per (layer,
- * kv head) from the calibration file's K / V maxima (calib.h, checked against m), for duet_backend_opts'
- * kv_mode / kv_scales. mode NULL (and calib NULL): the compute type, *scales NULL. *scales is malloc'ed
- * [L][2][Hk] (free it). 0; 2 after printing a usage error (an unknown mode, one flag without the other);
- * 1 after printing a bad calibration file. */
+/* The calibrated modes' flags: --kv-cache MODE (none, int8, fp8), --w8a8 MODE (none, sq), --sq-alpha A
+ * (SmoothQuant's migration strength, default 0.5) and --calib FILE (duet calibrate's file, checked against
+ * the model), for duet_backend_opts' kv_mode / kv_scales / sq. NULL: the flag was not given. */
+typedef struct cli_quant_flags {
+    const char *kv_cache, *w8a8, *sq_alpha, *calib;
+} cli_quant_flags;
+struct duet_sq_model;
+typedef struct cli_quant {
+    int kv_mode;
+    float *kv_scales;          /* [L][2][Hk] from the calibration's K / V maxima, NULL with kv_mode 0 */
+    struct duet_sq_model *sq; /* calib/sq_model.h, NULL without --w8a8 sq */
+} cli_quant;
+/* Reads the flags into q (zeroed first; free it with cli_quant_free). 0; 2 after printing a usage error
+ * (an unknown mode, an alpha outside [0, 1], --calib without a mode that uses it or a mode without
+ * --calib); 1 after printing a bad calibration file. */
 struct duet_model;
-int cli_kv_cache(const char *cmd, const char *mode, const char *calib, const struct duet_model *m, int *kv_mode,
-                 float **scales);
+int cli_quant_modes(const char *cmd, const cli_quant_flags *f, const struct duet_model *m, cli_quant *q);
+void cli_quant_free(cli_quant *q);
 
 /* "on" -> 1, "off" -> 0; otherwise prints "duet CMD: FLAG: 'S' is not on or off" and returns -1. */
 int cli_on_off(const char *cmd, const char *flag, const char *s, int *out);

@@ -2,6 +2,8 @@
  * greedy summaries of the first N articles, total latency and tokens/s, ROUGE-1/2/L/Lsum exactly as
  * rouge_score + HF evaluate compute them; `--compare A.json B.json` prints the deltas of two runs. */
 #include "cli_util.h"
+#include "calib/sq_model.h"
+#include "kvquant.h"
 #include "commands.h"
 
 #include "backend.h"
@@ -46,7 +48,9 @@ static void usage(FILE *f)
             "      --dtype T          fp32 (ref), fp16 or bf16 (gpu)\n"
             "      --kv-cache MODE    none (default), int8 or fp8: the KV cache as codes with a scale per layer and kv\n"
             "                         head from --calib FILE (duet calibrate; the ref emulates it)\n"
-            "      --calib FILE       the calibration file of the KV scales\n"
+            "      --w8a8 MODE        none (default) or sq: SmoothQuant W8A8 with factors from --calib (ref: emulated)\n"
+            "      --sq-alpha A       SmoothQuant's migration strength in [0, 1] (default 0.5)\n"
+            "      --calib FILE       the calibration file of --kv-cache and --w8a8\n"
             "      --weights MODE     quantize the linear weights on load (as `duet quantize`: int8, int4,\n"
             "                         int4-g128, int4-g64, q8_0, q4_0, q4_1; default none = as stored)\n"
             "      --stem             Porter stemmer in ROUGE (off by default, as summarize.py)\n"
@@ -136,11 +140,13 @@ int cmd_eval(int argc, char **argv)
         {"rouge1-threshold", required_argument, 0, 't'}, {"compare", no_argument, 0, 'C'},
         {"prompt", required_argument, 0, 'p'},    {"weights", required_argument, 0, 'W'},
         {"kv-cache", required_argument, 0, 'V'},  {"calib", required_argument, 0, 'A'},
+        {"w8a8", required_argument, 0, 'Q'},      {"sq-alpha", required_argument, 0, 'L'},
         {"help", no_argument, 0, 'h'},            {0, 0, 0, 0}};
     int weights = DUET_Q_NONE;
     const char *model_dir = NULL, *data = NULL, *backend = "ref", *dtype = NULL, *json_path = NULL;
-    const char *prompt_kind = "summarize", *kv_cache = NULL, *calib = NULL;
-    float *kv_scales = NULL;
+    const char *prompt_kind = "summarize";
+    cli_quant_flags qf = {0};
+    cli_quant qm = {0};
     int n_items = 20, max_input = 923, max_output = 100, stem = 0, check = 0, do_compare = 0, input_given = 0;
     float threshold = 15.0f;
     int c;
@@ -167,8 +173,10 @@ int cmd_eval(int argc, char **argv)
         case 't': if (cli_float(CMD, "--rouge1-threshold", optarg, 0, 100, &threshold)) return 2; break;
         case 'C': do_compare = 1; break;
         case 'W': if ((weights = cli_weights(CMD, optarg)) < 0) return 2; break;
-        case 'V': kv_cache = optarg; break;
-        case 'A': calib = optarg; break;
+        case 'V': qf.kv_cache = optarg; break;
+        case 'A': qf.calib = optarg; break;
+        case 'Q': qf.w8a8 = optarg; break;
+        case 'L': qf.sq_alpha = optarg; break;
         case 'h': usage(stdout); return 0;
         default: return cli_bad_option(CMD);
         }
@@ -226,12 +234,12 @@ int cmd_eval(int argc, char **argv)
         fprintf(stderr, "duet %s: %s has %zu items; evaluating those\n", CMD, data, n_loaded);
     /* KV cache for the longest item: max_input + max_output positions (checked to fit), not max_pos */
     duet_backend_opts bo = {.max_seqs = 1, .max_ctx = max_input + max_output, .dtype = dtype};
-    if ((rc = cli_kv_cache(CMD, kv_cache, calib, m, &bo.kv_mode, &kv_scales))) {
-        duet_error_clear(); /* cli_kv_cache printed its own error */
+    if ((rc = cli_quant_modes(CMD, &qf, m, &qm))) {
+        duet_error_clear(); /* cli_quant_modes printed its own error */
         goto done;
     }
     rc = 1;
-    bo.kv_scales = kv_scales;
+    bo.kv_mode = qm.kv_mode, bo.kv_scales = qm.kv_scales, bo.sq = qm.sq;
     if (!(be = duet_backend_create(backend, m, &bo))) goto done;
     fprintf(stderr, "[%s] %s\n", be->name, be->summary);
     if (duet_sampler_init(&sampler, m->cfg.vocab_size, 0.0f, 0, 1.0f, 0)) goto done;
@@ -302,6 +310,11 @@ int cmd_eval(int argc, char **argv)
                                  latency > 0 ? out_tokens / latency : 0.0, "rouge", aggregate_json(&agg), "items",
                                  jitems);
         jitems = NULL;
+        if (root) { /* the calibrated modes (none: the compute type) */
+            json_object_set_new(root, "kv_cache", json_string(qm.kv_mode ? duet_kv_mode_name(qm.kv_mode) : "none"));
+            json_object_set_new(root, "w8a8", json_string(qm.sq ? "sq" : "none"));
+            if (qm.sq) json_object_set_new(root, "sq_alpha", json_real(qm.sq->alpha));
+        }
         int wrc = json_dumpf(root, jf, JSON_INDENT(1) | JSON_REAL_PRECISION(17));
         json_decref(root);
         errno = 0;
@@ -329,7 +342,7 @@ done:
         unlink(json_path);
     }
     if (rc == 1 && duet_error()[0]) cli_fail(CMD);
-    free(kv_scales);
+    cli_quant_free(&qm);
     json_decref(jitems);
     duet_chat_template_free(&tmpl);
     free(scores);

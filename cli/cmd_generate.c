@@ -43,7 +43,10 @@ static void usage(FILE *f)
             "                      int4-g128, int4-g64, q8_0, q4_0, q4_1; default none = as stored)\n"
             "      --kv-cache MODE none (the compute type, default), int8 or fp8: K and V stored as codes with a\n"
             "                      scale per layer and kv head from --calib (the ref emulates it)\n"
-            "      --calib FILE    the calibration file of the KV scales (duet calibrate)\n"
+            "      --w8a8 MODE     none (default) or sq: SmoothQuant W8A8, int8 weights per channel and int8\n"
+            "                      activations per token, smoothing factors from --calib (ref: emulated exactly)\n"
+            "      --sq-alpha A    SmoothQuant's migration strength in [0, 1] (default 0.5)\n"
+            "      --calib FILE    the calibration file of --kv-cache and --w8a8 (duet calibrate)\n"
             "      --host-sampling gpu: sample on the host from each step's logits instead of decoding in\n"
             "                      chunks of CUDA-graph steps with sampling on the GPU (same tokens, slower)\n"
             "  -h, --help          this text\n\n"
@@ -64,10 +67,11 @@ int cmd_generate(int argc, char **argv)
         {"host-sampling", no_argument, 0, 'H'}, {"chat", no_argument, 0, 'c'},
         {"system", required_argument, 0, 'S'}, {"parse-special", no_argument, 0, 'x'},
         {"weights", required_argument, 0, 'W'}, {"kv-cache", required_argument, 0, 'V'},
-        {"calib", required_argument, 0, 'A'},  {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+        {"calib", required_argument, 0, 'A'},  {"w8a8", required_argument, 0, 'Q'},
+        {"sq-alpha", required_argument, 0, 'L'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     const char *model_dir = NULL, *prompt = "", *backend = "ref", *dtype = NULL, *system = NULL;
-    const char *kv_cache = NULL, *calib = NULL;
-    float *kv_scales = NULL;
+    cli_quant_flags qf = {0};
+    cli_quant qm = {0};
     int weights = DUET_Q_NONE;
     int n_new = 256, ignore_eos = 0, host_sampling = 0, chat = 0, parse_special = 0;
     cli_sampling smp = CLI_SAMPLING_DEFAULTS;
@@ -87,8 +91,10 @@ int cmd_generate(int argc, char **argv)
         case 'b': backend = optarg; break;
         case 'd': dtype = optarg; break;
         case 'W': if ((weights = cli_weights(CMD, optarg)) < 0) return 2; break;
-        case 'V': kv_cache = optarg; break;
-        case 'A': calib = optarg; break;
+        case 'V': qf.kv_cache = optarg; break;
+        case 'A': qf.calib = optarg; break;
+        case 'Q': qf.w8a8 = optarg; break;
+        case 'L': qf.sq_alpha = optarg; break;
         case 'h': usage(stdout); return 0;
         default: return cli_bad_option(CMD);
         }
@@ -148,9 +154,9 @@ int cmd_generate(int argc, char **argv)
     int ctx = (int)n_ids + n_new;
     if (ctx > m->cfg.max_pos) ctx = m->cfg.max_pos;
     duet_backend_opts bo = {.max_seqs = 1, .max_ctx = ctx, .dtype = dtype};
-    if ((rc = cli_kv_cache(CMD, kv_cache, calib, m, &bo.kv_mode, &kv_scales))) goto done_quiet;
+    if ((rc = cli_quant_modes(CMD, &qf, m, &qm))) goto done_quiet;
     rc = 1;
-    bo.kv_scales = kv_scales;
+    bo.kv_mode = qm.kv_mode, bo.kv_scales = qm.kv_scales, bo.sq = qm.sq;
     if (!(be = duet_backend_create(backend, m, &bo))) goto done;
     fprintf(stderr, "[%s] %s\n", be->name, be->summary);
     if (duet_sampler_init(&sampler, m->cfg.vocab_size, smp.temp, smp.top_k, smp.top_p, smp.seed)) goto done;
@@ -173,8 +179,8 @@ int cmd_generate(int argc, char **argv)
     rc = 0;
 done:
     if (rc) cli_fail(CMD);
-done_quiet: /* cli_kv_cache printed its own error */
-    free(kv_scales);
+done_quiet: /* cli_quant_modes printed its own error */
+    cli_quant_free(&qm);
     free(ids);
     free(out);
     free(rendered);

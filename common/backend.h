@@ -43,6 +43,9 @@ typedef struct duet_backend_opts {
      * from calibration. */
     int kv_mode;
     const float *kv_scales;
+    /* SmoothQuant W8A8 (calib/sq_model.h: the folded norms, int8 weights per output channel; the caller's,
+     * kept until free): the layers' products on int8 codes, activations quantized per token. NULL: off. */
+    const struct duet_sq_model *sq;
 } duet_backend_opts;
 
 typedef struct duet_backend duet_backend;

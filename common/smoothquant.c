@@ -5,7 +5,7 @@
 
 #include <math.h>
 
-int duet_sq_factors(const float *act_max, const float *W, int64_t N, int64_t K, float alpha, float *s)
+int duet_sq_factors_max(const float *act_max, const float *w_max, int64_t K, float alpha, float *s)
 {
     if (!(alpha >= 0.0f && alpha <= 1.0f))
         return duet_errorf("smoothquant: alpha %g is outside [0, 1]", (double)alpha);
@@ -13,17 +13,22 @@ int duet_sq_factors(const float *act_max, const float *W, int64_t N, int64_t K, 
         if (!(act_max[j] >= 0.0f) || !isfinite(act_max[j]))
             return duet_errorf("smoothquant: activation max %g of channel %lld is not a finite number >= 0",
                                (double)act_max[j], (long long)j);
-    for (int64_t j = 0; j < K; j++) s[j] = 0.0f; /* the weights' column maxima first */
+    for (int64_t j = 0; j < K; j++) {
+        const float x = fmaxf(act_max[j], DUET_SQ_MIN_MAX), w = fmaxf(w_max[j], DUET_SQ_MIN_MAX);
+        s[j] = powf(x, alpha) / powf(w, 1.0f - alpha);
+    }
+    return 0;
+}
+
+int duet_sq_factors(const float *act_max, const float *W, int64_t N, int64_t K, float alpha, float *s)
+{
+    for (int64_t j = 0; j < K; j++) s[j] = 0.0f; /* the weights' column maxima first, in s */
     for (int64_t i = 0; i < N; i++)
         for (int64_t j = 0; j < K; j++) {
             const float a = fabsf(W[i * K + j]);
             if (a > s[j]) s[j] = a;
         }
-    for (int64_t j = 0; j < K; j++) {
-        const float x = fmaxf(act_max[j], DUET_SQ_MIN_MAX), w = fmaxf(s[j], DUET_SQ_MIN_MAX);
-        s[j] = powf(x, alpha) / powf(w, 1.0f - alpha);
-    }
-    return 0;
+    return duet_sq_factors_max(act_max, s, K, alpha, s);
 }
 
 int8_t duet_i8_code(float y)

@@ -27,6 +27,8 @@ int8_t duet_i8_code(float y);
  * W (N, K) fp32; alpha in [0, 1] (0.5: the paper's default). -1 + duet_error() for alpha outside [0, 1]
  * or a non-finite or negative act_max. */
 int duet_sq_factors(const float *act_max, const float *W, int64_t N, int64_t K, float alpha, float *s);
+/* The same from the weights' column maxima w_max[K] (s may be w_max). */
+int duet_sq_factors_max(const float *act_max, const float *w_max, int64_t K, float alpha, float *s);
 
 /* int8 per output row: codes (N, K), scales[N] of W (N, K) fp32. */
 void duet_sq_quant_rows(const float *W, int64_t N, int64_t K, int8_t *codes, float *scales);

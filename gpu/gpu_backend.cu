@@ -817,6 +817,10 @@ static duet_backend *engine_new(const duet_config *c, const duet_backend_opts *o
                     opts->kv_mode == 1 ? "int8" : opts->kv_mode == 2 ? "fp8" : "unknown", gpu_dtype_name(dt));
         return NULL;
     }
+    if (opts->sq) {
+        duet_errorf("gpu: SmoothQuant W8A8 is not implemented on the gpu backend yet; the ref emulates it");
+        return NULL;
+    }
     if (c->head_dim > GPU_ATTN_MAX_D || c->head_dim % 2) {
         duet_errorf("gpu: head_dim %d unsupported (even, at most %d)", c->head_dim, GPU_ATTN_MAX_D);
         return NULL;

@@ -44,6 +44,26 @@ void ref_matmul(float *y, const float *x, const float *W, int T, int N, int K)
 #endif
 }
 
+void ref_matmul_i8(int32_t *acc, const float *xc, const float *wc, int T, int N, int K, float *tmp)
+{
+    const int64_t TN = (int64_t)T * N;
+    for (int64_t i = 0; i < TN; i++) acc[i] = 0;
+    for (int k0 = 0; k0 < K; k0 += REF_I8_CHUNK) {
+        const int kc = K - k0 < REF_I8_CHUNK ? K - k0 : REF_I8_CHUNK;
+#ifdef DUET_HAVE_OPENBLAS
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, N, kc, 1.0f, xc + k0, K, wc + k0, K, 0.0f, tmp, N);
+#else
+        for (int t = 0; t < T; t++)
+            for (int n = 0; n < N; n++) {
+                float a = 0.0f;
+                for (int k = 0; k < kc; k++) a += xc[(int64_t)t * K + k0 + k] * wc[(int64_t)n * K + k0 + k];
+                tmp[(int64_t)t * N + n] = a;
+            }
+#endif
+        for (int64_t i = 0; i < TN; i++) acc[i] += (int32_t)tmp[i];
+    }
+}
+
 void ref_matmul_rows(float *y, const float *x, const float *W, int T, int N, int K)
 {
 #ifdef DUET_HAVE_OPENBLAS

@@ -20,6 +20,13 @@ void ref_matmul(float *y, const float *x, const float *W, int T, int N, int K);
  * than ref_matmul's sgemm, which blocks over the rows (see forward.c for the measured cost). */
 void ref_matmul_rows(float *y, const float *x, const float *W, int T, int N, int K);
 
+/* acc (T, N) int32 = xc (T, K) . wc (N, K)^T where xc and wc hold int8 codes (-127..127) as floats:
+ * exact, equal to smoothquant.h's duet_sq_gemm_i32. Each sgemm covers at most REF_I8_CHUNK columns of K,
+ * so every partial sum is an integer below 127^2 * 1024 < 2^24, exact in fp32 whatever the order; the
+ * chunks are added in int32. tmp: T N floats. */
+#define REF_I8_CHUNK 1024
+void ref_matmul_i8(int32_t *acc, const float *xc, const float *wc, int T, int N, int K, float *tmp);
+
 /* In-place RoPE in HF rotate-half layout on x (T, n_heads*d): within each head the pair is (i, i+d/2),
  * angle = pos[t] * theta^(-2i/d). */
 void ref_rope(float *x, const int *pos, float theta, int T, int n_heads, int d);

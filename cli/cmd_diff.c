@@ -35,9 +35,13 @@ static void usage(FILE *f)
             "                          int8, int4, int4-g128, int4-g64, q8_0, q4_0, q4_1; default none). The\n"
             "                          golden must be the ref's in the same mode (duet golden --weights MODE);\n"
             "                          the bounds are the rows of mode DTYPE:MODE (e.g. fp16:q4_1)\n"
-            "      --cost              with --weights: the mode's accuracy cost against an unquantized golden\n"
-            "                          (e.g. fp32, made without --weights): every tap's error printed, no bounds;\n"
-            "                          exit 1 only for NaN/Inf, a shape change or a missing tap\n"
+            "      --cost              with --weights, --w8a8 or --kv-cache: the mode's accuracy cost against an\n"
+            "                          unquantized golden (e.g. fp32, made without them): every tap's error\n"
+            "                          printed, no bounds; exit 1 only for NaN/Inf, a shape change or a missing tap\n"
+            "      --w8a8 MODE, --sq-alpha A, --kv-cache MODE, --calib FILE\n"
+            "                          with --cost: run in SmoothQuant W8A8 (sq) and / or a quantized KV cache\n"
+            "                          (int8, fp8) calibrated from FILE, as duet generate does. In W8A8 the taps\n"
+            "                          attn_norm, attn, ffn_norm and act hold the smoothed inputs x / s\n"
             "      --tolerances FILE   the bounds (default $DUET_TOLERANCES, else 'tolerances' beside GOLDEN,\n"
             "                          else the source tree's golden/tolerances, else the installed one)\n"
             "  -h, --help              this text\n\n"
@@ -46,7 +50,8 @@ static void usage(FILE *f)
             "  duet diff -m /tmp/mha golden/mha.p7.fp32.safetensors --backend ref\n"
             "  duet golden -m /tmp/q --ids 1,5,9,2 --weights q4_1 -o /tmp/q4_1.safetensors\n"
             "  duet diff -m /tmp/q /tmp/q4_1.safetensors --backend gpu --mode fp16 --weights q4_1\n"
-            "  duet diff -m /tmp/mha golden/mha.p7.fp32.safetensors --weights int4-g64 --cost\n");
+            "  duet diff -m /tmp/mha golden/mha.p7.fp32.safetensors --weights int4-g64 --cost\n"
+            "  duet diff -m /tmp/mha golden/mha.p7.fp32.safetensors --w8a8 sq --calib mha.calib.json --cost\n");
 }
 
 #ifndef DUET_SOURCE_DIR
@@ -130,13 +135,17 @@ static int golden_weights_match(const duet_tapfile *gold, const char *golden_pat
 
 int cmd_diff(int argc, char **argv)
 {
-    enum { O_BACKEND = 256, O_MODE, O_THREADS, O_TOL, O_WEIGHTS, O_COST };
+    enum { O_BACKEND = 256, O_MODE, O_THREADS, O_TOL, O_WEIGHTS, O_COST, O_KV, O_W8A8, O_ALPHA, O_CALIB };
     static const struct option opts[] = {
         {"model", required_argument, 0, 'm'},       {"backend", required_argument, 0, O_BACKEND},
         {"mode", required_argument, 0, O_MODE},     {"threads", required_argument, 0, O_THREADS},
         {"tolerances", required_argument, 0, O_TOL}, {"weights", required_argument, 0, O_WEIGHTS},
-        {"cost", no_argument, 0, O_COST},
-        {"help", no_argument, 0, 'h'},              {0, 0, 0, 0}};
+        {"cost", no_argument, 0, O_COST},           {"kv-cache", required_argument, 0, O_KV},
+        {"w8a8", required_argument, 0, O_W8A8},     {"sq-alpha", required_argument, 0, O_ALPHA},
+        {"calib", required_argument, 0, O_CALIB},   {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0}};
+    cli_quant_flags qf = {0};
+    cli_quant qm = {0};
     const char *dir = NULL, *backend = "ref", *mode = NULL, *tol_path = NULL;
     int threads = 1, weights = DUET_Q_NONE, cost = 0, c;
     optind = 1;
@@ -149,13 +158,23 @@ int cmd_diff(int argc, char **argv)
         case O_TOL: tol_path = optarg; break;
         case O_WEIGHTS: if ((weights = cli_weights(CMD, optarg)) < 0) return 2; break;
         case O_COST: cost = 1; break;
+        case O_KV: qf.kv_cache = optarg; break;
+        case O_W8A8: qf.w8a8 = optarg; break;
+        case O_ALPHA: qf.sq_alpha = optarg; break;
+        case O_CALIB: qf.calib = optarg; break;
         case 'h': usage(stdout); return 0;
         default: return cli_bad_option(CMD);
         }
     }
-    if (cost && (weights == DUET_Q_NONE || !dir)) {
-        fprintf(stderr, "duet %s: --cost goes with -m DIR and --weights MODE (the mode's accuracy cost against an "
-                "unquantized golden); see duet %s --help\n", CMD, CMD);
+    const int calibrated = qf.kv_cache || qf.w8a8 || qf.sq_alpha || qf.calib;
+    if (cost && ((weights == DUET_Q_NONE && !calibrated) || !dir)) {
+        fprintf(stderr, "duet %s: --cost goes with -m DIR and --weights MODE, --w8a8 sq or --kv-cache int8|fp8 (the "
+                "mode's accuracy cost against an unquantized golden); see duet %s --help\n", CMD, CMD);
+        return 2;
+    }
+    if (calibrated && !cost) {
+        fprintf(stderr, "duet %s: --w8a8, --kv-cache and --calib go with --cost so far (a golden of the ref in those "
+                "modes has no GPU kernel to check yet); see duet %s --help\n", CMD, CMD);
         return 2;
     }
     if (weights != DUET_Q_NONE && !dir) {
@@ -232,7 +251,10 @@ int cmd_diff(int argc, char **argv)
             fprintf(stderr, "duet %s: warning: %s has sha256 %s, the golden was made from %s\n", CMD, path, have,
                     want);
         if (golden_weights_match(gold, golden_path, m, dir, weights, cost)) goto out;
-        cand = duet_tapfile_run(m, duet_backend_create, backend, mode, threads, ids, n);
+        if ((rc = cli_quant_modes(CMD, &qf, m, &qm))) goto out; /* it printed the error */
+        rc = 2;
+        duet_backend_opts quant = {.kv_mode = qm.kv_mode, .kv_scales = qm.kv_scales, .sq = qm.sq};
+        cand = duet_tapfile_run(m, duet_backend_create, backend, mode, threads, &quant, ids, n);
         if (!cand) {
             io_fail();
             goto out;
@@ -242,8 +264,8 @@ int cmd_diff(int argc, char **argv)
      * ref in the same mode */
     char tol_mode[64];
     snprintf(tol_mode, sizeof tol_mode, "%s", mode);
-    if (dir && weights != DUET_Q_NONE) {
-        const char *wname = duet_qmode_get((duet_qmode)weights)->name; /* the golden's: golden_weights_match */
+    if (dir && (weights != DUET_Q_NONE || calibrated)) {
+        const char *wname = weights != DUET_Q_NONE ? duet_qmode_get((duet_qmode)weights)->name : "calibrated";
         snprintf(tol_mode, sizeof tol_mode, "%s:%s%s", mode, wname, cost ? " cost" : "");
         if (!mode_covered(tol, tol_mode)) {
             rc = mode_fail(tol, tol_mode, "--mode with --weights");
@@ -257,6 +279,7 @@ out:
     duet_tapfile_free(gold);
     duet_tapfile_free(cand);
     duet_model_close(m);
+    cli_quant_free(&qm);
     free(ids);
     return rc;
 }

@@ -111,7 +111,7 @@ int cmd_golden(int argc, char **argv)
             duet_model_close(m);
             return 2;
         }
-    duet_tapfile *f = duet_tapfile_run(m, duet_backend_create, backend, mode, threads, ids, n);
+    duet_tapfile *f = duet_tapfile_run(m, duet_backend_create, backend, mode, threads, NULL, ids, n);
     int rc = 0;
     if (!f) {
         rc = cli_fail(CMD);

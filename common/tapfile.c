@@ -246,7 +246,7 @@ static void base_name(const char *dir, char *out, size_t n)
 }
 
 duet_tapfile *duet_tapfile_run(const duet_model *m, duet_backend_create_fn create, const char *backend,
-                               const char *mode, int threads, const int *ids, int n)
+                               const char *mode, int threads, const duet_backend_opts *quant, const int *ids, int n)
 {
     if (n <= 0) {
         duet_errorf("empty prompt: no token ids to run");
@@ -257,6 +257,7 @@ duet_tapfile *duet_tapfile_run(const duet_model *m, duet_backend_create_fn creat
         return NULL;
     }
     duet_backend_opts opts = {.max_seqs = 1, .max_ctx = n, .dtype = mode, .threads = threads};
+    if (quant) opts.kv_mode = quant->kv_mode, opts.kv_scales = quant->kv_scales, opts.sq = quant->sq;
     duet_tapfile *f = duet_tapfile_new();
     size_t nlog; /* n * V logits, checked */
     if (__builtin_mul_overflow((size_t)n, (size_t)m->cfg.vocab_size * sizeof(float), &nlog)) {

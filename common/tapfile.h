@@ -50,8 +50,9 @@ int duet_sha256_file(const char *path, char hex[65]);
  * `backend`, made by `create` (engine/registry.h's duet_backend_create), in `mode` with `threads` CPU threads (ref), recording every tap; fills the metadata
  * model_id (the model folder's base name), model_sha256 (of model.safetensors), model_synth (when
  * duet synth made the model), token_ids, mode, backend, threads. The caller adds what only it knows
- * (duet_version, blas). NULL + duet_error(). */
+ * (duet_version, blas). quant: the calibrated modes to run in (its kv_mode, kv_scales and sq; NULL: none).
+ * NULL + duet_error(). */
 duet_tapfile *duet_tapfile_run(const duet_model *m, duet_backend_create_fn create, const char *backend,
-                               const char *mode, int threads, const int *ids, int n);
+                               const char *mode, int threads, const duet_backend_opts *quant, const int *ids, int n);
 
 #endif

@@ -3,7 +3,8 @@
 # stories260K (two cnn_dailymail items, 32 tokens each) whose file holds every layer's arrays with the
 # model's lengths, finite and >= 0, some of them > 0; then that file as the scales of `duet generate
 # --kv-cache int8|fp8`, and the flags' errors (one without the other, an unknown mode, another model's
-# file). The run is skipped (77) without the shared data.
+# file); `--w8a8 sq` (SmoothQuant W8A8) from the same file on generate, eval and `diff --cost`, and its
+# flags' errors. The run is skipped (77) without the shared data.
 set -u
 . "${DUET_SRCDIR:-.}/tests/cli_lib.sh"
 
@@ -77,4 +78,14 @@ check "--w8a8 sq with another model's file: exit 1" sh -c "test $rc -eq 1 && gre
 check "eval --w8a8 sq: exit 0, the JSON naming the mode" python3 -c "
 import json; j = json.load(open('$tmp/ev.json'))
 assert $rc == 0 and j['w8a8'] == 'sq' and j['sq_alpha'] == 0.5 and j['kv_cache'] == 'none', j.get('w8a8')"
+# the modes' accuracy cost per tap against the fp32 golden (duet diff --cost)
+"$duet" golden -m "$model" --ids 1,400,99,7,250,31,12,300 -o "$tmp/g.safetensors" 2>/dev/null
+for q in "--w8a8 sq" "--kv-cache int8" "--w8a8 sq --kv-cache fp8"; do
+    "$duet" diff -m "$model" "$tmp/g.safetensors" $q --calib "$tmp/c.json" --cost >"$tmp/cost" 2>&1; rc=$?
+    check "diff $q --cost: exit 0, every tap reported" sh -c \
+        "test $rc -eq 0 && grep -q '^all [0-9]* taps within tolerance (mode fp32:calibrated cost, no bounds' '$tmp/cost'"
+    printf '  %-26s logits rel_l2 %s\n' "$q" "$(awk '$1 == "logits" { print $3 }' "$tmp/cost")"
+done
+"$duet" diff -m "$model" "$tmp/g.safetensors" --w8a8 sq --calib "$tmp/c.json" >"$tmp/e" 2>&1; rc=$?
+check "diff --w8a8 sq without --cost: exit 2" sh -c "test $rc -eq 2 && grep -q 'go with --cost' '$tmp/e'"
 exit $fail

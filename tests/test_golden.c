@@ -66,7 +66,7 @@ static int check_one(const char *path, const duet_tolerances *tol, const char *t
         goto out;
     }
     duet_model *m = duet_model_open(dir);
-    duet_tapfile *run = m ? duet_tapfile_run(m, duet_backend_create, "ref", "fp32", 1, ids, n) : NULL;
+    duet_tapfile *run = m ? duet_tapfile_run(m, duet_backend_create, "ref", "fp32", 1, NULL, ids, n) : NULL;
     if (!run) {
         fprintf(stderr, "test_golden: %s: running the ref: %s\n", path, duet_error());
         rc = 1;

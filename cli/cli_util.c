@@ -1,7 +1,7 @@
 /* cli_util.c: see cli_util.h. */
 #include "cli_util.h"
 #include "calib/calib.h"
-#include "calib/sq_model.h"
+#include "calib/w8a8.h"
 #include "chat.h"
 #include "error.h"
 #include "kvquant.h"
@@ -121,11 +121,12 @@ int cli_quant_modes(const char *cmd, const cli_quant_flags *f, const duet_model 
         fprintf(stderr, "duet %s: --kv-cache: %s\n", cmd, duet_error());
         return 2;
     }
-    int sq = 0;
-    if (f->w8a8 && strcmp(f->w8a8, "none") && !(sq = !strcmp(f->w8a8, "sq"))) {
-        fprintf(stderr, "duet %s: --w8a8: '%s' unknown (expected none or sq)\n", cmd, f->w8a8);
+    duet_w8a8_mode wm = DUET_W8A8_NONE;
+    if (f->w8a8 && duet_w8a8_mode_parse(f->w8a8, &wm)) {
+        fprintf(stderr, "duet %s: --w8a8: %s\n", cmd, duet_error());
         return 2;
     }
+    const int sq = wm == DUET_W8A8_SQ, w8 = wm != DUET_W8A8_NONE;
     float alpha = 0.5f;
     if (f->sq_alpha) {
         char *end;
@@ -137,12 +138,12 @@ int cli_quant_modes(const char *cmd, const cli_quant_flags *f, const duet_model 
             return 2;
         }
     }
-    if (km == DUET_KV_F && !sq && !f->calib) return 0;
-    if ((km == DUET_KV_F && !sq) || !f->calib) {
+    if (km == DUET_KV_F && !w8 && !f->calib) return 0;
+    if ((km == DUET_KV_F && !w8) || !f->calib) {
         fprintf(stderr, "duet %s: %s\n", cmd,
-                f->calib ? "--calib is for the calibrated modes: give --kv-cache int8|fp8 or --w8a8 sq"
-                         : "--kv-cache int8|fp8 and --w8a8 sq take their scales from a calibration file: give "
-                           "--calib FILE (duet calibrate writes one)");
+                f->calib ? "--calib is for the calibrated modes: give --kv-cache int8|fp8 or --w8a8 sq|fp8|fp8-tensor"
+                         : "--kv-cache and --w8a8 take their scales from a calibration file: give --calib FILE "
+                           "(duet calibrate writes one)");
         return 2;
     }
     duet_calib *c = duet_calib_read(f->calib, m);
@@ -161,7 +162,7 @@ int cli_quant_modes(const char *cmd, const cli_quant_flags *f, const duet_model 
             q->kv_mode = km;
         }
     }
-    if (!rc && sq && !(q->sq = duet_sq_model_build(m, c, alpha))) {
+    if (!rc && w8 && !(q->w8a8 = duet_w8a8_build(m, c, wm, alpha))) {
         fprintf(stderr, "duet %s: %s: %s\n", cmd, f->calib, duet_error());
         rc = 1;
     }
@@ -173,7 +174,7 @@ int cli_quant_modes(const char *cmd, const cli_quant_flags *f, const duet_model 
 void cli_quant_free(cli_quant *q)
 {
     free(q->kv_scales);
-    duet_sq_model_free(q->sq);
+    duet_w8a8_free(q->w8a8);
     memset(q, 0, sizeof *q);
 }
 

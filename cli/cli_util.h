@@ -46,15 +46,15 @@ const char *cli_default_llama2_tokenizer(void);
 
 /* The calibrated modes' flags: --kv-cache MODE (none, int8, fp8), --w8a8 MODE (none, sq), --sq-alpha A
  * (SmoothQuant's migration strength, default 0.5) and --calib FILE (duet calibrate's file, checked against
- * the model), for duet_backend_opts' kv_mode / kv_scales / sq. NULL: the flag was not given. */
+ * the model), for duet_backend_opts' kv_mode / kv_scales / w8a8. NULL: the flag was not given. */
 typedef struct cli_quant_flags {
     const char *kv_cache, *w8a8, *sq_alpha, *calib;
 } cli_quant_flags;
-struct duet_sq_model;
+struct duet_w8a8;
 typedef struct cli_quant {
     int kv_mode;
     float *kv_scales;          /* [L][2][Hk] from the calibration's K / V maxima, NULL with kv_mode 0 */
-    struct duet_sq_model *sq; /* calib/sq_model.h, NULL without --w8a8 sq */
+    struct duet_w8a8 *w8a8; /* calib/w8a8.h, NULL without --w8a8 */
 } cli_quant;
 /* Reads the flags into q (zeroed first; free it with cli_quant_free). 0; 2 after printing a usage error
  * (an unknown mode, an alpha outside [0, 1], --calib without a mode that uses it or a mode without

@@ -39,7 +39,7 @@ static void usage(FILE *f)
             "                          unquantized golden (e.g. fp32, made without them): every tap's error\n"
             "                          printed, no bounds; exit 1 only for NaN/Inf, a shape change or a missing tap\n"
             "      --w8a8 MODE, --sq-alpha A, --kv-cache MODE, --calib FILE\n"
-            "                          with --cost: run in SmoothQuant W8A8 (sq) and / or a quantized KV cache\n"
+            "                          with --cost: run in W8A8 (sq, fp8, fp8-tensor) and / or a quantized KV cache\n"
             "                          (int8, fp8) calibrated from FILE, as duet generate does. In W8A8 the taps\n"
             "                          attn_norm, attn, ffn_norm and act hold the smoothed inputs x / s\n"
             "      --tolerances FILE   the bounds (default $DUET_TOLERANCES, else 'tolerances' beside GOLDEN,\n"
@@ -253,7 +253,7 @@ int cmd_diff(int argc, char **argv)
         if (golden_weights_match(gold, golden_path, m, dir, weights, cost)) goto out;
         if ((rc = cli_quant_modes(CMD, &qf, m, &qm))) goto out; /* it printed the error */
         rc = 2;
-        duet_backend_opts quant = {.kv_mode = qm.kv_mode, .kv_scales = qm.kv_scales, .sq = qm.sq};
+        duet_backend_opts quant = {.kv_mode = qm.kv_mode, .kv_scales = qm.kv_scales, .w8a8 = qm.w8a8};
         cand = duet_tapfile_run(m, duet_backend_create, backend, mode, threads, &quant, ids, n);
         if (!cand) {
             io_fail();

@@ -2,7 +2,7 @@
  * greedy summaries of the first N articles, total latency and tokens/s, ROUGE-1/2/L/Lsum exactly as
  * rouge_score + HF evaluate compute them; `--compare A.json B.json` prints the deltas of two runs. */
 #include "cli_util.h"
-#include "calib/sq_model.h"
+#include "calib/w8a8.h"
 #include "kvquant.h"
 #include "commands.h"
 
@@ -48,7 +48,8 @@ static void usage(FILE *f)
             "      --dtype T          fp32 (ref), fp16 or bf16 (gpu)\n"
             "      --kv-cache MODE    none (default), int8 or fp8: the KV cache as codes with a scale per layer and kv\n"
             "                         head from --calib FILE (duet calibrate; the ref emulates it)\n"
-            "      --w8a8 MODE        none (default) or sq: SmoothQuant W8A8 with factors from --calib (ref: emulated)\n"
+            "      --w8a8 MODE        none (default), sq (SmoothQuant), fp8 (E4M3 per channel x per token) or\n"
+            "                         fp8-tensor (per tensor, static activation scales), from --calib (ref: emulated)\n"
             "      --sq-alpha A       SmoothQuant's migration strength in [0, 1] (default 0.5)\n"
             "      --calib FILE       the calibration file of --kv-cache and --w8a8\n"
             "      --weights MODE     quantize the linear weights on load (as `duet quantize`: int8, int4,\n"
@@ -239,7 +240,7 @@ int cmd_eval(int argc, char **argv)
         goto done;
     }
     rc = 1;
-    bo.kv_mode = qm.kv_mode, bo.kv_scales = qm.kv_scales, bo.sq = qm.sq;
+    bo.kv_mode = qm.kv_mode, bo.kv_scales = qm.kv_scales, bo.w8a8 = qm.w8a8;
     if (!(be = duet_backend_create(backend, m, &bo))) goto done;
     fprintf(stderr, "[%s] %s\n", be->name, be->summary);
     if (duet_sampler_init(&sampler, m->cfg.vocab_size, 0.0f, 0, 1.0f, 0)) goto done;
@@ -312,8 +313,9 @@ int cmd_eval(int argc, char **argv)
         jitems = NULL;
         if (root) { /* the calibrated modes (none: the compute type) */
             json_object_set_new(root, "kv_cache", json_string(qm.kv_mode ? duet_kv_mode_name(qm.kv_mode) : "none"));
-            json_object_set_new(root, "w8a8", json_string(qm.sq ? "sq" : "none"));
-            if (qm.sq) json_object_set_new(root, "sq_alpha", json_real(qm.sq->alpha));
+            json_object_set_new(root, "w8a8", json_string(qm.w8a8 ? duet_w8a8_mode_name(qm.w8a8->mode) : "none"));
+            if (qm.w8a8 && qm.w8a8->mode == DUET_W8A8_SQ)
+                json_object_set_new(root, "sq_alpha", json_real(qm.w8a8->alpha));
         }
         int wrc = json_dumpf(root, jf, JSON_INDENT(1) | JSON_REAL_PRECISION(17));
         json_decref(root);

@@ -43,8 +43,9 @@ static void usage(FILE *f)
             "                      int4-g128, int4-g64, q8_0, q4_0, q4_1; default none = as stored)\n"
             "      --kv-cache MODE none (the compute type, default), int8 or fp8: K and V stored as codes with a\n"
             "                      scale per layer and kv head from --calib (the ref emulates it)\n"
-            "      --w8a8 MODE     none (default) or sq: SmoothQuant W8A8, int8 weights per channel and int8\n"
-            "                      activations per token, smoothing factors from --calib (ref: emulated exactly)\n"
+            "      --w8a8 MODE     W8A8 from --calib (ref: emulated exactly): none (default); sq: SmoothQuant,\n"
+            "                      int8 weights per channel, int8 activations per token; fp8: E4M3 weights per\n"
+            "                      channel, activations per token; fp8-tensor: per tensor, static activation scales\n"
             "      --sq-alpha A    SmoothQuant's migration strength in [0, 1] (default 0.5)\n"
             "      --calib FILE    the calibration file of --kv-cache and --w8a8 (duet calibrate)\n"
             "      --host-sampling gpu: sample on the host from each step's logits instead of decoding in\n"
@@ -156,7 +157,7 @@ int cmd_generate(int argc, char **argv)
     duet_backend_opts bo = {.max_seqs = 1, .max_ctx = ctx, .dtype = dtype};
     if ((rc = cli_quant_modes(CMD, &qf, m, &qm))) goto done_quiet;
     rc = 1;
-    bo.kv_mode = qm.kv_mode, bo.kv_scales = qm.kv_scales, bo.sq = qm.sq;
+    bo.kv_mode = qm.kv_mode, bo.kv_scales = qm.kv_scales, bo.w8a8 = qm.w8a8;
     if (!(be = duet_backend_create(backend, m, &bo))) goto done;
     fprintf(stderr, "[%s] %s\n", be->name, be->summary);
     if (duet_sampler_init(&sampler, m->cfg.vocab_size, smp.temp, smp.top_k, smp.top_p, smp.seed)) goto done;

@@ -43,9 +43,9 @@ typedef struct duet_backend_opts {
      * from calibration. */
     int kv_mode;
     const float *kv_scales;
-    /* SmoothQuant W8A8 (calib/sq_model.h: the folded norms, int8 weights per output channel; the caller's,
+    /* SmoothQuant W8A8 (calib/w8a8.h: the folded norms, int8 weights per output channel; the caller's,
      * kept until free): the layers' products on int8 codes, activations quantized per token. NULL: off. */
-    const struct duet_sq_model *sq;
+    const struct duet_w8a8 *w8a8;
 } duet_backend_opts;
 
 typedef struct duet_backend duet_backend;

@@ -257,7 +257,7 @@ duet_tapfile *duet_tapfile_run(const duet_model *m, duet_backend_create_fn creat
         return NULL;
     }
     duet_backend_opts opts = {.max_seqs = 1, .max_ctx = n, .dtype = mode, .threads = threads};
-    if (quant) opts.kv_mode = quant->kv_mode, opts.kv_scales = quant->kv_scales, opts.sq = quant->sq;
+    if (quant) opts.kv_mode = quant->kv_mode, opts.kv_scales = quant->kv_scales, opts.w8a8 = quant->w8a8;
     duet_tapfile *f = duet_tapfile_new();
     size_t nlog; /* n * V logits, checked */
     if (__builtin_mul_overflow((size_t)n, (size_t)m->cfg.vocab_size * sizeof(float), &nlog)) {

@@ -11,6 +11,7 @@ extern "C" {
 #include "attention.h"
 #include "bench_gpu.h"
 #include "cuda_check.h"
+#include "calib/w8a8.h"
 #include "embedding.h"
 #include "gemm.h"
 #include "gpu_backend.h"
@@ -817,8 +818,9 @@ static duet_backend *engine_new(const duet_config *c, const duet_backend_opts *o
                     opts->kv_mode == 1 ? "int8" : opts->kv_mode == 2 ? "fp8" : "unknown", gpu_dtype_name(dt));
         return NULL;
     }
-    if (opts->sq) {
-        duet_errorf("gpu: SmoothQuant W8A8 is not implemented on the gpu backend yet; the ref emulates it");
+    if (opts->w8a8) {
+        duet_errorf("gpu: W8A8 (%s) is not implemented on the gpu backend yet; the ref emulates it",
+                    duet_w8a8_mode_name(opts->w8a8->mode));
         return NULL;
     }
     if (c->head_dim > GPU_ATTN_MAX_D || c->head_dim % 2) {

@@ -13,7 +13,9 @@
 #include "error.h"
 #include "kvquant.h"
 #include "ops.h"
-#include "calib/sq_model.h"
+#include "calib/w8a8.h"
+#include "dtype.h"
+#include "fp8quant.h"
 #include "smoothquant.h"
 #include "sampler.h"
 
@@ -48,13 +50,14 @@ typedef struct ref_state {
     /* activations for the batch being run, grown on demand to cap_T tokens */
     int cap_T;
     float *x, *xn, *q, *k, *v, *att, *tmp, *gate, *up, *logits_all, *scratch;
-    /* SmoothQuant W8A8 (o.sq): the layers' int8 codes as floats ([L][DUET_SQ_N_LINEAR] matrices, in one
-     * allocation) for ref_matmul_i8, and per batch the activations' codes (cap_T, max K) as int8 and as
-     * floats, their scales (cap_T), the int32 products and their fp32 partials (cap_T, max N) */
-    float *sq_w, **sq_wl;
-    int8_t *sq_xq;
-    float *sq_xc, *sq_xs, *sq_tmp;
-    int32_t *sq_acc;
+    /* W8A8 (o.w8a8, calib/w8a8.h): the layers' codes' values as floats ([L][DUET_LIN_N_LINEAR] matrices,
+     * in one allocation: sq's int8 codes, fp8's decoded E4M3), and per batch the activations' codes
+     * (cap_T, max K) as bytes and as values, their scales (cap_T), sq's int32 products and the fp32
+     * products (cap_T, max N) */
+    float *w8_w, **w8_wl;
+    uint8_t *w8_xq;
+    float *w8_xc, *w8_xs, *w8_tmp;
+    int32_t *w8_acc;
     float *drawn;       /* forward_sample's logits of the drawn rows, drawn_cap floats */
     int64_t drawn_cap;
     /* x,xn,tmp (T,D); q,att (T,H*d); k,v (T,Hk*d); gate,up (T,F); logits_all (T,V); scratch (C) */
@@ -109,15 +112,15 @@ static int ensure_capacity(ref_state *s, int T)
         *bufs[i] = malloc(sizeof(float) * (size_t)T * sizes[i]);
         if (!*bufs[i]) return duet_errorf("ref: out of memory for activations of %d tokens", T);
     }
-    if (s->o.sq) {
+    if (s->o.w8a8) {
         const int64_t kmax = F > q ? F : (q > D ? q : D), nmax = F > q ? (F > D ? F : D) : (q > D ? q : D);
-        free(s->sq_xq), free(s->sq_xc), free(s->sq_xs), free(s->sq_tmp), free(s->sq_acc);
-        s->sq_xq = malloc((size_t)T * kmax);
-        s->sq_xc = malloc(sizeof(float) * (size_t)T * kmax);
-        s->sq_xs = malloc(sizeof(float) * (size_t)T);
-        s->sq_tmp = malloc(sizeof(float) * (size_t)T * nmax);
-        s->sq_acc = malloc(sizeof(int32_t) * (size_t)T * nmax);
-        if (!s->sq_xq || !s->sq_xc || !s->sq_xs || !s->sq_tmp || !s->sq_acc)
+        free(s->w8_xq), free(s->w8_xc), free(s->w8_xs), free(s->w8_tmp), free(s->w8_acc);
+        s->w8_xq = malloc((size_t)T * kmax);
+        s->w8_xc = malloc(sizeof(float) * (size_t)T * kmax);
+        s->w8_xs = malloc(sizeof(float) * (size_t)T);
+        s->w8_tmp = malloc(sizeof(float) * (size_t)T * nmax);
+        s->w8_acc = malloc(sizeof(int32_t) * (size_t)T * nmax);
+        if (!s->w8_xq || !s->w8_xc || !s->w8_xs || !s->w8_tmp || !s->w8_acc)
             return duet_errorf("ref: out of memory for the W8A8 activations of %d tokens", T);
     }
     s->cap_T = T;
@@ -208,20 +211,35 @@ static void matmul(const ref_state *s, float *y, const float *x, const float *W,
     else ref_matmul(y, x, W, T, N, K);
 }
 
-/* Linear k (DUET_SQ_Q..DUET_SQ_DOWN) of layer l: y (T, N) = x . W^T, or with o.sq SmoothQuant's W8A8
- * (smoothquant.h): x's per-token int8 codes and scales, the exact int32 product with the layer's codes,
- * then acc * xscale * wscale. */
+/* Linear k (DUET_LIN_Q..DUET_LIN_DOWN) of layer l: y (T, N) = x . W^T, or in o.w8a8's mode on its codes:
+ * sq (smoothquant.h): x's per-token int8 codes and scales, the exact int32 product, acc * xscale * wscale;
+ * fp8 / fp8-tensor (fp8quant.h): x's E4M3 codes per token (or with the static scale), the fp32 product
+ * of the codes' values (one sgemm), acc * xscale * wscale. */
 static void linear(ref_state *s, int l, int k, float *y, const float *x, const float *W, int T, int N, int K)
 {
-    if (!s->o.sq) {
+    if (!s->o.w8a8) {
         matmul(s, y, x, W, T, N, K);
         return;
     }
-    const duet_sq_linear *q = &s->o.sq->layers[l].lin[k];
-    duet_sq_quant_tokens(x, T, K, s->sq_xq, s->sq_xs);
-    for (int64_t i = 0; i < (int64_t)T * K; i++) s->sq_xc[i] = s->sq_xq[i];
-    ref_matmul_i8(s->sq_acc, s->sq_xc, s->sq_wl[l * DUET_SQ_N_LINEAR + k], T, N, K, s->sq_tmp);
-    duet_sq_dequant(s->sq_acc, s->sq_xs, q->scales, T, N, y);
+    const duet_w8a8_linear *q = &s->o.w8a8->layers[l].lin[k];
+    const float *wv = s->w8_wl[l * DUET_LIN_N_LINEAR + k];
+    const int64_t TK = (int64_t)T * K, TN = (int64_t)T * N;
+    if (s->o.w8a8->mode == DUET_W8A8_SQ) {
+        duet_sq_quant_tokens(x, T, K, (int8_t *)s->w8_xq, s->w8_xs);
+        for (int64_t i = 0; i < TK; i++) s->w8_xc[i] = (float)(int8_t)s->w8_xq[i];
+        ref_matmul_i8(s->w8_acc, s->w8_xc, wv, T, N, K, s->w8_tmp);
+        duet_sq_dequant(s->w8_acc, s->w8_xs, q->scales, T, N, y);
+        return;
+    }
+    if (q->x_scale > 0.0f) {
+        duet_f8_quant_static(x, T, K, q->x_scale, s->w8_xq);
+        for (int t = 0; t < T; t++) s->w8_xs[t] = q->x_scale;
+    } else {
+        duet_f8_quant_tokens(x, T, K, s->w8_xq, s->w8_xs);
+    }
+    for (int64_t i = 0; i < TK; i++) s->w8_xc[i] = duet_f8e4m3_to_f32(s->w8_xq[i]);
+    matmul(s, s->w8_tmp, s->w8_xc, wv, T, N, K);
+    for (int64_t i = 0; i < TN; i++) y[i] = s->w8_tmp[i] * s->w8_xs[i / N] * q->scales[i % N];
 }
 
 static int ref_forward(duet_backend *be, const duet_batch *b, float *logits)
@@ -236,13 +254,13 @@ static int ref_forward(duet_backend *be, const duet_batch *b, float *logits)
     tap(be, "embed", s->x, T, D);
     for (int l = 0; l < c->n_layers; l++) {
         const ref_layer *w = &s->layers[l];
-        const duet_sq_layer *sq = s->o.sq ? &s->o.sq->layers[l] : NULL; /* its folded norms */
+        const duet_w8a8_layer *sq = s->o.w8a8 ? &s->o.w8a8->layers[l] : NULL; /* its folded norms */
         /* attention block: x = x + o_proj(attn(rope(q_proj(n)), rope(k_proj(n)), v_proj(n))), n = norm(x) */
         ref_rmsnorm(s->xn, s->x, sq ? sq->attn_norm : w->attn_norm, c->norm_eps, T, D);
         tap_layer(be, l, "attn_norm", s->xn, T, D);
-        linear(s, l, DUET_SQ_Q, s->q, s->xn, w->wq, T, H * d, D);
-        linear(s, l, DUET_SQ_K, s->k, s->xn, w->wk, T, Hk * d, D);
-        linear(s, l, DUET_SQ_V, s->v, s->xn, w->wv, T, Hk * d, D);
+        linear(s, l, DUET_LIN_Q, s->q, s->xn, w->wq, T, H * d, D);
+        linear(s, l, DUET_LIN_K, s->k, s->xn, w->wk, T, Hk * d, D);
+        linear(s, l, DUET_LIN_V, s->v, s->xn, w->wv, T, Hk * d, D);
         tap_layer(be, l, "q", s->q, T, (int64_t)H * d);
         tap_layer(be, l, "k", s->k, T, kv);
         tap_layer(be, l, "v", s->v, T, kv);
@@ -254,20 +272,20 @@ static int ref_forward(duet_backend *be, const duet_batch *b, float *logits)
         const ref_kv_view kvl = kv_view(s, l);
         ref_attention(s->att, s->q, &kvl, b->pos, b->seq, s->scratch, T, H, Hk, d);
         tap_layer(be, l, "attn", s->att, T, (int64_t)H * d);
-        linear(s, l, DUET_SQ_O, s->tmp, s->att, w->wo, T, D, H * d);
+        linear(s, l, DUET_LIN_O, s->tmp, s->att, w->wo, T, D, H * d);
         tap_layer(be, l, "attn_out", s->tmp, T, D);
         ref_add(s->x, s->x, s->tmp, (int64_t)T * D);
         tap_layer(be, l, "resid_mid", s->x, T, D);
         /* MLP block: x = x + down_proj(silu(gate_proj(n)) * up_proj(n)), n = norm(x) */
         ref_rmsnorm(s->xn, s->x, sq ? sq->ffn_norm : w->ffn_norm, c->norm_eps, T, D);
         tap_layer(be, l, "ffn_norm", s->xn, T, D);
-        linear(s, l, DUET_SQ_GATE, s->gate, s->xn, w->w_gate, T, F, D);
-        linear(s, l, DUET_SQ_UP, s->up, s->xn, w->w_up, T, F, D);
+        linear(s, l, DUET_LIN_GATE, s->gate, s->xn, w->w_gate, T, F, D);
+        linear(s, l, DUET_LIN_UP, s->up, s->xn, w->w_up, T, F, D);
         tap_layer(be, l, "gate", s->gate, T, F);
         tap_layer(be, l, "up", s->up, T, F);
         ref_swiglu(s->gate, s->gate, s->up, T, F);
         tap_layer(be, l, "act", s->gate, T, F);
-        linear(s, l, DUET_SQ_DOWN, s->tmp, s->gate, w->w_down, T, D, F);
+        linear(s, l, DUET_LIN_DOWN, s->tmp, s->gate, w->w_down, T, D, F);
         tap_layer(be, l, "ffn_out", s->tmp, T, D);
         ref_add(s->x, s->x, s->tmp, (int64_t)T * D);
         tap_layer(be, l, "out", s->x, T, D);
@@ -331,8 +349,8 @@ static void ref_free(duet_backend *be)
         free(s->free_list);
         free(s->taken);
         free(s->drawn);
-        free(s->sq_w), free(s->sq_wl), free(s->sq_xq), free(s->sq_xc), free(s->sq_xs), free(s->sq_tmp);
-        free(s->sq_acc);
+        free(s->w8_w), free(s->w8_wl), free(s->w8_xq), free(s->w8_xc), free(s->w8_xs), free(s->w8_tmp);
+        free(s->w8_acc);
         free(s->layers);
         free(s);
     }
@@ -400,28 +418,29 @@ static float *load(const st_tensor *t, float **next)
     return p;
 }
 
-/* o.sq's codes as floats for ref_matmul_i8, after checking its shapes against the model's */
-static int sq_load(ref_state *s)
+/* o.w8a8's codes as floats for ref_matmul_i8, after checking its shapes against the model's */
+static int w8a8_load(ref_state *s)
 {
-    const duet_sq_model *sq = s->o.sq;
+    const duet_w8a8 *sq = s->o.w8a8;
     const duet_config *c = &s->c, *k = &sq->cfg;
     if (k->n_layers != c->n_layers || k->dim != c->dim || k->ffn_dim != c->ffn_dim || k->n_heads != c->n_heads ||
         k->n_kv_heads != c->n_kv_heads || k->head_dim != c->head_dim)
         return duet_errorf("ref: the SmoothQuant weights were made for other shapes than the model's");
     int64_t total = 0;
     for (int l = 0; l < c->n_layers; l++)
-        for (int j = 0; j < DUET_SQ_N_LINEAR; j++) total += sq->layers[l].lin[j].N * sq->layers[l].lin[j].K;
-    s->sq_w = malloc(sizeof(float) * (size_t)total);
-    s->sq_wl = malloc(sizeof(float *) * (size_t)c->n_layers * DUET_SQ_N_LINEAR);
-    if (!s->sq_w || !s->sq_wl)
+        for (int j = 0; j < DUET_LIN_N_LINEAR; j++) total += sq->layers[l].lin[j].N * sq->layers[l].lin[j].K;
+    s->w8_w = malloc(sizeof(float) * (size_t)total);
+    s->w8_wl = malloc(sizeof(float *) * (size_t)c->n_layers * DUET_LIN_N_LINEAR);
+    if (!s->w8_w || !s->w8_wl)
         return duet_errorf("ref: out of memory for the W8A8 weights (%.1f MiB)", total * 4.0 / 1048576);
-    float *next = s->sq_w;
+    float *next = s->w8_w;
     for (int l = 0; l < c->n_layers; l++)
-        for (int j = 0; j < DUET_SQ_N_LINEAR; j++) {
-            const duet_sq_linear *q = &sq->layers[l].lin[j];
+        for (int j = 0; j < DUET_LIN_N_LINEAR; j++) {
+            const duet_w8a8_linear *q = &sq->layers[l].lin[j];
             if (!q->codes) return duet_errorf("ref: SmoothQuant layer %d has no weights", l);
-            s->sq_wl[l * DUET_SQ_N_LINEAR + j] = next;
-            for (int64_t i = 0; i < q->N * q->K; i++) next[i] = q->codes[i];
+            s->w8_wl[l * DUET_LIN_N_LINEAR + j] = next;
+            for (int64_t i = 0; i < q->N * q->K; i++)
+                next[i] = sq->mode == DUET_W8A8_SQ ? (float)(int8_t)q->codes[i] : duet_f8e4m3_to_f32(q->codes[i]);
             next += q->N * q->K;
         }
     return 0;
@@ -511,14 +530,20 @@ duet_backend *ref_backend_create(const duet_model *m, const duet_backend_opts *o
             !(r->w_up = load(w->w_up, &next)) || !(r->w_down = load(w->w_down, &next)))
             goto fail;
     }
-    if (opts->sq && sq_load(s)) goto fail;
+    if (opts->w8a8 && w8a8_load(s)) goto fail;
     char weights[160];
     duet_model_weights_describe(m, weights, sizeof weights);
-    if (opts->sq)
+    if (opts->w8a8 && opts->w8a8->mode == DUET_W8A8_SQ)
         snprintf(be->summary, sizeof be->summary,
                  "ref: fp32; SmoothQuant W8A8 (alpha %.2f: int8 weights per channel from weights %s, activations "
                  "per token, exact int32 products)",
-                 (double)opts->sq->alpha, weights);
+                 (double)opts->w8a8->alpha, weights);
+    else if (opts->w8a8)
+        snprintf(be->summary, sizeof be->summary,
+                 "ref: fp32; FP8 E4M3 W8A8 (%s: weights %s from weights %s, activations %s; fp32 products)",
+                 duet_w8a8_mode_name(opts->w8a8->mode),
+                 opts->w8a8->mode == DUET_W8A8_FP8 ? "per channel" : "per tensor", weights,
+                 opts->w8a8->mode == DUET_W8A8_FP8 ? "per token" : "per tensor, static from the calibration");
     else
         snprintf(be->summary, sizeof be->summary, "ref: fp32; weights %s, dequantized to fp32 exactly", weights);
     return be;

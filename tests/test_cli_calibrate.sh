@@ -47,7 +47,7 @@ done
 "$duet" generate -m "$model" -n 4 --kv-cache int8 >/dev/null 2>"$tmp/e"; rc=$?
 check "--kv-cache int8 without --calib: exit 2" sh -c "test $rc -eq 2 && grep -q 'give --calib FILE' '$tmp/e'"
 "$duet" generate -m "$model" -n 4 --calib "$tmp/c.json" >/dev/null 2>"$tmp/e"; rc=$?
-check "--calib without a mode: exit 2" sh -c "test $rc -eq 2 && grep -q 'give --kv-cache int8|fp8 or --w8a8 sq' '$tmp/e'"
+check "--calib without a mode: exit 2" sh -c "test $rc -eq 2 && grep -q 'give --kv-cache int8|fp8 or --w8a8 sq|fp8|fp8-tensor' '$tmp/e'"
 "$duet" generate -m "$model" -n 4 --kv-cache fp4 --calib "$tmp/c.json" >/dev/null 2>"$tmp/e"; rc=$?
 check "--kv-cache fp4: exit 2 naming it" sh -c "test $rc -eq 2 && grep -q \"'fp4' unknown\" '$tmp/e'"
 synth="$tmp/other"
@@ -56,7 +56,7 @@ synth="$tmp/other"
 check "another model's calibration file: exit 1 naming the field" sh -c "test $rc -eq 1 && grep -q 'another model' '$tmp/e'"
 "$duet" eval -m "$model" --data "$items" -n 1 --max-input 64 --max-output 8 --kv-cache int8 >/dev/null 2>"$tmp/e"; rc=$?
 check "eval --kv-cache int8 without --calib: exit 2" sh -c "test $rc -eq 2 && grep -q 'give --calib FILE' '$tmp/e'"
-# SmoothQuant W8A8 (calib/sq_model.h) from the same file, alone and with a quantized KV cache
+# SmoothQuant W8A8 (calib/w8a8.h) from the same file, alone and with a quantized KV cache
 "$duet" generate -m "$model" -n 16 --temp 0 --w8a8 sq --calib "$tmp/c.json" >"$tmp/g_sq" 2>"$tmp/e"; rc=$?
 check "generate --w8a8 sq --calib: exit 0 with text, saying so" \
     sh -c "test $rc -eq 0 && test -s '$tmp/g_sq' && grep -q 'SmoothQuant W8A8 (alpha 0.50' '$tmp/e'"
@@ -66,7 +66,12 @@ check "--w8a8 sq --sq-alpha 0.8 --kv-cache fp8: exit 0" sh -c "test $rc -eq 0 &&
 "$duet" generate -m "$model" -n 4 --w8a8 sq >/dev/null 2>"$tmp/e"; rc=$?
 check "--w8a8 sq without --calib: exit 2" sh -c "test $rc -eq 2 && grep -q 'give --calib FILE' '$tmp/e'"
 "$duet" generate -m "$model" -n 4 --w8a8 int4 --calib "$tmp/c.json" >/dev/null 2>"$tmp/e"; rc=$?
-check "--w8a8 int4: exit 2 naming it" sh -c "test $rc -eq 2 && grep -q \"'int4' unknown\" '$tmp/e'"
+check "--w8a8 int4: exit 2 naming it" sh -c "test $rc -eq 2 && grep -q \"'int4' unknown (expected none, sq, fp8 or fp8-tensor)\" '$tmp/e'"
+for w in fp8 fp8-tensor; do
+    "$duet" generate -m "$model" -n 8 --temp 0 --w8a8 $w --calib "$tmp/c.json" >"$tmp/g_$w" 2>"$tmp/e"; rc=$?
+    check "generate --w8a8 $w: exit 0 with text, saying so" \
+        sh -c "test $rc -eq 0 && test -s '$tmp/g_$w' && grep -q 'FP8 E4M3 W8A8 ($w:' '$tmp/e'"
+done
 "$duet" generate -m "$model" -n 4 --w8a8 sq --sq-alpha 1.5 --calib "$tmp/c.json" >/dev/null 2>"$tmp/e"; rc=$?
 check "--sq-alpha 1.5: exit 2" sh -c "test $rc -eq 2 && grep -q -- '--sq-alpha: expected a number in \[0, 1\]' '$tmp/e'"
 "$duet" generate -m "$model" -n 4 --sq-alpha 0.5 --calib "$tmp/c.json" >/dev/null 2>"$tmp/e"; rc=$?
@@ -80,7 +85,7 @@ import json; j = json.load(open('$tmp/ev.json'))
 assert $rc == 0 and j['w8a8'] == 'sq' and j['sq_alpha'] == 0.5 and j['kv_cache'] == 'none', j.get('w8a8')"
 # the modes' accuracy cost per tap against the fp32 golden (duet diff --cost)
 "$duet" golden -m "$model" --ids 1,400,99,7,250,31,12,300 -o "$tmp/g.safetensors" 2>/dev/null
-for q in "--w8a8 sq" "--kv-cache int8" "--w8a8 sq --kv-cache fp8"; do
+for q in "--w8a8 sq" "--w8a8 fp8" "--w8a8 fp8-tensor" "--kv-cache int8" "--w8a8 fp8 --kv-cache fp8"; do
     "$duet" diff -m "$model" "$tmp/g.safetensors" $q --calib "$tmp/c.json" --cost >"$tmp/cost" 2>&1; rc=$?
     check "diff $q --cost: exit 0, every tap reported" sh -c \
         "test $rc -eq 0 && grep -q '^all [0-9]* taps within tolerance (mode fp32:calibrated cost, no bounds' '$tmp/cost'"

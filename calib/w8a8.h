@@ -28,6 +28,10 @@
 
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 enum { DUET_LIN_Q, DUET_LIN_K, DUET_LIN_V, DUET_LIN_O, DUET_LIN_GATE, DUET_LIN_UP, DUET_LIN_DOWN, DUET_LIN_N_LINEAR };
 
 typedef enum { DUET_W8A8_NONE = 0, DUET_W8A8_SQ, DUET_W8A8_FP8, DUET_W8A8_FP8_TENSOR } duet_w8a8_mode;
@@ -76,5 +80,9 @@ duet_w8a8 *duet_w8a8_build(const duet_model *m, const duet_calib *cal, duet_w8a8
 /* Layer l of m (its mode) from its fp32 weights and its calibration maxima. 0, or -1 + duet_error()
  * naming the layer. */
 int duet_w8a8_layer_make(duet_w8a8 *m, int l, const duet_calib_layer *cal, const duet_w8a8_src *src);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -52,6 +52,8 @@ static void usage(FILE *f)
             "                          weights (0.9); default room for every slot full (max-seqs x max-ctx)\n"
             "      --batch-invariant on|off  each row's sums in one order whatever the batch (default: on for the ref,\n"
             "                          off for the gpu, where it costs throughput: README)\n"
+            "      --kv-cache MODE, --w8a8 MODE, --sq-alpha A, --calib FILE  the calibrated modes, as duet generate\n"
+            "                          (int8 / fp8 KV cache; sq, fp8, fp8-tensor W8A8; ref only so far)\n"
             "      --api-key KEY       require 'Authorization: Bearer KEY' on /v1/*\n"
             "      --max-body BYTES    request body size limit (default 1048576; 413 beyond)\n"
             "      --max-tokens-limit N  max_tokens at most (default: --max-ctx; 400 beyond)\n"
@@ -87,8 +89,11 @@ int cmd_serve(int argc, char **argv)
         {"api-key", required_argument, 0, 'K'},       {"max-body", required_argument, 0, 'Y'},
         {"max-tokens-limit", required_argument, 0, 'L'}, {"max-concurrent", required_argument, 0, 'N'},
         {"kv-budget", required_argument, 0, 'V'},     {"help", no_argument, 0, 'h'},
-        {"batch-invariant", required_argument, 0, 'I'},
-        {0, 0, 0, 0}};
+        {"batch-invariant", required_argument, 0, 'I'}, {"kv-cache", required_argument, 0, 256},
+        {"w8a8", required_argument, 0, 257},          {"sq-alpha", required_argument, 0, 258},
+        {"calib", required_argument, 0, 259},         {0, 0, 0, 0}};
+    cli_quant_flags qf = {0};
+    cli_quant qm = {0};
     const char *model_path = NULL, *host = "127.0.0.1", *backend = "ref", *dtype = NULL, *api_key = NULL;
     int port = 8000, threads = 0, max_seqs = 8, max_ctx = 0, token_budget = 512, max_body = 1 << 20;
     int max_tokens_limit = 0, max_concurrent = 64, invariant = -1;
@@ -128,6 +133,10 @@ int cmd_serve(int argc, char **argv)
         case 'N': if (cli_int(CMD, "--max-concurrent", optarg, 1, 1 << 16, &max_concurrent)) return 2; break;
         case 'V': if (cli_kv_budget(CMD, optarg, &kv_budget, &kv_fraction)) return 2; break;
         case 'I': if (cli_on_off(CMD, "--batch-invariant", optarg, &invariant)) return 2; break;
+        case 256: qf.kv_cache = optarg; break;
+        case 257: qf.w8a8 = optarg; break;
+        case 258: qf.sq_alpha = optarg; break;
+        case 259: qf.calib = optarg; break;
         case 'h': usage(stdout); return 0;
         default: return cli_bad_option(CMD);
         }
@@ -180,6 +189,9 @@ int cmd_serve(int argc, char **argv)
     duet_backend_opts bo = {.max_seqs = max_seqs, .max_ctx = max_ctx, .dtype = dtype, .threads = threads,
                             .batch_invariant = invariant, .kv_budget = kv_budget,
                             .kv_fraction = kv_fraction};
+    if ((rc = cli_quant_modes(CMD, &qf, m, &qm))) goto done_quiet;
+    rc = 1;
+    bo.kv_mode = qm.kv_mode, bo.kv_scales = qm.kv_scales, bo.w8a8 = qm.w8a8;
     if (!(be = duet_backend_create(backend, m, &bo))) goto done;
     fprintf(stderr, "[%s] %s\n", be->name, be->summary);
 
@@ -214,6 +226,7 @@ int cmd_serve(int argc, char **argv)
     rc = 0;
 done:
     if (rc == 1) cli_fail(CMD);
+done_quiet: /* cli_quant_modes printed its own error */
     srv_http_stop(http);
     srv_engine_stop(eng);
     srv_metrics_destroy(&metrics);
@@ -221,5 +234,6 @@ done:
     duet_backend_free(be);
     duet_tokenizer_free(tok);
     duet_model_close(m);
+    cli_quant_free(&qm);
     return rc;
 }

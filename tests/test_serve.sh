@@ -29,6 +29,8 @@ if [ ! -f "$model" ]; then
     [ $fail -eq 0 ] && exit 77 || exit 1
 fi
 
+"$duet" serve -m "$model" --port 0 --w8a8 sq >"$tmp/out" 2>&1; rc=$?
+check "serve --w8a8 sq without --calib: exit 2 asking for it" sh -c "test $rc -eq 2 && grep -q 'give --calib FILE' '$tmp/out'"
 "$duet" serve -m "$model" --port 0 --max-ctx 256 --max-seqs 4 --api-key "$key" --max-body 4096 --max-concurrent 2 \
     2>"$tmp/server.err" &
 pid=$!

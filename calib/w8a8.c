@@ -40,7 +40,7 @@ duet_w8a8 *duet_w8a8_new(const duet_config *cfg, duet_w8a8_mode mode, float alph
     if (m) m->layers = calloc((size_t)cfg->n_layers, sizeof *m->layers);
     if (!m || !m->layers) {
         free(m);
-        duet_errorf("smoothquant: out of memory");
+        duet_errorf("W8A8: out of memory");
         return NULL;
     }
     m->cfg = *cfg;

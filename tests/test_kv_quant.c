@@ -179,24 +179,11 @@ END_TEST
 
 static void setup(void)
 {
-    ck_assert_int_eq(test_tmpdir(dir, sizeof dir, "kv_quant"), 0);
-    duet_synth_opts so;
-    duet_synth_defaults(&so);
-    ck_assert_msg(duet_synth_write(&so, dir) == 0, "%s", duet_error());
-    ck_assert_msg((model = duet_model_open(dir)) != NULL, "%s", duet_error());
-    const duet_config *c = &model->cfg;
-    for (int t = 0; t < T; t++) ids[t] = (int)((37u * (unsigned)t + 11u) % (unsigned)c->vocab_size), pos[t] = t, seq[t] = 0;
     /* the scales: a calibration over the same prompt (so nothing saturates) */
-    duet_calib *cal = duet_calib_new(c, duet_calib_fingerprint(model));
-    duet_backend *b = make(0, NULL);
-    ck_assert_ptr_nonnull(cal);
-    ck_assert_ptr_nonnull(b);
-    duet_backend_set_tap(b, duet_calib_tap, cal);
-    float *logits = malloc(sizeof(float) * T * (size_t)c->vocab_size);
-    duet_batch batch = {T, ids, pos, seq, NULL};
-    ck_assert_msg(b->forward(b, &batch, logits) == 0, "%s", duet_error());
-    free(logits);
-    duet_backend_free(b);
+    duet_calib *cal;
+    model = test_synth_calibrated(dir, sizeof dir, "kv_quant", ids, T, &cal);
+    const duet_config *c = &model->cfg;
+    for (int t = 0; t < T; t++) pos[t] = t, seq[t] = 0;
     const int L = c->n_layers, Hk = c->n_kv_heads;
     for (int m = 1; m <= 2; m++) {
         scales[m] = malloc(sizeof(float) * 2 * (size_t)L * Hk);

@@ -1,8 +1,13 @@
 /* test_util.c: see test_util.h. */
 #include "test_util.h"
 
+#include "backend.h"
+#include "calib/calib.h"
+#include "engine/registry.h"
 #include "error.h"
+#include "model.h"
 #include "safetensors.h"
+#include "synth.h"
 
 #include <math.h>
 
@@ -149,4 +154,30 @@ double test_rel_l2(const float *a, const float *b, int64_t n)
         den += (double)b[i] * b[i];
     }
     return sqrt(num / (den > 0 ? den : 1));
+}
+
+duet_model *test_synth_calibrated(char *dir, size_t size, const char *tag, int *ids, int n, duet_calib **cal)
+{
+    ck_assert_int_eq(test_tmpdir(dir, size, tag), 0);
+    duet_synth_opts so;
+    duet_synth_defaults(&so);
+    ck_assert_msg(duet_synth_write(&so, dir) == 0, "%s", duet_error());
+    duet_model *m = duet_model_open(dir);
+    ck_assert_msg(m != NULL, "%s", duet_error());
+    const duet_config *c = &m->cfg;
+    int *pos = malloc(sizeof(int) * (size_t)n), *seq = calloc((size_t)n, sizeof(int));
+    float *logits = malloc(sizeof(float) * (size_t)n * (size_t)c->vocab_size);
+    ck_assert(pos && seq && logits);
+    for (int t = 0; t < n; t++) ids[t] = (int)((37u * (unsigned)t + 11u) % (unsigned)c->vocab_size), pos[t] = t;
+    *cal = duet_calib_new(c, duet_calib_fingerprint(m));
+    ck_assert_msg(*cal != NULL, "%s", duet_error());
+    duet_backend_opts o = {.max_seqs = 1, .max_ctx = n, .dtype = "fp32", .threads = 1};
+    duet_backend *b = duet_backend_create("ref", m, &o);
+    ck_assert_msg(b != NULL, "%s", duet_error());
+    duet_backend_set_tap(b, duet_calib_tap, *cal);
+    duet_batch batch = {n, ids, pos, seq, NULL};
+    ck_assert_msg(b->forward(b, &batch, logits) == 0, "%s", duet_error());
+    duet_backend_free(b);
+    free(pos), free(seq), free(logits);
+    return m;
 }

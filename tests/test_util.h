@@ -48,6 +48,15 @@ int test_poison_weight(const char *dir, const char *name, int64_t index);
 /* ||a - b|| / ||b|| in double over n floats; fails the running test at a non-finite a[i]. */
 double test_rel_l2(const float *a, const float *b, int64_t n);
 
+/* The calibrated modes' fixture: common/synth.h's default model written to a fresh test_tmpdir(tag) folder
+ * (dir, at least 64 bytes) and opened, and its calibration (calib/calib.h) over the prompt ids[n] =
+ * (37 t + 11) mod V on the ref in fp32 (one thread), so nothing the prompt reaches saturates. Fails the
+ * running test on any error; free with duet_calib_free, duet_model_close and test_rmtree(dir). */
+struct duet_model;
+struct duet_calib;
+struct duet_model *test_synth_calibrated(char *dir, size_t size, const char *tag, int *ids, int n,
+                                         struct duet_calib **cal);
+
 /* Runs the suite, prints Check's totals, returns 0 when every test passed, 1 otherwise. */
 int test_run_suite(Suite *s);
 

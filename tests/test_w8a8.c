@@ -349,21 +349,8 @@ END_TEST
 
 static void setup(void)
 {
-    ck_assert_int_eq(test_tmpdir(dir, sizeof dir, "w8a8"), 0);
-    duet_synth_opts so;
-    duet_synth_defaults(&so);
-    ck_assert_msg(duet_synth_write(&so, dir) == 0, "%s", duet_error());
-    ck_assert_msg((model = duet_model_open(dir)) != NULL, "%s", duet_error());
-    const duet_config *c = &model->cfg;
-    for (int t = 0; t < T; t++) ids[t] = (int)((37u * (unsigned)t + 11u) % (unsigned)c->vocab_size), pos[t] = t, seq[t] = 0;
-    cal = duet_calib_new(c, duet_calib_fingerprint(model));
-    ck_assert_ptr_nonnull(cal);
-    duet_backend *b = make(NULL);
-    duet_backend_set_tap(b, duet_calib_tap, cal);
-    float *logits = malloc(sizeof(float) * T * (size_t)c->vocab_size);
-    run(b, logits, NULL);
-    free(logits);
-    duet_backend_free(b);
+    model = test_synth_calibrated(dir, sizeof dir, "w8a8", ids, T, &cal);
+    for (int t = 0; t < T; t++) pos[t] = t, seq[t] = 0;
 }
 
 static void teardown(void)

@@ -224,8 +224,7 @@ static float *f32_of(const st_tensor *t)
 duet_w8a8 *duet_w8a8_build(const duet_model *m, const duet_calib *cal, duet_w8a8_mode mode, float alpha)
 {
     const duet_config *c = &m->cfg, *k = &cal->cfg;
-    if (k->n_layers != c->n_layers || k->dim != c->dim || k->ffn_dim != c->ffn_dim || k->n_heads != c->n_heads ||
-        k->n_kv_heads != c->n_kv_heads || k->head_dim != c->head_dim) {
+    if (!duet_config_same_layers(k, c)) {
         duet_errorf("W8A8: the calibration was made for other shapes (%d layers, dim %d, ffn %d, %d/%d heads "
                     "of %d) than the model's (%d, %d, %d, %d/%d of %d)",
                     k->n_layers, k->dim, k->ffn_dim, k->n_heads, k->n_kv_heads, k->head_dim, c->n_layers, c->dim,

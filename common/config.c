@@ -142,6 +142,12 @@ static int read_rope(json_t *root, const char *path, float *theta)
     return 0;
 }
 
+int duet_config_same_layers(const duet_config *a, const duet_config *b)
+{
+    return a->n_layers == b->n_layers && a->dim == b->dim && a->ffn_dim == b->ffn_dim && a->n_heads == b->n_heads &&
+           a->n_kv_heads == b->n_kv_heads && a->head_dim == b->head_dim;
+}
+
 int duet_config_validate(const duet_config *c, const char *path)
 {
     if (c->dim <= 0 || c->ffn_dim <= 0 || c->n_layers <= 0 || c->n_heads <= 0 || c->n_kv_heads <= 0 ||

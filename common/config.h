@@ -27,6 +27,9 @@ int duet_config_load(duet_config *cfg, const char *dir);
 /* Writes cfg as an HF LlamaForCausalLM config.json to `path` (used by `duet synth`). */
 int duet_config_write(const duet_config *cfg, const char *path);
 
+/* 1 when a and b have the same layer shapes (L, D, F, H, Hk, d), else 0. */
+int duet_config_same_layers(const duet_config *a, const duet_config *b);
+
 /* Checks the shape relations (H*d, H % Hk, positivity); `path` names the source. */
 int duet_config_validate(const duet_config *cfg, const char *path);
 

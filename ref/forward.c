@@ -113,13 +113,14 @@ static int ensure_capacity(ref_state *s, int T)
         if (!*bufs[i]) return duet_errorf("ref: out of memory for activations of %d tokens", T);
     }
     if (s->o.w8a8) {
-        const int64_t kmax = F > q ? F : (q > D ? q : D), nmax = F > q ? (F > D ? F : D) : (q > D ? q : D);
+        /* the seven products' K and N are each one of D, F and H d */
+        const int64_t dq = D > q ? D : q, kmax = F > dq ? F : dq; /* also the largest N */
         free(s->w8_xq), free(s->w8_xc), free(s->w8_xs), free(s->w8_tmp), free(s->w8_acc);
         s->w8_xq = malloc((size_t)T * kmax);
         s->w8_xc = malloc(sizeof(float) * (size_t)T * kmax);
         s->w8_xs = malloc(sizeof(float) * (size_t)T);
-        s->w8_tmp = malloc(sizeof(float) * (size_t)T * nmax);
-        s->w8_acc = malloc(sizeof(int32_t) * (size_t)T * nmax);
+        s->w8_tmp = malloc(sizeof(float) * (size_t)T * kmax);
+        s->w8_acc = malloc(sizeof(int32_t) * (size_t)T * kmax);
         if (!s->w8_xq || !s->w8_xc || !s->w8_xs || !s->w8_tmp || !s->w8_acc)
             return duet_errorf("ref: out of memory for the W8A8 activations of %d tokens", T);
     }
@@ -423,9 +424,8 @@ static int w8a8_load(ref_state *s)
 {
     const duet_w8a8 *sq = s->o.w8a8;
     const duet_config *c = &s->c, *k = &sq->cfg;
-    if (k->n_layers != c->n_layers || k->dim != c->dim || k->ffn_dim != c->ffn_dim || k->n_heads != c->n_heads ||
-        k->n_kv_heads != c->n_kv_heads || k->head_dim != c->head_dim)
-        return duet_errorf("ref: the SmoothQuant weights were made for other shapes than the model's");
+    if (!duet_config_same_layers(k, c))
+        return duet_errorf("ref: the W8A8 weights were made for other shapes than the model's");
     int64_t total = 0;
     for (int l = 0; l < c->n_layers; l++)
         for (int j = 0; j < DUET_LIN_N_LINEAR; j++) total += sq->layers[l].lin[j].N * sq->layers[l].lin[j].K;
@@ -437,7 +437,7 @@ static int w8a8_load(ref_state *s)
     for (int l = 0; l < c->n_layers; l++)
         for (int j = 0; j < DUET_LIN_N_LINEAR; j++) {
             const duet_w8a8_linear *q = &sq->layers[l].lin[j];
-            if (!q->codes) return duet_errorf("ref: SmoothQuant layer %d has no weights", l);
+            if (!q->codes) return duet_errorf("ref: W8A8 layer %d has no weights", l);
             s->w8_wl[l * DUET_LIN_N_LINEAR + j] = next;
             for (int64_t i = 0; i < q->N * q->K; i++)
                 next[i] = sq->mode == DUET_W8A8_SQ ? (float)(int8_t)q->codes[i] : duet_f8e4m3_to_f32(q->codes[i]);

@@ -13,6 +13,7 @@
 #include "config.h"
 #include "error.h"
 #include "generate.h"
+#include "kvquant.h"
 #include "model.h"
 #include "rng.h"
 #ifdef DUET_HAVE_CUDA
@@ -54,6 +55,9 @@ static void usage(FILE *f)
             "      --weights LIST    weight modes, comma-separated, each benchmarked in turn: none (dense in the\n"
             "                        activation dtype, the default) or a weight-only mode: %s;\n"
             "                        the layer matrices are built in that mode's layout from seeded codes\n"
+            "      --kv-cache LIST   KV cache storages, comma-separated, each benchmarked in turn: none (the\n"
+            "                        activation dtype, the default), int8, fp8 (1-byte codes, common/kvquant.h);\n"
+            "                        timing only: every head's scale is a placeholder (max |x| 8), not calibrated\n"
             "      --seed S          weights and prompt tokens (default 1)\n"
             "      --json FILE       also write the JSON lines to FILE\n"
             "      --hf-baseline F   JSON lines of scripts/hf_baseline.py: add HF's numbers and the speedups\n"
@@ -64,6 +68,7 @@ static void usage(FILE *f)
             "             --hf-baseline hf_baseline.jsonl\n"
             "  duet bench --model-shape tiny --batch 4 --lengths 16/8 --repeat 2\n"
             "  duet bench --batch 1,8,64 --weights none,int8,q8_0,int4-g128,q4_0,q4_1\n"
+            "  duet bench --batch 64 --lengths 923/100 --kv-cache none,int8,fp8\n"
             "  duet bench -m models/SmolLM2-135M-Instruct.Q4_1.gguf --batch 1,8 --lengths 128/64 --weights none,int8\n",
             duet_qmode_list());
 }
@@ -233,13 +238,20 @@ static double weight_bytes(const duet_config *c, duet_qmode q)
 /* One case on the synthetic model (model NULL: random weights of shape c in mode `weights`) or on a loaded
  * model (already in its mode; c = its config). */
 static int run_case(const duet_config *c, const duet_model *model, const char *dtype, duet_qmode weights,
-                    uint64_t seed, int B, int n_in, int n_out, int repeat, case_result *res)
+                    duet_kv_mode kv, uint64_t seed, int B, int n_in, int n_out, int repeat, case_result *res)
 {
     size_t free0 = 0, free1 = 0;
     if (gpu_device_info(NULL, 0, &free0, NULL, NULL)) return -1;
-    duet_backend_opts o = {.max_seqs = B, .max_ctx = n_in + n_out, .dtype = dtype};
+    /* a quantized cache's scales: placeholders (timing does not depend on the codes' values) */
+    float *kv_scales = malloc(sizeof(float) * 2 * (size_t)c->n_layers * c->n_kv_heads);
+    if (!kv_scales) return duet_errorf("out of host memory");
+    for (int i = 0; i < 2 * c->n_layers * c->n_kv_heads; i++) kv_scales[i] = duet_kv_scale(kv, 8.0f);
+    duet_backend_opts o = {.max_seqs = B, .max_ctx = n_in + n_out, .dtype = dtype, .kv_mode = kv, .kv_scales = kv_scales};
     duet_backend *be = model ? gpu_backend_create(model, &o) : gpu_backend_create_random(c, &o, seed, weights);
-    if (!be) return -1;
+    if (!be) {
+        free(kv_scales);
+        return -1;
+    }
     int T = B * n_in, steps = n_out - 1, rc = -1;
     int *tok = malloc(sizeof(int) * T), *pos = malloc(sizeof(int) * T), *seq = malloc(sizeof(int) * T);
     uint8_t *want = calloc(T, 1);
@@ -299,6 +311,7 @@ out:
     free(tok), free(pos), free(seq), free(want), free(first), free(dpos), free(slots), free(ids), free(ids0);
     free(tp), free(td), free(te);
     duet_backend_free(be);
+    free(kv_scales);
     return rc;
 }
 #endif
@@ -317,7 +330,7 @@ int cmd_bench(int argc, char **argv)
         {"json", required_argument, 0, 'j'},        {"hf-baseline", required_argument, 0, 'f'},
         {"no-ceilings", no_argument, 0, 'n'},       {"help", no_argument, 0, 'h'},
         {"weights", required_argument, 0, 'w'},     {"model", required_argument, 0, 'm'},
-        {0, 0, 0, 0}};
+        {"kv-cache", required_argument, 0, 'k'},    {0, 0, 0, 0}};
     duet_config c;
     cli_model_shape(CMD, "7b", &c);
     int dim = 0, ffn = 0, layers = 0, heads = 0, kv_heads = 0, vocab = 0, repeat = 3, ceilings = 1;
@@ -327,6 +340,8 @@ int cmd_bench(int argc, char **argv)
     uint64_t seed = 1;
     duet_qmode modes[DUET_Q_N_MODES] = {DUET_Q_NONE};
     int n_modes = 1;
+    duet_kv_mode kvs[3] = {DUET_KV_F};
+    int n_kv = 1;
     int ch;
     optind = 1;
     while ((ch = getopt_long(argc, argv, "m:b:l:r:h", opts, NULL)) != -1) {
@@ -371,6 +386,27 @@ int cmd_bench(int argc, char **argv)
             }
             if (!n_modes) {
                 fprintf(stderr, "duet %s: --weights: empty list\n", CMD);
+                return 2;
+            }
+            break;
+        }
+        case 'k': {
+            char buf[256];
+            snprintf(buf, sizeof buf, "%s", optarg);
+            n_kv = 0;
+            for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+                if (n_kv == 3) {
+                    fprintf(stderr, "duet %s: --kv-cache: at most 3 modes (none, int8, fp8)\n", CMD);
+                    return 2;
+                }
+                if (duet_kv_mode_parse(tok, &kvs[n_kv])) {
+                    fprintf(stderr, "duet %s: --kv-cache: %s\n", CMD, duet_error());
+                    return 2;
+                }
+                n_kv++;
+            }
+            if (!n_kv) {
+                fprintf(stderr, "duet %s: --kv-cache: empty list\n", CMD);
                 return 2;
             }
             break;
@@ -421,7 +457,7 @@ int cmd_bench(int argc, char **argv)
     int n_hf = 0;
     if (hf_path && read_hf(hf_path, &hf, &n_hf)) return cli_fail(CMD);
 #ifndef DUET_HAVE_CUDA
-    (void)modes, (void)n_modes, (void)repeat, (void)model_path, (void)ceilings, (void)json_path, (void)dtype, (void)find_hf, (void)emit, (void)median, (void)seed;
+    (void)modes, (void)n_modes, (void)kvs, (void)n_kv, (void)repeat, (void)model_path, (void)ceilings, (void)json_path, (void)dtype, (void)find_hf, (void)emit, (void)median, (void)seed;
     free(hf);
     fprintf(stderr, "duet %s: the gpu backend is not built (configure found no nvcc): duet bench measures the gpu "
                     "backend only; rebuild with --with-cuda on a machine with the CUDA toolkit\n", CMD);
@@ -442,6 +478,7 @@ int cmd_bench(int argc, char **argv)
         return cli_fail(CMD);
     }
     FILE *jf = NULL;
+    case_result *res = NULL;
     if (json_path && !(jf = fopen(json_path, "w"))) {
         free(hf);
         duet_errorf("--json %s: cannot open for writing", json_path);
@@ -523,28 +560,34 @@ int cmd_bench(int argc, char **argv)
         free(enc);
         json_decref(js);
     }
-    case_result res[DUET_Q_N_MODES * MAX_LIST * MAX_LIST];
+    /* res[((mi * n_kv + ki) * n_len + li) * n_batch + bi] */
+    res = malloc(sizeof(case_result) * (size_t)n_modes * n_kv * n_len * n_batch);
+    if (!res) {
+        duet_errorf("out of host memory");
+        goto fail;
+    }
     for (int mi = 0; mi < n_modes; mi++) {
         duet_model *mm = NULL; /* -m: the model in this mode (none: as stored) */
         if (model_path && cli_open_model_weights(CMD, model_path, modes[mi], &mm, NULL)) goto fail;
+        for (int ki = 0; ki < n_kv; ki++)
         for (int li = 0; li < n_len; li++)
         for (int bi = 0; bi < n_batch; bi++) {
             int B = batches[bi], ni = ins[li], no = outs[li];
-            case_result *r = &res[(mi * n_len + li) * n_batch + bi];
-            const char *mname = duet_qmode_get(modes[mi])->name;
-            fprintf(stderr, "# case weights %s, batch %d, %d/%d ...\n", mname, B, ni, no);
-            if (run_case(&c, mm, dtype, modes[mi], seed, B, ni, no, repeat, r)) {
+            case_result *r = &res[((mi * n_kv + ki) * n_len + li) * n_batch + bi];
+            const char *mname = duet_qmode_get(modes[mi])->name, *kname = duet_kv_mode_name(kvs[ki]);
+            fprintf(stderr, "# case weights %s, kv cache %s, batch %d, %d/%d ...\n", mname, kname, B, ni, no);
+            if (run_case(&c, mm, dtype, modes[mi], kvs[ki], seed, B, ni, no, repeat, r)) {
                 duet_model_close(mm);
                 goto fail;
             }
             const hf_row *h = find_hf(hf, n_hf, B, ni, no);
             int n = snprintf(line, sizeof line,
-                             "{\"impl\": \"duet\", \"model\": %s, \"dtype\": \"%s\", \"weights\": \"%s\", \"gpu\": \"%s\", "
-                             "\"batch\": %d, \"input\": %d, "
+                             "{\"impl\": \"duet\", \"model\": %s, \"dtype\": \"%s\", \"weights\": \"%s\", "
+                             "\"kv_cache\": \"%s\", \"gpu\": \"%s\", \"batch\": %d, \"input\": %d, "
                              "\"output\": %d, \"prefill_tok_s\": %.1f, \"prefill_ms\": %.3f, \"prefill_tflops\": %.1f, "
                              "\"decode_ms_per_token\": %.3f, \"e2e_s\": %.4f, \"peak_mem_gib\": %.2f, "
                              "\"deterministic\": %s, \"repeat\": %d",
-                             model_json, dtype, mname, gpu, B, ni, no, B * ni / r->prefill_s, 1e3 * r->prefill_s, r->prefill_tflops,
+                             model_json, dtype, mname, kname, gpu, B, ni, no, B * ni / r->prefill_s, 1e3 * r->prefill_s, r->prefill_tflops,
                              r->decode_ms, r->e2e_s, r->peak_gib, r->deterministic ? "true" : "false", repeat);
             if (ceilings && n < (int)sizeof line)
                 n += snprintf(line + n, sizeof line - n, ", \"prefill_pct_of_gemm_peak\": %.1f",
@@ -561,18 +604,20 @@ int cmd_bench(int argc, char **argv)
         }
         duet_model_close(mm);
     }
-    fprintf(stderr, "\n%-9s %5s %9s %13s %8s %6s %10s %8s %8s", "weights", "batch", "in/out", "prefill tok/s", "TFLOP/s", "%peak",
+    fprintf(stderr, "\n%-9s %-4s %5s %9s %13s %8s %6s %10s %8s %8s", "weights", "kv", "batch", "in/out", "prefill tok/s", "TFLOP/s", "%peak",
             "dec ms/tok", "e2e s", "peak GiB");
     if (hf) fprintf(stderr, " | %9s %10s %8s %7s %7s %7s", "HF tok/s", "HF ms/tok", "HF e2e", "x e2e", "x pre", "x dec");
     fprintf(stderr, "\n");
     for (int mi = 0; mi < n_modes; mi++)
+    for (int ki = 0; ki < n_kv; ki++)
     for (int li = 0; li < n_len; li++)
         for (int bi = 0; bi < n_batch; bi++) {
             int B = batches[bi], ni = ins[li], no = outs[li];
-            const case_result *r = &res[(mi * n_len + li) * n_batch + bi];
+            const case_result *r = &res[((mi * n_kv + ki) * n_len + li) * n_batch + bi];
             char io[32];
             snprintf(io, sizeof io, "%d/%d", ni, no);
-            fprintf(stderr, "%-9s %5d %9s %13.0f %8.1f %6.1f %10.3f %8.3f %8.2f", duet_qmode_get(modes[mi])->name, B, io,
+            fprintf(stderr, "%-9s %-4s %5d %9s %13.0f %8.1f %6.1f %10.3f %8.3f %8.2f", duet_qmode_get(modes[mi])->name,
+                    duet_kv_mode_name(kvs[ki]), B, io,
                     B * ni / r->prefill_s, r->prefill_tflops, ceilings ? 100.0 * r->prefill_tflops / peak_tflops : 0.0,
                     r->decode_ms, r->e2e_s, r->peak_gib);
             const hf_row *h = find_hf(hf, n_hf, B, ni, no);
@@ -585,10 +630,12 @@ int cmd_bench(int argc, char **argv)
         }
     if (jf) fclose(jf);
     free(hf);
+    free(res);
     return 0;
 fail:
     if (jf) fclose(jf);
     free(hf);
+    free(res);
     return cli_fail(CMD);
 #endif
 }

@@ -11,6 +11,10 @@
 
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef enum { DUET_KV_F = 0, DUET_KV_INT8 = 1, DUET_KV_FP8 = 2 } duet_kv_mode;
 
 /* "none" (the compute type), "int8", "fp8"; -1 + duet_error() listing them for anything else. */
@@ -22,5 +26,9 @@ float duet_kv_scale(duet_kv_mode m, float absmax);
 /* x's code (int8 codes as their two's-complement byte) and its value code x scale. */
 uint8_t duet_kv_encode(duet_kv_mode m, float x, float scale);
 float duet_kv_decode(duet_kv_mode m, uint8_t code, float scale);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

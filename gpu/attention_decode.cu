@@ -8,9 +8,15 @@
  *   block per (token, head, split), lane j scores key j of a 32-key tile, P.V with lanes over d,
  *   2-byte V loads key by key.
  * With more than one split, partial (max, sum, unnormalized out) go to a workspace and a second kernel
- * merges them. Splits are used when the batch has too few blocks to fill the GPU. */
+ * merges them. Splits are used when the batch has too few blocks to fill the GPU.
+ * A quantized cache (kv.mode int8 / fp8, kv_codes.cuh) is read by the vectorized kernel only, 8-byte
+ * loads of 8 codes per lane: the K scale of the block's kv head is folded into q (q . (c s) = (q s) . c)
+ * and the V scale applied to the unnormalized output, so the inner loops run on the codes. */
 #include "attention.h"
 #include "cuda_check.h"
+#include "kv_codes.cuh"
+
+#include <type_traits>
 
 #define WARPS 4
 #define MIN_SPLIT_KEYS 256
@@ -137,6 +143,28 @@ __device__ __forceinline__ uint4 ld_stream(const void *p)
                  : "l"(p));
     return r;
 }
+__device__ __forceinline__ uint2 ld_stream8(const void *p)
+{
+    uint2 r;
+    asm volatile("ld.global.nc.L1::no_allocate.v2.u32 {%0,%1}, [%2];\n" : "=r"(r.x), "=r"(r.y) : "l"(p));
+    return r;
+}
+
+/* Eight cache elements starting at element off: 16 bytes of T (KM 0) or 8 bytes of codes; to fp32. */
+template <typename T, int KM> struct kv_vec {
+    typedef typename std::conditional<KM == 0, uint4, uint2>::type raw;
+    static __device__ __forceinline__ raw zero() { return raw{}; }
+    static __device__ __forceinline__ raw load(const void *base, int64_t off)
+    {
+        if constexpr (KM == 0) return ld_stream((const T *)base + off);
+        else return ld_stream8((const uint8_t *)base + off);
+    }
+    static __device__ __forceinline__ void cvt(const raw &r, float f[8])
+    {
+        if constexpr (KM == 0) cvt8(r, f, T());
+        else cvt8_codes(r, f, KM);
+    }
+};
 
 /* Merges (m2, l2, o2) into (m, l, o); m in log2 units, -inf = empty. */
 template <int NQ>
@@ -163,12 +191,15 @@ __device__ __forceinline__ void merge_state(float m[NQ], float l[NQ], float o[NQ
 #ifndef VU
 #define VU 4 /* keys per lane group per step (8: 158 registers, 25% slower at batch 64 on the H100) */
 #endif
-template <typename T, int NQ>
+template <typename T, int NQ, int KM>
 __global__ void __launch_bounds__(VW * 32)
-    attn_decode_vec_kernel(T *out, const T *q, int64_t ldq, const T *kc, const T *vc, const int *table,
-                           int max_blocks, const int *pos, const int *seq, int H, int Hk, int d, int lpk, float scale2,
-                           int n_split, float *ws_o, float *ws_ml, int t_off)
+    attn_decode_vec_kernel(T *out, const T *q, int64_t ldq, gpu_kv_view kv, const int *pos, const int *seq, int H,
+                           int lpk, float scale2, int n_split, float *ws_o, float *ws_ml, int t_off)
 {
+    typedef kv_vec<T, KM> KV;
+    const void *kc = kv.k, *vc = kv.v;
+    const int *table = kv.block_table;
+    const int max_blocks = kv.max_blocks, Hk = kv.Hk, d = kv.d;
     pdl_trigger();
     pdl_wait();
     const int h0 = blockIdx.x * NQ, t = t_off + blockIdx.y, sp = blockIdx.z;
@@ -183,37 +214,41 @@ __global__ void __launch_bounds__(VW * 32)
     const int kh = h0 / (H / Hk);
     __shared__ float so[VW][NQ][GPU_ATTN_MAX_D];
     __shared__ float sm[VW][NQ], sl[VW][NQ];
+    const float k_sc = KM ? kv.k_scale[kh] : 1.0f, v_sc = KM ? kv.v_scale[kh] : 1.0f;
 
     float qv[NQ][8], m[NQ], l[NQ], o[NQ][8];
 #pragma unroll
     for (int j = 0; j < NQ; j++) {
         const T *qh = q + t * ldq + (int64_t)(h0 + j) * d + c * 8;
 #pragma unroll
-        for (int u = 0; u < 8; u++) qv[j][u] = act ? to_f32(qh[u]) * scale2 : 0.0f, o[j][u] = 0.0f;
+        for (int u = 0; u < 8; u++) {
+            qv[j][u] = act ? to_f32(qh[u]) * scale2 : 0.0f, o[j][u] = 0.0f;
+            if (KM) qv[j][u] *= k_sc;
+        }
         m[j] = -INFINITY, l[j] = 0.0f;
     }
     const int *tab = table + (int64_t)seq[t] * max_blocks;
     const int64_t head_off = (int64_t)kh * GPU_KV_BLOCK * d + c * 8, blk_stride = (int64_t)Hk * GPU_KV_BLOCK * d;
 
     for (int base = start; base < end; base += ng * VU) {
-        uint4 kr[VU], vr[VU];
+        typename KV::raw kr[VU], vr[VU];
         bool ok[VU];
 #pragma unroll
         for (int u = 0; u < VU; u++) {
             int p = base + u * ng + gi;
             ok[u] = p < end;
-            kr[u] = vr[u] = make_uint4(0, 0, 0, 0);
+            kr[u] = vr[u] = KV::zero();
             if (ok[u] && act) {
                 int64_t off = tab[p / GPU_KV_BLOCK] * blk_stride + head_off + (int64_t)(p % GPU_KV_BLOCK) * d;
-                kr[u] = ld_stream(kc + off);
-                vr[u] = ld_stream(vc + off);
+                kr[u] = KV::load(kc, off);
+                vr[u] = KV::load(vc, off);
             }
         }
         float s[VU][NQ];
 #pragma unroll
         for (int u = 0; u < VU; u++) {
             float kf[8];
-            cvt8(kr[u], kf, T());
+            KV::cvt(kr[u], kf);
 #pragma unroll
             for (int j = 0; j < NQ; j++) {
                 float a = 0.0f;
@@ -241,7 +276,7 @@ __global__ void __launch_bounds__(VW * 32)
             for (int u = 0; u < VU; u++) {
                 float pr = ok[u] ? exp2f(s[u][j] - mx) : 0.0f;
                 float vf[8];
-                cvt8(vr[u], vf, T());
+                KV::cvt(vr[u], vf);
                 ps += pr;
 #pragma unroll
                 for (int e = 0; e < 8; e++) o[j][e] += pr * vf[e];
@@ -287,6 +322,7 @@ __global__ void __launch_bounds__(VW * 32)
                 O += so[w][j][i] * f;
             }
         int64_t row = (int64_t)t * H + h, wrow = (int64_t)blockIdx.y * H + h; /* output row, workspace row */
+        if (KM) O *= v_sc; /* the sums ran over V's codes */
         if (n_split == 1) {
             out[row * d + i] = from_f32<T>(O / L);
         } else {
@@ -356,9 +392,12 @@ static int launch_vec(const gpu_attn_params *p, gpu_stream s, int t_off, int n_t
     int d = kv->d, lpk = 1;
     while (lpk < d / 8) lpk <<= 1;
     dim3 grid(p->H / NQ, n_tok, n_split);
-    CUDA_CHECK(gpu_launch(attn_decode_vec_kernel<T, NQ>, grid, dim3(VW * 32), 0, s,
-        (T *)p->out, (const T *)p->q, p->ldq, (const T *)kv->k, (const T *)kv->v, kv->block_table, kv->max_blocks,
-        p->pos, p->seq, p->H, kv->Hk, d, lpk, 1.4426950408889634f / sqrtf((float)d), n_split, ws_o, ws_ml, t_off));
+    void (*k)(T *, const T *, int64_t, gpu_kv_view, const int *, const int *, int, int, float, int, float *, float *,
+              int) = kv->mode == DUET_KV_INT8  ? attn_decode_vec_kernel<T, NQ, DUET_KV_INT8>
+                     : kv->mode == DUET_KV_FP8 ? attn_decode_vec_kernel<T, NQ, DUET_KV_FP8>
+                                               : attn_decode_vec_kernel<T, NQ, DUET_KV_F>;
+    CUDA_CHECK(gpu_launch(k, grid, dim3(VW * 32), 0, s, (T *)p->out, (const T *)p->q, p->ldq, *kv, p->pos, p->seq,
+                          p->H, lpk, 1.4426950408889634f / sqrtf((float)d), n_split, ws_o, ws_ml, t_off));
     return 0;
 }
 
@@ -368,6 +407,12 @@ template <typename T> static int run(const gpu_attn_params *p, gpu_stream s, int
     int d = kv->d;
     if (d > GPU_ATTN_MAX_D || d <= 0) return duet_errorf("gpu attention: head_dim %d unsupported (at most %d)", d, GPU_ATTN_MAX_D);
     if (kv->Hk <= 0 || p->H % kv->Hk) return duet_errorf("gpu attention: H %d not a multiple of Hk %d", p->H, kv->Hk);
+    if (kv->mode < DUET_KV_F || kv->mode > DUET_KV_FP8)
+        return duet_errorf("gpu attention: KV cache mode %d unknown", kv->mode);
+    if (kv->mode && (scalar || d % 8))
+        return duet_errorf("gpu attention: the %s KV cache is read by the vectorized decode kernel only, which needs "
+                           "head_dim a multiple of 8 (head_dim %d%s)",
+                           duet_kv_mode_name((duet_kv_mode)kv->mode), d, scalar ? ", scalar kernel asked for" : "");
     if (n_tok <= 0) return 0;
     int g = p->H / kv->Hk, nq = g % 4 == 0 ? 4 : g % 2 == 0 ? 2 : 1;
     int vec = !scalar && d % 8 == 0;

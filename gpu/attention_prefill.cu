@@ -18,6 +18,7 @@
  * Build with -DDUET_ATTN_NO_PREFILL to send every token to the decode kernel (debugging). */
 #include "attention.h"
 #include "cuda_check.h"
+#include "kvquant.h"
 
 #include <stdint.h>
 #include <type_traits>
@@ -287,7 +288,7 @@ __global__ void __launch_bounds__(PF_WARPS * 32, PF_MINB)
 static int prefill_supported(const gpu_attn_params *p)
 {
     int d = p->kv.d;
-    return (d == 64 || d == 128) && p->kv.Hk > 0 && p->H % p->kv.Hk == 0 && p->ldq % 8 == 0 &&
+    return (d == 64 || d == 128) && p->kv.mode == 0 && p->kv.Hk > 0 && p->H % p->kv.Hk == 0 && p->ldq % 8 == 0 &&
            (uintptr_t)p->q % 16 == 0 && (uintptr_t)p->kv.k % 16 == 0 && (uintptr_t)p->kv.v % 16 == 0;
 }
 
@@ -361,8 +362,9 @@ extern "C" int gpu_attention_prefill(const gpu_attn_params *p, gpu_dtype dt, gpu
 {
     if (!p->h_pos || !p->h_seq) return duet_errorf("gpu attention prefill: host pos/seq (h_pos, h_seq) not given");
     if (!prefill_supported(p))
-        return duet_errorf("gpu attention prefill: head_dim %d (H %d, Hk %d) unsupported (64 or 128, 16-byte aligned)",
-                           p->kv.d, p->H, p->kv.Hk);
+        return duet_errorf("gpu attention prefill: head_dim %d (H %d, Hk %d, KV cache %s) unsupported (64 or 128, "
+                           "16-byte aligned, a cache in the compute type)",
+                           p->kv.d, p->H, p->kv.Hk, duet_kv_mode_name((duet_kv_mode)p->kv.mode));
     return dispatch(p, dt, s, 1);
 }
 

@@ -4,6 +4,7 @@
 #define DUET_GPU_GEMV_CUH
 #include "cuda_check.h"
 #include "gemv.h"
+#include "kv_codes.cuh"
 
 #include <stdint.h>
 
@@ -27,7 +28,7 @@
  *  - output GV_STORE: y (NT, N) in TO; GV_SWIGLU: y (NT, N) = silu(g) * u in T, with g and u rounded to T
  *    first (what gpu_swiglu reads); GV_RESID: resid (NT, N) fp32 += the T-rounded product (what
  *    gpu_add_rmsnorm adds); GV_ROPE: the qkv projection y (NT, (H + 2 Hk) d) in T with RoPE applied to
- *    the q and k heads and k, v stored into the paged cache, as gpu_rope_kv does to the T-rounded
+ *    the q and k heads and k, v stored into the paged cache (encoded as kv_codes.cuh says), as gpu_rope_kv does to the T-rounded
  *    product. Its pairs are the rotated pairs (h d + i, h d + i + d/2) of the q and k heads, then
  *    (2j, 2j+1) of the v heads.
  * PDL: each warp loads its first chunks of W (never written by a kernel) before pdl_wait(), so the
@@ -321,10 +322,11 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32) gemv_kernel(gemv_args a)
                 if (h >= a.H) {
                     int kvh = h < a.H + a.kv.Hk ? h - a.H : h - a.H - a.kv.Hk, i = r0 % d;
                     int blk = a.kv.block_table[(int64_t)a.seq[t] * a.kv.max_blocks + ps / GPU_KV_BLOCK];
-                    T *cache = (T *)(h < a.H + a.kv.Hk ? a.kv.k : a.kv.v);
+                    const int is_v = h >= a.H + a.kv.Hk;
+                    void *cache = is_v ? a.kv.v : a.kv.k;
                     int64_t off = (((int64_t)blk * a.kv.Hk + kvh) * GPU_KV_BLOCK + ps % GPU_KV_BLOCK) * d;
-                    cache[off + i] = y0;
-                    cache[off + r1 % d] = y1;
+                    kv_store<T>(a.kv, cache, off + i, kvh, is_v, y0);
+                    kv_store<T>(a.kv, cache, off + r1 % d, kvh, is_v, y1);
                 }
             } else {
 #pragma unroll

@@ -16,6 +16,7 @@ extern "C" {
 #include "gemm.h"
 #include "gpu_backend.h"
 #include "kv_cache.h"
+#include "kvquant.h"
 #include "rmsnorm.h"
 #include "rope.h"
 #include "sampling.h"
@@ -60,9 +61,10 @@ typedef struct gpu_state {
     gpu_wdesc lm_head_w;                /* = gpu_wdesc_dense(lm_head) */
     duet_qmode weights;                 /* the layers' mode (DUET_Q_NONE: dense) */
     gpu_layer *layers;                  /* [L] */
-    /* paged KV cache: (L, 2, n_blocks, Hk, B, d) dt */
+    /* paged KV cache: (L, 2, n_blocks, Hk, B, d) elements (dt, or 1-byte codes: kv_cache.h) */
     void *kv;
     size_t kv_bytes;
+    float *d_kv_scales; /* (L, 2, Hk) device: the codes' scales (o.kv_mode != 0), K then V of each layer */
     int n_blocks;
     gpu_block_mgr blocks;
     int *d_table; /* (S, max_blocks) */
@@ -227,7 +229,7 @@ static int ensure_logits(gpu_state *s, int R)
 static gpu_kv_view kv_view(gpu_state *s, int l)
 {
     const duet_config *c = &s->c;
-    size_t per = (size_t)s->n_blocks * c->n_kv_heads * GPU_KV_BLOCK * c->head_dim * gpu_dtype_size(s->dt);
+    size_t per = (size_t)s->n_blocks * c->n_kv_heads * GPU_KV_BLOCK * c->head_dim * gpu_kv_elem_size(s->o.kv_mode, s->dt);
     gpu_kv_view v;
     v.k = (char *)s->kv + (size_t)(2 * l) * per;
     v.v = (char *)s->kv + (size_t)(2 * l + 1) * per;
@@ -235,6 +237,9 @@ static gpu_kv_view kv_view(gpu_state *s, int l)
     v.max_blocks = s->blocks.max_blocks;
     v.Hk = c->n_kv_heads;
     v.d = c->head_dim;
+    v.mode = s->o.kv_mode;
+    v.k_scale = s->d_kv_scales ? s->d_kv_scales + (size_t)l * 2 * c->n_kv_heads : NULL;
+    v.v_scale = s->d_kv_scales ? v.k_scale + c->n_kv_heads : NULL;
     return v;
 }
 
@@ -700,6 +705,7 @@ static void gpu_backend_release(duet_backend *be)
         gpu_free(s->abuf);
         gpu_free(s->lbuf);
         gpu_free(s->kv);
+        gpu_free(s->d_kv_scales);
         gpu_free(s->d_table);
         gpu_free(s->d_hist);
         gpu_free(s->wbuf);
@@ -796,6 +802,10 @@ static void note_invariant(duet_backend *be)
     if (s->o.batch_invariant && n < sizeof be->summary)
         snprintf(be->summary + n, sizeof be->summary - n,
                  "; batch-invariant (pinned cuBLASLt products, no fused GEMV, attention without split-K)");
+    n = strlen(be->summary);
+    if (s->o.kv_mode && n < sizeof be->summary)
+        snprintf(be->summary + n, sizeof be->summary - n, "; %s KV cache (calibrated scales per layer and kv head)",
+                 duet_kv_mode_name((duet_kv_mode)s->o.kv_mode));
 }
 
 static duet_backend *engine_new(const duet_config *c, const duet_backend_opts *opts, size_t wbytes, size_t dq_bytes)
@@ -812,12 +822,22 @@ static duet_backend *engine_new(const duet_config *c, const duet_backend_opts *o
                     c->max_pos);
         return NULL;
     }
-    if (opts->kv_mode) { /* the attention kernels read fp16/bf16 caches only, so far */
-        duet_errorf("gpu: the %s KV cache is not implemented on the gpu backend yet (its attention kernels read %s "
-                    "caches); the ref emulates it",
-                    opts->kv_mode == 1 ? "int8" : opts->kv_mode == 2 ? "fp8" : "unknown", gpu_dtype_name(dt));
+    if (opts->kv_mode < DUET_KV_F || opts->kv_mode > DUET_KV_FP8) {
+        duet_errorf("gpu: KV cache mode %d unknown (none, int8, fp8)", opts->kv_mode);
         return NULL;
     }
+    if (opts->kv_mode && c->head_dim % 8) { /* only the vectorized decode kernel reads codes */
+        duet_errorf("gpu: the %s KV cache needs head_dim a multiple of 8 (the attention kernel that reads codes "
+                    "loads 8 per lane); this model's head_dim is %d",
+                    duet_kv_mode_name((duet_kv_mode)opts->kv_mode), c->head_dim);
+        return NULL;
+    }
+    for (int i = 0; opts->kv_mode && i < 2 * c->n_layers * c->n_kv_heads; i++)
+        if (!opts->kv_scales || !(opts->kv_scales[i] > 0.0f) || !isfinite(opts->kv_scales[i])) {
+            duet_errorf("gpu: the %s KV cache needs a positive, finite scale per layer and kv head (scale %d is %s)",
+                        duet_kv_mode_name((duet_kv_mode)opts->kv_mode), i, opts->kv_scales ? "not" : "none given");
+            return NULL;
+        }
     if (opts->w8a8) {
         duet_errorf("gpu: W8A8 (%s) is not implemented on the gpu backend yet; the ref emulates it",
                     duet_w8a8_mode_name(opts->w8a8->mode));
@@ -828,7 +848,8 @@ static duet_backend *engine_new(const duet_config *c, const duet_backend_opts *o
         return NULL;
     }
     {
-        double block_b = 2.0 * c->n_layers * GPU_KV_BLOCK * c->n_kv_heads * c->head_dim * gpu_dtype_size(dt);
+        double block_b =
+            2.0 * c->n_layers * GPU_KV_BLOCK * c->n_kv_heads * c->head_dim * gpu_kv_elem_size(opts->kv_mode, dt);
         if (opts->kv_budget < 0 || (opts->kv_budget > 0 && (double)opts->kv_budget < block_b)) {
             duet_errorf("gpu: kv_budget %lld bytes holds no KV block (one block of %d positions takes %.0f bytes)",
                         (long long)opts->kv_budget, GPU_KV_BLOCK, block_b);
@@ -861,7 +882,7 @@ static duet_backend *engine_new(const duet_config *c, const duet_backend_opts *o
     int blocks_per_seq = (opts->max_ctx + GPU_KV_BLOCK - 1) / GPU_KV_BLOCK;
     /* The pool: kv_budget bytes of blocks (K and V of every layer, GPU_KV_BLOCK positions), at most every
      * slot full; 0: every slot full. */
-    double block_d = 2.0 * L * GPU_KV_BLOCK * c->n_kv_heads * c->head_dim * gpu_dtype_size(dt);
+    double block_d = 2.0 * L * GPU_KV_BLOCK * c->n_kv_heads * c->head_dim * gpu_kv_elem_size(opts->kv_mode, dt);
     double n_blocks_d = (double)opts->max_seqs * blocks_per_seq;
     if (opts->kv_budget > 0 && (double)(opts->kv_budget / (int64_t)block_d) < n_blocks_d)
         n_blocks_d = (double)(opts->kv_budget / (int64_t)block_d);
@@ -928,6 +949,14 @@ static duet_backend *engine_new(const duet_config *c, const duet_backend_opts *o
         duet_error_prefix("gpu: weights %.1f MiB + KV cache %.1f MiB (%.1f MiB free before): ", MiB(wbytes),
                           MiB(s->kv_bytes), MiB(free_b));
         goto fail;
+    }
+    if (opts->kv_mode) {
+        size_t nb = sizeof(float) * 2 * (size_t)L * c->n_kv_heads;
+        if (!(s->d_kv_scales = (float *)gpu_alloc(nb))) goto fail;
+        if (cudaMemcpy(s->d_kv_scales, opts->kv_scales, nb, cudaMemcpyHostToDevice) != cudaSuccess) {
+            duet_errorf("gpu: uploading the KV cache scales: %s", cudaGetErrorString(cudaGetLastError()));
+            goto fail;
+        }
     }
     s->wbytes = wbytes;
     s->table = (gpu_weight *)calloc(3 + N_LAYER_ENTRIES * (size_t)L, sizeof(gpu_weight));

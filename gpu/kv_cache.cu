@@ -2,6 +2,7 @@
  * reads the paged layout back into a dense one (for tests and debugging). See kv_cache.h. */
 #include "cuda_check.h"
 #include "kv_cache.h"
+#include "kv_codes.cuh"
 
 #include <stdlib.h>
 
@@ -60,12 +61,13 @@ extern "C" void gpu_block_mgr_release(gpu_block_mgr *m, int seq)
     }
 }
 
+extern "C" size_t gpu_kv_elem_size(int mode, gpu_dtype dt) { return mode == DUET_KV_F ? gpu_dtype_size(dt) : 1; }
+
 template <typename T>
-__global__ void kv_gather_kernel(float *k_out, float *v_out, const T *k, const T *v, const int *table, int max_blocks,
-                                 int C, int Hk, int d)
+__global__ void kv_gather_kernel(float *k_out, float *v_out, gpu_kv_view kv, int C)
 {
-    int p = blockIdx.x, s = blockIdx.y, kvd = Hk * d;
-    int blk = table[(int64_t)s * max_blocks + p / GPU_KV_BLOCK];
+    int p = blockIdx.x, s = blockIdx.y, Hk = kv.Hk, d = kv.d, kvd = Hk * d;
+    int blk = kv.block_table[(int64_t)s * kv.max_blocks + p / GPU_KV_BLOCK];
     float *ko = k_out + ((int64_t)s * C + p) * kvd, *vo = v_out + ((int64_t)s * C + p) * kvd;
     for (int j = threadIdx.x; j < kvd; j += blockDim.x) {
         if (blk < 0) {
@@ -74,8 +76,8 @@ __global__ void kv_gather_kernel(float *k_out, float *v_out, const T *k, const T
         }
         int h = j / d, i = j - h * d;
         int64_t off = (((int64_t)blk * Hk + h) * GPU_KV_BLOCK + p % GPU_KV_BLOCK) * d + i;
-        ko[j] = to_f32(k[off]);
-        vo[j] = to_f32(v[off]);
+        ko[j] = kv_value<T>(kv, kv.k, off, kv.mode ? kv.k_scale[h] : 1.0f);
+        vo[j] = kv_value<T>(kv, kv.v, off, kv.mode ? kv.v_scale[h] : 1.0f);
     }
 }
 
@@ -83,12 +85,29 @@ extern "C" int gpu_kv_gather(float *k_out, float *v_out, const gpu_kv_view *kv, 
                              gpu_stream s)
 {
     dim3 grid(C, S);
-    if (dt == GPU_BF16)
-        kv_gather_kernel<<<grid, 128, 0, s>>>(k_out, v_out, (const __nv_bfloat16 *)kv->k, (const __nv_bfloat16 *)kv->v,
-                                              kv->block_table, kv->max_blocks, C, kv->Hk, kv->d);
-    else
-        kv_gather_kernel<<<grid, 128, 0, s>>>(k_out, v_out, (const __half *)kv->k, (const __half *)kv->v,
-                                              kv->block_table, kv->max_blocks, C, kv->Hk, kv->d);
+    if (dt == GPU_BF16) kv_gather_kernel<__nv_bfloat16><<<grid, 128, 0, s>>>(k_out, v_out, *kv, C);
+    else kv_gather_kernel<__half><<<grid, 128, 0, s>>>(k_out, v_out, *kv, C);
+    LAUNCH_CHECK();
+    return 0;
+}
+
+__global__ void kv_gather_codes_kernel(uint8_t *k_out, uint8_t *v_out, gpu_kv_view kv, int C)
+{
+    int p = blockIdx.x, s = blockIdx.y, Hk = kv.Hk, d = kv.d, kvd = Hk * d;
+    int blk = kv.block_table[(int64_t)s * kv.max_blocks + p / GPU_KV_BLOCK];
+    uint8_t *ko = k_out + ((int64_t)s * C + p) * kvd, *vo = v_out + ((int64_t)s * C + p) * kvd;
+    for (int j = threadIdx.x; j < kvd; j += blockDim.x) {
+        int h = j / d, i = j - h * d;
+        int64_t off = (((int64_t)blk * Hk + h) * GPU_KV_BLOCK + p % GPU_KV_BLOCK) * d + i;
+        ko[j] = blk < 0 ? 0 : ((const uint8_t *)kv.k)[off];
+        vo[j] = blk < 0 ? 0 : ((const uint8_t *)kv.v)[off];
+    }
+}
+
+extern "C" int gpu_kv_gather_codes(uint8_t *k_out, uint8_t *v_out, const gpu_kv_view *kv, int S, int C, gpu_stream s)
+{
+    if (kv->mode == DUET_KV_F) return duet_errorf("gpu_kv_gather_codes: the cache holds no codes (mode none)");
+    kv_gather_codes_kernel<<<dim3(C, S), 128, 0, s>>>(k_out, v_out, *kv, C);
     LAUNCH_CHECK();
     return 0;
 }

@@ -1,9 +1,11 @@
 /* kv_cache.h: the paged KV cache. Memory is a pool of fixed-size blocks of GPU_KV_BLOCK positions; each
  * sequence slot owns a block table (its i-th block holds positions [i*B, (i+1)*B)), so many sequences
  * of different lengths share one pool and a packed batch may mix prefill and decode tokens.
- * Per layer: K pool and V pool, each (n_blocks, Hk, B, d) in dt; block tables (S, max_blocks) int32,
- * -1 where no block is assigned. The block manager is host-side bookkeeping; the engine uploads the
- * table when it changes. */
+ * Per layer: K pool and V pool, each (n_blocks, Hk, B, d) elements; block tables (S, max_blocks) int32,
+ * -1 where no block is assigned. An element is the compute type dt (mode DUET_KV_F) or one byte, an int8
+ * or FP8 E4M3 code of common/kvquant.h with one fp32 scale per (layer, kv head): value = code x scale
+ * (gpu/kv_codes.cuh encodes and decodes on the device). The block manager is host-side bookkeeping; the
+ * engine uploads the table when it changes. */
 #ifndef DUET_GPU_KV_CACHE_H
 #define DUET_GPU_KV_CACHE_H
 #include "gpu.h"
@@ -19,7 +21,13 @@ typedef struct gpu_kv_view {
     const int *block_table; /* (S, max_blocks) device */
     int max_blocks;         /* blocks per slot = ceil(max_ctx / B) */
     int Hk, d;
+    int mode;               /* duet_kv_mode (common/kvquant.h): 0 elements in dt, else 1-byte codes */
+    const float *k_scale;   /* (Hk) device: this layer's K and V scales (mode != 0; unused otherwise) */
+    const float *v_scale;
 } gpu_kv_view;
+
+/* Bytes of one cache element: dt's size for mode 0, 1 for the int8 and FP8 codes. */
+size_t gpu_kv_elem_size(int mode, gpu_dtype dt);
 
 typedef struct gpu_block_mgr {
     int n_blocks, max_seqs, max_blocks;
@@ -37,9 +45,12 @@ int gpu_block_mgr_reserve(gpu_block_mgr *m, int seq, int n_pos);
 /* Returns the slot's blocks to the pool. */
 void gpu_block_mgr_release(gpu_block_mgr *m, int seq);
 
-/* Test/debug: copies the cache of slots [0, S) to fp32 k_out, v_out (S, C, Hk*d) (C = max_ctx);
- * positions without a block read NaN. */
+/* Test/debug: copies the cache of slots [0, S) to fp32 k_out, v_out (S, C, Hk*d) (C = max_ctx), codes
+ * decoded (code x scale); positions without a block read NaN. */
 int gpu_kv_gather(float *k_out, float *v_out, const gpu_kv_view *kv, int S, int C, gpu_dtype dt, gpu_stream s);
+/* Test: the raw 1-byte codes of a quantized cache (mode != 0) of slots [0, S), (S, C, Hk*d) each, device
+ * k_out, v_out; positions without a block read 0. */
+int gpu_kv_gather_codes(uint8_t *k_out, uint8_t *v_out, const gpu_kv_view *kv, int S, int C, gpu_stream s);
 
 #ifdef __cplusplus
 }

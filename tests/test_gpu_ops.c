@@ -7,6 +7,7 @@
 #include "test_gpu_util.h"
 
 #include "error.h"
+#include "kvquant.h"
 #include "gpu/attention.h"
 #include "gpu/embedding.h"
 #include "gpu/gemm.h"
@@ -241,7 +242,7 @@ static gpu_kv_view kv_pool_new(gpu_block_mgr *m, int S, int C, int Hk, int d, si
     ck_assert(gpu_block_mgr_init(m, n_blocks, S, C) == 0);
     *elems = (size_t)n_blocks * Hk * GPU_KV_BLOCK * d;
     gpu_kv_view kv = {gpu_alloc(2 * *elems), gpu_alloc(2 * *elems), gpu_alloc(sizeof(int) * S * m->max_blocks),
-                      m->max_blocks, Hk, d};
+                      m->max_blocks, Hk, d, DUET_KV_F, NULL, NULL};
     ck_assert_msg(kv.k && kv.v && kv.block_table, "%s", duet_error());
     return kv;
 }
@@ -761,6 +762,201 @@ START_TEST(test_attention_decode)
 }
 END_TEST
 
+/* The quantized KV cache (gpu/kv_codes.cuh) against its CPU emulation (common/kvquant.h), for int8 and
+ * fp8 x fp16 and bf16: the codes gpu_rope_kv stores equal duet_kv_encode of the rotated k and the v the
+ * kernel leaves in the qkv rows, bit for bit (head 0's scale is small enough that a share of them
+ * saturate); the fused GEMV + RoPE + store of the decode step stores the same codes as GEMM + rope_kv;
+ * the attention (the dispatcher, which sends every token of a quantized cache to the decode kernel,
+ * split-K on the long rows) against ref_attention over the codes' values; and clear errors from the
+ * kernels that read no codes (the flash prefill, the scalar decode kernel, head_dim % 8 != 0). */
+static gpu_kv_view kv_pool_codes(gpu_block_mgr *m, int S, int C, int Hk, int d, int mode, const float *scales,
+                                 size_t *elems)
+{
+    int n_blocks = S * ((C + GPU_KV_BLOCK - 1) / GPU_KV_BLOCK);
+    ck_assert(gpu_block_mgr_init(m, n_blocks, S, C) == 0);
+    *elems = (size_t)n_blocks * Hk * GPU_KV_BLOCK * d;
+    float *ds = gpu_alloc(sizeof(float) * 2 * Hk);
+    ck_assert(ds && gpu_upload_f32(ds, scales, 2 * Hk) == 0);
+    gpu_kv_view kv = {gpu_alloc(*elems), gpu_alloc(*elems), gpu_alloc(sizeof(int) * S * m->max_blocks),
+                      m->max_blocks, Hk, d, mode, ds, ds + Hk};
+    ck_assert_msg(kv.k && kv.v && kv.block_table, "%s", duet_error());
+    return kv;
+}
+
+static void kv_pool_codes_free(gpu_kv_view *kv, gpu_block_mgr *m)
+{
+    gpu_free((void *)kv->k_scale);
+    kv_pool_free(kv, m);
+}
+
+/* codes (S, C, kvd) of the pool's K and V, downloaded */
+static void gather_codes(const gpu_kv_view *kv, int S, int C, uint8_t *hk, uint8_t *hv)
+{
+    const size_t n = (size_t)S * C * kv->Hk * kv->d;
+    uint8_t *dk = gpu_alloc(n), *dv = gpu_alloc(n);
+    ck_assert_msg(gpu_kv_gather_codes(dk, dv, kv, S, C, NULL) == 0, "%s", duet_error());
+    ck_assert(gpu_sync() == 0 && gpu_download_bytes(hk, dk, n) == 0 && gpu_download_bytes(hv, dv, n) == 0);
+    gpu_free(dk), gpu_free(dv);
+}
+
+static void run_kv_quant_case(gpu_dtype dt, duet_kv_mode mode, attn_cfg cf)
+{
+    const int S = 3, C = 2100, H = cf.H, Hk = cf.Hk, d = cf.d, n_sm = 132;
+    const int64_t Hd = (int64_t)H * d, kvd = (int64_t)Hk * d, Q = Hd + 2 * kvd;
+    const float theta = 10000.0f;
+    /* qkv values in [-2, 2): head 0's K and V maxima at 1.2 saturate part of its codes */
+    float scales[16];
+    for (int h = 0; h < Hk; h++) {
+        scales[h] = duet_kv_scale(mode, h == 0 ? 1.2f : 2.0f + 0.5f * h);
+        scales[Hk + h] = duet_kv_scale(mode, h == 0 ? 1.2f : 2.5f + 0.25f * h);
+    }
+    gpu_block_mgr m;
+    size_t pool;
+    gpu_kv_view kv = kv_pool_codes(&m, S, C, Hk, d, mode, scales, &pool);
+    const size_t n_codes = (size_t)S * C * kvd;
+    uint8_t *ck = malloc(n_codes), *cv = malloc(n_codes);
+    float *kc = malloc(sizeof(float) * n_codes), *vc = malloc(sizeof(float) * n_codes);
+    int len[3] = {0, 0, 0};
+    int runs[4][3][2] = {{{0, 1}, {1, 37}, {2, 300}}, {{1, 1}, {0, 1}, {2, 1}}, {{0, 1800}, {-1, 0}, {-1, 0}},
+                         {{2, 1}, {0, 1}, {1, 1}}};
+    int64_t n_sat = 0, n_checked = 0;
+    for (int bi = 0; bi < 4; bi++) {
+        int T = 0;
+        for (int r = 0; r < 3; r++) T += runs[bi][r][0] >= 0 ? runs[bi][r][1] : 0;
+        int *pos = malloc(sizeof(int) * T), *seq = malloc(sizeof(int) * T), t = 0, max_len = 0;
+        for (int r = 0; r < 3; r++)
+            for (int i = 0; runs[bi][r][0] >= 0 && i < runs[bi][r][1]; i++, t++) {
+                seq[t] = runs[bi][r][0];
+                pos[t] = len[seq[t]]++;
+                ck_assert(gpu_block_mgr_reserve(&m, seq[t], pos[t] + 1) == 0);
+                if (pos[t] + 1 > max_len) max_len = pos[t] + 1;
+            }
+        ck_assert(gpu_upload_i32((int *)kv.block_table, m.table, (int64_t)S * m.max_blocks) == 0);
+        float *qkv = rand_vec((int64_t)T * Q, 2.0f, dt);
+        void *dqkv = dev_of(qkv, (int64_t)T * Q, dt), *dout = gpu_alloc(2 * (size_t)T * Hd);
+        int *dpos = gpu_alloc(sizeof(int) * T), *dseq = gpu_alloc(sizeof(int) * T);
+        float *ws = gpu_alloc(sizeof(float) * gpu_attention_ws_floats(T, H, d, n_sm));
+        ck_assert(gpu_upload_i32(dpos, pos, T) == 0 && gpu_upload_i32(dseq, seq, T) == 0);
+        ck_assert_msg(gpu_rope_kv(dqkv, &kv, dpos, dseq, theta, T, H, dt, NULL) == 0, "%s", duet_error());
+        float *got = download(dqkv, (int64_t)T * Q, dt);
+        gather_codes(&kv, S, C, ck, cv);
+        for (int i = 0; i < T; i++)
+            for (int j = 0; j < kvd; j++) {
+                const int h = j / d;
+                const int64_t o = ((int64_t)seq[i] * C + pos[i]) * kvd + j;
+                const float kx = got[i * Q + Hd + j], vx = got[i * Q + Hd + kvd + j];
+                const uint8_t wk = duet_kv_encode(mode, kx, scales[h]), wv = duet_kv_encode(mode, vx, scales[Hk + h]);
+                ck_assert_msg(ck[o] == wk && cv[o] == wv,
+                              "kv %s %s: token %d (seq %d pos %d) elem %d: k %g -> code 0x%02x, host 0x%02x; v %g -> "
+                              "0x%02x, host 0x%02x",
+                              duet_kv_mode_name(mode), gpu_dtype_name(dt), i, seq[i], pos[i], j, kx, ck[o], wk, vx,
+                              cv[o], wv);
+                n_sat += fabsf(kx) > 1.2f && h == 0;
+                n_checked += 2;
+            }
+        /* every stored code, decoded, is the attention's K / V */
+        for (size_t i = 0; i < n_codes; i++) {
+            const int h = (int)(i % kvd) / d;
+            kc[i] = duet_kv_decode(mode, ck[i], scales[h]);
+            vc[i] = duet_kv_decode(mode, cv[i], scales[Hk + h]);
+        }
+        float *gq = malloc(sizeof(float) * T * Hd), *watt = malloc(sizeof(float) * T * Hd),
+              *scratch = malloc(sizeof(float) * C);
+        for (int i = 0; i < T; i++) memcpy(gq + i * Hd, got + i * Q, sizeof(float) * Hd);
+        const ref_kv_view rkv = {kc, vc, NULL, 1, C, (int64_t)C * kvd, kvd};
+        ref_attention(watt, gq, &rkv, pos, seq, scratch, T, H, Hk, d);
+        gpu_attn_params ap = {dout, dqkv, Q, kv, dpos, dseq, T, H, max_len, ws, n_sm, pos, seq, 0};
+        ck_assert(gpu_poison(dout, (int64_t)T * Hd, 2) == 0);
+        ck_assert_msg(gpu_attention(&ap, dt, NULL) == 0, "%s", duet_error());
+        float *gatt = download(dout, (int64_t)T * Hd, dt);
+        char what[96];
+        snprintf(what, sizeof what, "kv %s attention H%d Hk%d d%d batch %d", duet_kv_mode_name(mode), H, Hk, d, bi);
+        check(what, dt, gatt, watt, T, Hd, BOUND[dt]);
+        if (bi == 0) { /* the kernels without a code path say so */
+            ck_assert(gpu_attention_prefill(&ap, dt, NULL) == -1);
+            ck_assert_msg(strstr(duet_error(), duet_kv_mode_name(mode)), "message: %s", duet_error());
+            ck_assert(gpu_attention_decode_scalar(&ap, dt, NULL) == -1);
+            ck_assert_msg(strstr(duet_error(), "vectorized"), "message: %s", duet_error());
+        }
+        free(pos), free(seq), free(qkv), free(got), free(gq), free(watt), free(scratch), free(gatt);
+        gpu_free(dqkv), gpu_free(dout), gpu_free(dpos), gpu_free(dseq), gpu_free(ws);
+    }
+    printf("kv %s %s H%d Hk%d d%d: %lld codes equal to the host's, %lld of head 0's K beyond its maximum "
+           "(saturated)\n",
+           duet_kv_mode_name(mode), gpu_dtype_name(dt), H, Hk, d, (long long)n_checked, (long long)n_sat);
+    ck_assert_int_gt(n_sat, 0);
+    free(ck), free(cv), free(kc), free(vc);
+    kv_pool_codes_free(&kv, &m);
+}
+
+/* The decode step's fused qkv GEMV + RoPE + store (gpu_gemv_fused_rope) writes the codes GEMM + rope_kv
+ * writes, bit for bit, at T 1 and 2. */
+static void run_kv_quant_gemv(gpu_dtype dt, duet_kv_mode mode)
+{
+    const int S = 2, C = 40, H = 6, Hk = 2, d = 32, D = 264, Q = (H + 2 * Hk) * d;
+    const float scales[4] = {duet_kv_scale(mode, 0.8f), duet_kv_scale(mode, 3.0f), duet_kv_scale(mode, 0.8f),
+                             duet_kv_scale(mode, 3.0f)};
+    gpu_gemm_ctx *g = gpu_gemm_create();
+    ck_assert_msg(g != NULL, "%s", duet_error());
+    gpu_block_mgr m, mb;
+    size_t pool;
+    gpu_kv_view kva = kv_pool_codes(&m, S, C, Hk, d, mode, scales, &pool),
+                kvb = kv_pool_codes(&mb, S, C, Hk, d, mode, scales, &pool);
+    for (int sl = 0; sl < S; sl++) ck_assert(gpu_block_mgr_reserve(&m, sl, C) == 0 && gpu_block_mgr_reserve(&mb, sl, C) == 0);
+    ck_assert(gpu_upload_i32((int *)kva.block_table, m.table, (int64_t)S * m.max_blocks) == 0 &&
+              gpu_upload_i32((int *)kvb.block_table, mb.table, (int64_t)S * mb.max_blocks) == 0);
+    const size_t n = (size_t)S * C * Hk * d;
+    uint8_t *c[2][2] = {{malloc(n), malloc(n)}, {malloc(n), malloc(n)}};
+    for (int T = 1; T <= 2; T++) {
+        int pos[2] = {17, 5}, seq[2] = {1, 0};
+        int *dpos = gpu_alloc(sizeof pos), *dseq = gpu_alloc(sizeof seq);
+        ck_assert(gpu_upload_i32(dpos, pos, T) == 0 && gpu_upload_i32(dseq, seq, T) == 0);
+        float *x = rand_vec((int64_t)T * D, 1.0f, dt), *W = rand_vec((int64_t)Q * D, 0.1f, dt);
+        void *dx = dev_of(x, (int64_t)T * D, dt), *dW = dev_of(W, (int64_t)Q * D, dt);
+        void *qa = gpu_alloc(2 * (size_t)T * Q), *qb = gpu_alloc(2 * (size_t)T * Q);
+        ck_assert_msg(gpu_gemm(g, qa, 0, dx, DENSE(dW), T, Q, D, dt, NULL) == 0 &&
+                          gpu_rope_kv(qa, &kva, dpos, dseq, 10000.0f, T, H, dt, NULL) == 0,
+                      "%s", duet_error());
+        gpu_gemv_rope rope = {kvb, dpos, dseq, 10000.0f, H};
+        ck_assert_msg(gpu_gemv_fused_rope(g, qb, GPU_GEMV_ROPE, dx, NULL, NULL, 0.0f, DENSE(dW), T, Q, D, &rope, dt, NULL) == 0,
+                      "%s", duet_error());
+        gather_codes(&kva, S, C, c[0][0], c[0][1]);
+        gather_codes(&kvb, S, C, c[1][0], c[1][1]);
+        for (int kvi = 0; kvi < 2; kvi++)
+            for (size_t i = 0; i < n; i++)
+                ck_assert_msg(c[0][kvi][i] == c[1][kvi][i], "gemv rope kv %s T %d %s: %s code %zu fused 0x%02x, unfused 0x%02x",
+                              duet_kv_mode_name(mode), T, gpu_dtype_name(dt), kvi ? "v" : "k", i, c[1][kvi][i],
+                              c[0][kvi][i]);
+        printf("gemv rope+kv %s (T %d) %s: codes equal to gemm + rope_kv\n", duet_kv_mode_name(mode), T,
+               gpu_dtype_name(dt));
+        free(x), free(W);
+        gpu_free(dx), gpu_free(dW), gpu_free(qa), gpu_free(qb), gpu_free(dpos), gpu_free(dseq);
+    }
+    for (int i = 0; i < 4; i++) free(c[i / 2][i % 2]);
+    kv_pool_codes_free(&kva, &m);
+    kv_pool_codes_free(&kvb, &mb);
+    gpu_gemm_free(g);
+}
+
+START_TEST(test_kv_quant)
+{
+    const gpu_dtype dt = (gpu_dtype)(_i % 2);
+    const duet_kv_mode mode = _i / 2 ? DUET_KV_FP8 : DUET_KV_INT8;
+    attn_cfg cfgs[] = {{8, 4, 8}, {32, 8, 128}, {4, 2, 64}};
+    for (size_t i = 0; i < sizeof cfgs / sizeof cfgs[0]; i++) run_kv_quant_case(dt, mode, cfgs[i]);
+    run_kv_quant_gemv(dt, mode);
+    /* head_dim 10: no kernel reads its codes */
+    const float sc[2] = {1.0f, 1.0f};
+    gpu_block_mgr m;
+    size_t pool;
+    gpu_kv_view kv = kv_pool_codes(&m, 1, 16, 1, 10, mode, sc, &pool);
+    gpu_attn_params ap = {NULL, NULL, 30, kv, NULL, NULL, 1, 1, 1, NULL, 132, NULL, NULL, 0};
+    ck_assert(gpu_attention(&ap, dt, NULL) == -1);
+    ck_assert_msg(strstr(duet_error(), "head_dim 10"), "message: %s", duet_error());
+    kv_pool_codes_free(&kv, &m);
+}
+END_TEST
+
 /* DUET_ATTN_BENCH=1: times the attention of B prompts of 923 tokens (H 32, d 128) through the dispatcher
  * (flash prefill) and through the decode kernel alone: median over 5 rounds of (host time of `reps`
  * back-to-back calls and one device sync) / reps, after 3 warm-up calls; flops 2 * 2 * T^2 / 2 * d * H per prompt (causal). Also the rel L2 between the two outputs. */
@@ -939,6 +1135,7 @@ int main(void)
     tcase_add_loop_test(tc, test_rope_kv_attention, 0, 2);
     tcase_add_loop_test(tc, test_attention_prefill, 0, 2);
     tcase_add_loop_test(tc, test_attention_decode, 0, 2);
+    tcase_add_loop_test(tc, test_kv_quant, 0, 4);
     suite_add_tcase(s, tc);
     int rc = test_run_suite(s);
     printf("worst rel_l2 over the kernels: fp16 %.2e (bound %.0e), bf16 %.2e (bound %.0e)\n", worst[0], BOUND[0],

@@ -156,6 +156,26 @@ double test_rel_l2(const float *a, const float *b, int64_t n)
     return sqrt(num / (den > 0 ? den : 1));
 }
 
+duet_calib *test_calibrate(const duet_model *m, const int *ids, int n)
+{
+    const duet_config *c = &m->cfg;
+    int *pos = malloc(sizeof(int) * (size_t)n), *seq = calloc((size_t)n, sizeof(int));
+    float *logits = malloc(sizeof(float) * (size_t)n * (size_t)c->vocab_size);
+    ck_assert(pos && seq && logits);
+    for (int t = 0; t < n; t++) pos[t] = t;
+    duet_calib *cal = duet_calib_new(c, duet_calib_fingerprint(m));
+    ck_assert_msg(cal != NULL, "%s", duet_error());
+    duet_backend_opts o = {.max_seqs = 1, .max_ctx = n, .dtype = "fp32", .threads = 1};
+    duet_backend *b = duet_backend_create("ref", m, &o);
+    ck_assert_msg(b != NULL, "%s", duet_error());
+    duet_backend_set_tap(b, duet_calib_tap, cal);
+    duet_batch batch = {n, ids, pos, seq, NULL};
+    ck_assert_msg(b->forward(b, &batch, logits) == 0, "%s", duet_error());
+    duet_backend_free(b);
+    free(pos), free(seq), free(logits);
+    return cal;
+}
+
 duet_model *test_synth_calibrated(char *dir, size_t size, const char *tag, int *ids, int n, duet_calib **cal)
 {
     ck_assert_int_eq(test_tmpdir(dir, size, tag), 0);
@@ -164,20 +184,7 @@ duet_model *test_synth_calibrated(char *dir, size_t size, const char *tag, int *
     ck_assert_msg(duet_synth_write(&so, dir) == 0, "%s", duet_error());
     duet_model *m = duet_model_open(dir);
     ck_assert_msg(m != NULL, "%s", duet_error());
-    const duet_config *c = &m->cfg;
-    int *pos = malloc(sizeof(int) * (size_t)n), *seq = calloc((size_t)n, sizeof(int));
-    float *logits = malloc(sizeof(float) * (size_t)n * (size_t)c->vocab_size);
-    ck_assert(pos && seq && logits);
-    for (int t = 0; t < n; t++) ids[t] = (int)((37u * (unsigned)t + 11u) % (unsigned)c->vocab_size), pos[t] = t;
-    *cal = duet_calib_new(c, duet_calib_fingerprint(m));
-    ck_assert_msg(*cal != NULL, "%s", duet_error());
-    duet_backend_opts o = {.max_seqs = 1, .max_ctx = n, .dtype = "fp32", .threads = 1};
-    duet_backend *b = duet_backend_create("ref", m, &o);
-    ck_assert_msg(b != NULL, "%s", duet_error());
-    duet_backend_set_tap(b, duet_calib_tap, *cal);
-    duet_batch batch = {n, ids, pos, seq, NULL};
-    ck_assert_msg(b->forward(b, &batch, logits) == 0, "%s", duet_error());
-    duet_backend_free(b);
-    free(pos), free(seq), free(logits);
+    for (int t = 0; t < n; t++) ids[t] = (int)((37u * (unsigned)t + 11u) % (unsigned)m->cfg.vocab_size);
+    *cal = test_calibrate(m, ids, n);
     return m;
 }

@@ -54,6 +54,9 @@ double test_rel_l2(const float *a, const float *b, int64_t n);
  * running test on any error; free with duet_calib_free, duet_model_close and test_rmtree(dir). */
 struct duet_model;
 struct duet_calib;
+/* The calibration of model m over ids[n] (positions 0..n-1 of one sequence) on the ref in fp32, one
+ * thread. Fails the running test on any error; free with duet_calib_free. */
+struct duet_calib *test_calibrate(const struct duet_model *m, const int *ids, int n);
 struct duet_model *test_synth_calibrated(char *dir, size_t size, const char *tag, int *ids, int n,
                                          struct duet_calib **cal);
 

@@ -2,13 +2,14 @@
 # scripts/gpu_calibrated.sh: the calibrated modes (issue 11: int8 / fp8 KV cache so far) on the lent GPU
 # machine, in stages (one device call each, back to back while the machine stays warm):
 #   build  as scripts/gpu_quant.sh build (duet and the test programs with CUDA in /tmp/duet-build)
-#   test   the GPU suites that hold the quantized cache to its CPU emulation: test_gpu_ops (codes bit for
-#          bit, attention over the codes), test_gpu_model (every tap against the ref in the same mode)
-#          ($OUT/test_gpu_ops.log, test_gpu_model.log; the summary lines printed)
+#   kvtest the quantized cache's tests alone (the kv_quant cases of test_gpu_ops: codes bit for bit,
+#          attention over the codes; of test_gpu_model: every tap against the ref in the same mode)
+#          ($OUT/kv_test_gpu_ops.log, kv_test_gpu_model.log; the summary lines printed)
+#   test   the whole of both suites through make check ($OUT/test_gpu_ops.log, test_gpu_model.log)
 #   bench  duet bench on the synthetic LLaMA-7B, fp16 weights, KV cache none / int8 / fp8, batch 1 and
 #          64 at 8/50 and 923/100 ($OUT/bench_kv.jsonl, bench_kv.txt)
 # usage, from the source root, carry [".debs", ".devdata"]:
-#   bash scripts/gpu_calibrated.sh build test bench
+#   bash scripts/gpu_calibrated.sh build kvtest bench test
 set -u
 out=${OUT:-$PWD/gpu_calibrated_out}
 mkdir -p "$out"
@@ -22,6 +23,14 @@ for stage in "$@"; do
     build)
         bash scripts/gpu_quant.sh build || exit 1
         ;;
+    kvtest)
+        [ -f scripts/device_env.sh ] && [ -d .debs ] && source scripts/device_env.sh
+        for t in test_gpu_ops test_gpu_model; do
+            (cd $b && CK_RUN_CASE=kv_quant ./tests/$t >"$out/kv_$t.log" 2>&1)
+            echo "$t kv_quant rc=$?"
+            grep -E "^kv |^gemv rope\+kv |^kv-|Checks|FAIL|Assertion|error|:F:|:E:" "$out/kv_$t.log" | head -60
+        done
+        ;;
     test)
         [ -f scripts/device_env.sh ] && [ -d .debs ] && source scripts/device_env.sh
         cd $b
@@ -29,7 +38,7 @@ for stage in "$@"; do
         grep -E "^(PASS|FAIL|SKIP|ERROR)" /tmp/check_kv.log
         for t in test_gpu_ops test_gpu_model; do
             cp tests/$t.log "$out/$t.log" 2>/dev/null
-            grep -E "^kv |^gemv rope\+kv |^  kv-|^kv-|Checks|rel_l2 .* > |FAIL|Assertion|error" tests/$t.log | grep -v "^  kv-.* ok$" | head -80
+            grep -E "Checks|:F:|:E:" tests/$t.log | head -20
         done
         cd "$src"
         ;;
@@ -41,7 +50,7 @@ for stage in "$@"; do
         grep -E "^[a-z0-9-]+ +(none|int8|fp8) +[0-9]+ |error|duet bench" "$out/bench_kv.txt"
         ;;
     *)
-        echo "unknown stage $stage (build, test, bench)"
+        echo "unknown stage $stage (build, kvtest, test, bench)"
         exit 2
         ;;
     esac

@@ -33,6 +33,13 @@
  * generation to HF's exact ids. */
 static const double TAP_BOUND[2] = {2e-2, 1.5e-1};
 #define ARGMAX_AGREEMENT 0.99
+/* The same with a quantized KV cache against the ref in that mode ([0] fp16, [1] bf16), over synthGQA's
+ * 700-token prefill. Measured on the H200: fp16 int8 1.000, fp8 0.991; bf16 int8 0.994, fp8 0.981. The
+ * gpu quantizes its dt-rounded K and V, the ref its fp32 ones: where the two sit on either side of a
+ * rounding midpoint the codes differ by one step (an E4M3 step is 6-12% of the value), more often with
+ * bf16's coarser rounding; the random model's near-tied logits turn that into argmax flips. The taps'
+ * rel L2 stays within TAP_BOUND. */
+static const double KV_ARGMAX_AGREEMENT[2] = {0.98, 0.97};
 
 static duet_model *stories;
 static st_file *hf;
@@ -105,7 +112,7 @@ static double argmax_agreement(const float *a, const float *b, int64_t rows, int
 /* Every gpu tap against the ref tap of the same name, in forward order, held to `bound` (a negative
  * bound: measured and printed only, nothing asserted but the names, shapes and finiteness); prints a
  * table. Returns the worst. */
-static double compare_taps_to(const char *label, double bound, const tap_log *g, const tap_log *r)
+static double compare_taps_to(const char *label, double bound, double agreement, const tap_log *g, const tap_log *r)
 {
     const int report = bound < 0;
     ck_assert_msg(g->n == r->n, "%s: gpu emitted %d taps, ref %d", label, g->n, r->n);
@@ -129,14 +136,14 @@ static double compare_taps_to(const char *label, double bound, const tap_log *g,
         if (!strcmp(a->name, "logits") && !report) {
             double agree = argmax_agreement(a->data, b->data, a->rows, a->cols);
             printf("  %-8s logits argmax agreement %.4f over %lld rows\n", label, agree, (long long)a->rows);
-            ck_assert_msg(agree >= ARGMAX_AGREEMENT, "%s: argmax agreement %.4f < %.2f", label, agree, ARGMAX_AGREEMENT);
+            ck_assert_msg(agree >= agreement, "%s: argmax agreement %.4f < %.2f", label, agree, agreement);
         }
     }
     return worst;
 }
 static double compare_taps(const char *label, int dti, const tap_log *g, const tap_log *r)
 {
-    return compare_taps_to(label, TAP_BOUND[dti], g, r);
+    return compare_taps_to(label, TAP_BOUND[dti], ARGMAX_AGREEMENT, g, r);
 }
 
 static const char *DT[2] = {"fp16", "bf16"};
@@ -369,7 +376,8 @@ START_TEST(test_kv_quant_taps)
         float *lo = malloc(sizeof(float) * b->n_tokens * V);
         ck_assert_msg(g->forward(g, b, lo) == 0 && r->forward(r, b, lo) == 0 && r0->forward(r0, b, lo) == 0, "%s",
                       duet_error());
-        double w = compare_taps(label, dti, &lg, &lr), e = compare_taps_to(label, -1.0, &lr, &l0);
+        double w = compare_taps_to(label, TAP_BOUND[dti], KV_ARGMAX_AGREEMENT[dti], &lg, &lr),
+               e = compare_taps_to(label, -1.0, 0.0, &lr, &l0);
         if (w > worst) worst = w;
         if (e > cost) cost = e;
         log_clear(&lg), log_clear(&lr), log_clear(&l0);
@@ -433,8 +441,10 @@ int main(void)
     TCase *tc = tcase_create("synthetic");
     tcase_add_loop_test(tc, test_synth_taps, 0, 4);
     tcase_add_test(tc, test_errors);
-    tcase_add_loop_test(tc, test_kv_quant_taps, 0, 4);
     suite_add_tcase(s, tc);
+    TCase *tq = tcase_create("kv_quant"); /* CK_RUN_CASE=kv_quant runs it alone */
+    tcase_add_loop_test(tq, test_kv_quant_taps, 0, 4);
+    suite_add_tcase(s, tq);
     char *dir = test_data_path("stories260K"), *hf_path = test_src_path("tests/data/hf/stories260K_states.safetensors");
     if (dir) {
         if (!(stories = duet_model_open(dir)) || !(hf = st_open(hf_path))) {

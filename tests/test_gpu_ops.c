@@ -184,7 +184,10 @@ END_TEST
 
 /* Batch-invariant mode (gemm.h: gpu_gemm_set_invariant): row r of y is the same bits whatever T (1-5, 64,
  * 257 against 300), dt and fp32 outputs, at the synthetic LLaMA-7B's shapes and test_gpu_sched's. Rows
- * 0-7 and 256-263 against ref_matmul, as in test_gemm. */
+ * 0-7 and 256-263 against ref_matmul, as in test_gemm; fp32 outputs within F32_OUT_BOUND: measured on
+ * the H200 1.3e-5 at K 11008 with one pass over K (fp32 tensor-core accumulation over 11008 products;
+ * 3.3e-6 when K was split in 4 slices), so 4e-5. */
+#define F32_OUT_BOUND 4e-5
 START_TEST(test_gemm_invariant)
 {
     gpu_dtype dt = (gpu_dtype)_i;
@@ -222,7 +225,7 @@ START_TEST(test_gemm_invariant)
                 char what[80];
                 snprintf(what, sizeof what, "invariant gemm (%d+, %d, %d) -> %s", r0, N, K,
                          f32 ? "fp32" : gpu_dtype_name(dt));
-                check(what, dt, got + (size_t)r0 * N, want, NREF, N, f32 ? 1e-5 : BOUND[dt]);
+                check(what, dt, got + (size_t)r0 * N, want, NREF, N, f32 ? F32_OUT_BOUND : BOUND[dt]);
             }
             free(got), free(want), free(full), free(part);
             gpu_free(dfull), gpu_free(dpart);
@@ -922,11 +925,15 @@ static void run_kv_quant_gemv(gpu_dtype dt, duet_kv_mode mode)
                       "%s", duet_error());
         gather_codes(&kva, S, C, c[0][0], c[0][1]);
         gather_codes(&kvb, S, C, c[1][0], c[1][1]);
-        for (int kvi = 0; kvi < 2; kvi++)
-            for (size_t i = 0; i < n; i++)
-                ck_assert_msg(c[0][kvi][i] == c[1][kvi][i], "gemv rope kv %s T %d %s: %s code %zu fused 0x%02x, unfused 0x%02x",
-                              duet_kv_mode_name(mode), T, gpu_dtype_name(dt), kvi ? "v" : "k", i, c[1][kvi][i],
-                              c[0][kvi][i]);
+        for (int kvi = 0; kvi < 2; kvi++) /* the rows of the T tokens (the rest of the pools is never written) */
+            for (int t = 0; t < T; t++)
+                for (int j = 0; j < Hk * d; j++) {
+                    const size_t i = ((size_t)seq[t] * C + pos[t]) * Hk * d + j;
+                    ck_assert_msg(c[0][kvi][i] == c[1][kvi][i],
+                                  "gemv rope kv %s T %d %s: token %d %s code %d fused 0x%02x, unfused 0x%02x",
+                                  duet_kv_mode_name(mode), T, gpu_dtype_name(dt), t, kvi ? "v" : "k", j, c[1][kvi][i],
+                                  c[0][kvi][i]);
+                }
         printf("gemv rope+kv %s (T %d) %s: codes equal to gemm + rope_kv\n", duet_kv_mode_name(mode), T,
                gpu_dtype_name(dt));
         free(x), free(W);
@@ -1135,8 +1142,10 @@ int main(void)
     tcase_add_loop_test(tc, test_rope_kv_attention, 0, 2);
     tcase_add_loop_test(tc, test_attention_prefill, 0, 2);
     tcase_add_loop_test(tc, test_attention_decode, 0, 2);
-    tcase_add_loop_test(tc, test_kv_quant, 0, 4);
     suite_add_tcase(s, tc);
+    TCase *tq = tcase_create("kv_quant"); /* CK_RUN_CASE=kv_quant runs it alone */
+    tcase_add_loop_test(tq, test_kv_quant, 0, 4);
+    suite_add_tcase(s, tq);
     int rc = test_run_suite(s);
     printf("worst rel_l2 over the kernels: fp16 %.2e (bound %.0e), bf16 %.2e (bound %.0e)\n", worst[0], BOUND[0],
            worst[1], BOUND[1]);

@@ -26,7 +26,7 @@ for stage in "$@"; do
     kvtest)
         [ -f scripts/device_env.sh ] && [ -d .debs ] && source scripts/device_env.sh
         for t in test_gpu_ops test_gpu_model; do
-            (cd $b && CK_RUN_CASE=kv_quant ./tests/$t >"$out/kv_$t.log" 2>&1)
+            (cd $b && DUET_SRCDIR=$src CK_RUN_CASE=kv_quant ./tests/$t >"$out/kv_$t.log" 2>&1)
             echo "$t kv_quant rc=$?"
             grep -E "^kv |^gemv rope\+kv |^kv-|Checks|FAIL|Assertion|error|:F:|:E:" "$out/kv_$t.log" | head -60
         done

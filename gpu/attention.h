@@ -4,9 +4,9 @@
  * gpu_attention: the dispatcher the engine calls. It splits the batch (host pos/seq) into segments, runs
  * of tokens of one slot at consecutive positions: segments of one token (decode) go to the decode
  * kernel, longer ones (prefill, also after a cached prefix) to the tensor-core prefill kernel; without
- * h_pos/h_seq, or for head dims the prefill kernel lacks, everything goes to the decode kernel; so does
- * a quantized cache (kv.mode int8 / fp8: only the vectorized decode kernel reads codes, head_dim % 8 == 0,
- * an error otherwise).
+ * h_pos/h_seq, or for head dims the prefill kernel lacks, everything goes to the decode kernel. A
+ * quantized cache (kv.mode int8 / fp8, kv_codes.cuh) is read by the vectorized decode kernel (head_dim %
+ * 8 == 0, an error otherwise) and by the prefill kernel.
  * A batch of decode tokens only is one decode launch, as before (graph-friendly). fixed_order: the
  * decode kernel for every token, one split (batch-invariant mode).
  * gpu_attention_decode: one block per (token, group of query heads sharing a kv head), 16-byte K/V

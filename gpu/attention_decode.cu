@@ -191,12 +191,18 @@ __device__ __forceinline__ void merge_state(float m[NQ], float l[NQ], float o[NQ
 #ifndef VU
 #define VU 4 /* keys per lane group per step (8: 158 registers, 25% slower at batch 64 on the H100) */
 #endif
+/* For 1-byte codes with NQ < 4: 8-byte loads, so twice the keys for the same bytes in flight and
+ * registers (72 registers at NQ 1 for 71 in fp16; at NQ 4 it would take 168, so NQ 4 keeps VU). */
+#ifndef VU_CODES
+#define VU_CODES 8
+#endif
 template <typename T, int NQ, int KM>
 __global__ void __launch_bounds__(VW * 32)
     attn_decode_vec_kernel(T *out, const T *q, int64_t ldq, gpu_kv_view kv, const int *pos, const int *seq, int H,
                            int lpk, float scale2, int n_split, float *ws_o, float *ws_ml, int t_off)
 {
     typedef kv_vec<T, KM> KV;
+    constexpr int NU = KM && NQ < 4 ? VU_CODES : VU; /* keys per lane group per step */
     const void *kc = kv.k, *vc = kv.v;
     const int *table = kv.block_table;
     const int max_blocks = kv.max_blocks, Hk = kv.Hk, d = kv.d;
@@ -230,11 +236,11 @@ __global__ void __launch_bounds__(VW * 32)
     const int *tab = table + (int64_t)seq[t] * max_blocks;
     const int64_t head_off = (int64_t)kh * GPU_KV_BLOCK * d + c * 8, blk_stride = (int64_t)Hk * GPU_KV_BLOCK * d;
 
-    for (int base = start; base < end; base += ng * VU) {
-        typename KV::raw kr[VU], vr[VU];
-        bool ok[VU];
+    for (int base = start; base < end; base += ng * NU) {
+        typename KV::raw kr[NU], vr[NU];
+        bool ok[NU];
 #pragma unroll
-        for (int u = 0; u < VU; u++) {
+        for (int u = 0; u < NU; u++) {
             int p = base + u * ng + gi;
             ok[u] = p < end;
             kr[u] = vr[u] = KV::zero();
@@ -244,9 +250,9 @@ __global__ void __launch_bounds__(VW * 32)
                 vr[u] = KV::load(vc, off);
             }
         }
-        float s[VU][NQ];
+        float s[NU][NQ];
 #pragma unroll
-        for (int u = 0; u < VU; u++) {
+        for (int u = 0; u < NU; u++) {
             float kf[8];
             KV::cvt(kr[u], kf);
 #pragma unroll
@@ -259,21 +265,21 @@ __global__ void __launch_bounds__(VW * 32)
         }
         for (int off = lpk >> 1; off > 0; off >>= 1)
 #pragma unroll
-            for (int u = 0; u < VU; u++)
+            for (int u = 0; u < NU; u++)
 #pragma unroll
                 for (int j = 0; j < NQ; j++) s[u][j] += __shfl_xor_sync(0xffffffffu, s[u][j], off);
 #pragma unroll
         for (int j = 0; j < NQ; j++) {
             float mx = m[j];
 #pragma unroll
-            for (int u = 0; u < VU; u++)
+            for (int u = 0; u < NU; u++)
                 if (ok[u]) mx = fmaxf(mx, s[u][j]);
             if (mx == -INFINITY) continue; /* no key of this group in this step */
             float corr = exp2f(m[j] - mx), ps = 0.0f; /* m = -inf: 0 */
 #pragma unroll
             for (int e = 0; e < 8; e++) o[j][e] *= corr;
 #pragma unroll
-            for (int u = 0; u < VU; u++) {
+            for (int u = 0; u < NU; u++) {
                 float pr = ok[u] ? exp2f(s[u][j] - mx) : 0.0f;
                 float vf[8];
                 KV::cvt(vr[u], vf);

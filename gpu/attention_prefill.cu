@@ -18,6 +18,7 @@
  * Build with -DDUET_ATTN_NO_PREFILL to send every token to the decode kernel (debugging). */
 #include "attention.h"
 #include "cuda_check.h"
+#include "kv_codes.cuh"
 #include "kvquant.h"
 
 #include <stdint.h>
@@ -112,11 +113,18 @@ __device__ __forceinline__ void split2(float x0, float x1, uint32_t &hi, uint32_
 /* K and V, two stages each; Q is staged in the second K stage before the loop (PF_BM == PF_BN) */
 template <int D> constexpr int pf_smem_bytes() { return 4 * PF_BN * (D + PF_PAD) * 2; }
 
-template <typename T, int D>
+/* KM (duet_kv_mode): 0 the cache holds T; int8 / fp8: 1-byte codes, each tile's codes loaded with 8-byte
+ * loads (synchronously: no cp.async) and stored to shared memory as T holding the code itself (exact:
+ * int8 codes and E4M3 values are fp16 and bf16 values), so S = Q C_K^T and O = P C_V run on the codes;
+ * the block's kv-head scales go into the score scale (K) and the final normalization (V). */
+template <typename T, int D, int KM>
 __global__ void __launch_bounds__(PF_WARPS * 32, PF_MINB)
-    attn_prefill_kernel(T *out, const T *q, int64_t ldq, const T *kc, const T *vc, const int *table, int max_blocks,
-                        const int *pos, const int *seq, int H, int Hk, float scale_log2, const __grid_constant__ pf_segs sg)
+    attn_prefill_kernel(T *out, const T *q, int64_t ldq, const gpu_kv_view kv, const int *pos, const int *seq, int H,
+                        float scale_log2, const __grid_constant__ pf_segs sg)
 {
+    const T *kc = (const T *)kv.k, *vc = (const T *)kv.v;
+    const int *table = kv.block_table;
+    const int max_blocks = kv.max_blocks, Hk = kv.Hk;
     constexpr int SR = D + PF_PAD;    /* shared row stride, elements */
     constexpr int CH = D / 8;         /* 16-byte chunks per row */
     constexpr int NB = PF_BN / 8;     /* 8-key blocks of S */
@@ -138,6 +146,8 @@ __global__ void __launch_bounds__(PF_WARPS * 32, PF_MINB)
     const int min_pos = pos[t0 + r0 / g], kend = pos[t0 + rlast / g] + 1;
     const int *tab = table + (int64_t)seq[t0] * max_blocks;
     const int nkt = (kend + PF_BN - 1) / PF_BN;
+    float v_sc = 1.0f;
+    if (KM) scale_log2 *= kv.k_scale[kh], v_sc = kv.v_scale[kh];
 
     /* Q rows (rows past the segment repeat its last row; never stored) */
     for (int i = tid; i < PF_BM * CH; i += PF_WARPS * 32) {
@@ -155,8 +165,26 @@ __global__ void __launch_bounds__(PF_WARPS * 32, PF_MINB)
                 off = (((int64_t)tab[p / GPU_KV_BLOCK] * Hk + kh) * GPU_KV_BLOCK + p % GPU_KV_BLOCK) * D + c * 8;
                 bytes = 16;
             }
-            cp_async16(dk + key * SR + c * 8, kc + off, bytes);
-            cp_async16(dv + key * SR + c * 8, vc + off, bytes);
+            if constexpr (KM == 0) {
+                cp_async16(dk + key * SR + c * 8, kc + off, bytes);
+                cp_async16(dv + key * SR + c * 8, vc + off, bytes);
+            } else { /* 8 codes -> 8 T holding them (zeros past kend, as cp.async's zero fill) */
+                uint2 ck = make_uint2(0, 0), cv = make_uint2(0, 0);
+                if (bytes) {
+                    ck = *(const uint2 *)((const uint8_t *)kv.k + off);
+                    cv = *(const uint2 *)((const uint8_t *)kv.v + off);
+                }
+                float fk[8], fv[8];
+                cvt8_codes(ck, fk, KM);
+                cvt8_codes(cv, fv, KM);
+                uint4 wk, wv;
+                wk.x = pack2<T>(fk[0], fk[1]), wk.y = pack2<T>(fk[2], fk[3]), wk.z = pack2<T>(fk[4], fk[5]);
+                wk.w = pack2<T>(fk[6], fk[7]);
+                wv.x = pack2<T>(fv[0], fv[1]), wv.y = pack2<T>(fv[2], fv[3]), wv.z = pack2<T>(fv[4], fv[5]);
+                wv.w = pack2<T>(fv[6], fv[7]);
+                *(uint4 *)(dk + key * SR + c * 8) = wk;
+                *(uint4 *)(dv + key * SR + c * 8) = wv;
+            }
         }
     };
     load_kv(0, 0);
@@ -275,6 +303,7 @@ __global__ void __launch_bounds__(PF_WARPS * 32, PF_MINB)
         L += __shfl_xor_sync(0xffffffffu, L, 1);
         L += __shfl_xor_sync(0xffffffffu, L, 2);
         float inv = 1.0f / L;
+        if (KM) inv *= v_sc; /* O ran over V's codes */
         int R = r0 + warp * 16 + (lane >> 2) + 8 * u;
         if (R >= nrows) continue;
         T *dst = out + ((int64_t)(t0 + R / g) * H + kh * g + R % g) * D + 2 * (lane & 3);
@@ -288,25 +317,30 @@ __global__ void __launch_bounds__(PF_WARPS * 32, PF_MINB)
 static int prefill_supported(const gpu_attn_params *p)
 {
     int d = p->kv.d;
-    return (d == 64 || d == 128) && p->kv.mode == 0 && p->kv.Hk > 0 && p->H % p->kv.Hk == 0 && p->ldq % 8 == 0 &&
+    return (d == 64 || d == 128) && p->kv.mode >= DUET_KV_F && p->kv.mode <= DUET_KV_FP8 && p->kv.Hk > 0 && p->H % p->kv.Hk == 0 && p->ldq % 8 == 0 &&
            (uintptr_t)p->q % 16 == 0 && (uintptr_t)p->kv.k % 16 == 0 && (uintptr_t)p->kv.v % 16 == 0;
 }
 
-template <typename T, int D> static int launch_prefill(const gpu_attn_params *p, const pf_segs *sg, gpu_stream s)
+template <typename T, int D, int KM> static int launch_prefill_km(const gpu_attn_params *p, const pf_segs *sg, gpu_stream s)
 {
     static int attr_done = 0;
     const int bytes = pf_smem_bytes<D>();
     if (!attr_done) {
-        CUDA_CHECK(cudaFuncSetAttribute(attn_prefill_kernel<T, D>, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
+        CUDA_CHECK(cudaFuncSetAttribute(attn_prefill_kernel<T, D, KM>, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
         attr_done = 1;
     }
     int64_t blocks = (int64_t)sg->tile_end[sg->n - 1] * p->kv.Hk;
     float scale_log2 = 1.4426950408889634f / sqrtf((float)D);
-    attn_prefill_kernel<T, D><<<(unsigned)blocks, PF_WARPS * 32, bytes, s>>>(
-        (T *)p->out, (const T *)p->q, p->ldq, (const T *)p->kv.k, (const T *)p->kv.v, p->kv.block_table,
-        p->kv.max_blocks, p->pos, p->seq, p->H, p->kv.Hk, scale_log2, *sg);
+    attn_prefill_kernel<T, D, KM><<<(unsigned)blocks, PF_WARPS * 32, bytes, s>>>(
+        (T *)p->out, (const T *)p->q, p->ldq, p->kv, p->pos, p->seq, p->H, scale_log2, *sg);
     LAUNCH_CHECK();
     return 0;
+}
+template <typename T, int D> static int launch_prefill(const gpu_attn_params *p, const pf_segs *sg, gpu_stream s)
+{
+    return p->kv.mode == DUET_KV_INT8  ? launch_prefill_km<T, D, DUET_KV_INT8>(p, sg, s)
+           : p->kv.mode == DUET_KV_FP8 ? launch_prefill_km<T, D, DUET_KV_FP8>(p, sg, s)
+                                       : launch_prefill_km<T, D, DUET_KV_F>(p, sg, s);
 }
 
 static int flush_prefill(const gpu_attn_params *p, gpu_dtype dt, pf_segs *sg, gpu_stream s)
@@ -363,7 +397,7 @@ extern "C" int gpu_attention_prefill(const gpu_attn_params *p, gpu_dtype dt, gpu
     if (!p->h_pos || !p->h_seq) return duet_errorf("gpu attention prefill: host pos/seq (h_pos, h_seq) not given");
     if (!prefill_supported(p))
         return duet_errorf("gpu attention prefill: head_dim %d (H %d, Hk %d, KV cache %s) unsupported (64 or 128, "
-                           "16-byte aligned, a cache in the compute type)",
+                           "16-byte aligned)",
                            p->kv.d, p->H, p->kv.Hk, duet_kv_mode_name((duet_kv_mode)p->kv.mode));
     return dispatch(p, dt, s, 1);
 }

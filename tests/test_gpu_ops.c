@@ -769,9 +769,9 @@ END_TEST
  * fp8 x fp16 and bf16: the codes gpu_rope_kv stores equal duet_kv_encode of the rotated k and the v the
  * kernel leaves in the qkv rows, bit for bit (head 0's scale is small enough that a share of them
  * saturate); the fused GEMV + RoPE + store of the decode step stores the same codes as GEMM + rope_kv;
- * the attention (the dispatcher, which sends every token of a quantized cache to the decode kernel,
+ * the attention (the dispatcher, the flash prefill kernel on every segment, the decode kernel alone with
  * split-K on the long rows) against ref_attention over the codes' values; and clear errors from the
- * kernels that read no codes (the flash prefill, the scalar decode kernel, head_dim % 8 != 0). */
+ * kernels that read no codes (the scalar decode kernel, head_dim % 8 != 0). */
 static gpu_kv_view kv_pool_codes(gpu_block_mgr *m, int S, int C, int Hk, int d, int mode, const float *scales,
                                  size_t *elems)
 {
@@ -875,9 +875,22 @@ static void run_kv_quant_case(gpu_dtype dt, duet_kv_mode mode, attn_cfg cf)
         char what[96];
         snprintf(what, sizeof what, "kv %s attention H%d Hk%d d%d batch %d", duet_kv_mode_name(mode), H, Hk, d, bi);
         check(what, dt, gatt, watt, T, Hd, BOUND[dt]);
-        if (bi == 0) { /* the kernels without a code path say so */
+        if (d == 64 || d == 128) { /* the flash prefill kernel on every segment, and the decode kernel alone */
+            for (int v = 0; v < 2; v++) {
+                ck_assert(gpu_poison(dout, (int64_t)T * Hd, 2) == 0);
+                ck_assert_msg((v ? gpu_attention_decode(&ap, dt, NULL) : gpu_attention_prefill(&ap, dt, NULL)) == 0,
+                              "%s", duet_error());
+                float *o2 = download(dout, (int64_t)T * Hd, dt);
+                snprintf(what, sizeof what, "kv %s %s H%d Hk%d d%d batch %d", duet_kv_mode_name(mode),
+                         v ? "decode kernel" : "flash prefill", H, Hk, d, bi);
+                check(what, dt, o2, watt, T, Hd, BOUND[dt]);
+                free(o2);
+            }
+        } else if (bi == 0) {
             ck_assert(gpu_attention_prefill(&ap, dt, NULL) == -1);
-            ck_assert_msg(strstr(duet_error(), duet_kv_mode_name(mode)), "message: %s", duet_error());
+            ck_assert_msg(strstr(duet_error(), "head_dim"), "message: %s", duet_error());
+        }
+        if (bi == 0) { /* the scalar kernel reads no codes */
             ck_assert(gpu_attention_decode_scalar(&ap, dt, NULL) == -1);
             ck_assert_msg(strstr(duet_error(), "vectorized"), "message: %s", duet_error());
         }

@@ -5,11 +5,12 @@
 #   kvtest the quantized cache's tests alone (the kv_quant cases of test_gpu_ops: codes bit for bit,
 #          attention over the codes; of test_gpu_model: every tap against the ref in the same mode)
 #          ($OUT/kv_test_gpu_ops.log, kv_test_gpu_model.log; the summary lines printed)
+#   ops    the whole of test_gpu_ops through make check ($OUT/test_gpu_ops.log)
 #   test   the whole of both suites through make check ($OUT/test_gpu_ops.log, test_gpu_model.log)
 #   bench  duet bench on the synthetic LLaMA-7B, fp16 weights, KV cache none / int8 / fp8, batch 1 and
 #          64 at 8/50 and 923/100 ($OUT/bench_kv.jsonl, bench_kv.txt)
 # usage, from the source root, carry [".debs", ".devdata"]:
-#   bash scripts/gpu_calibrated.sh build kvtest bench test
+#   bash scripts/gpu_calibrated.sh build kvtest bench ops
 set -u
 out=${OUT:-$PWD/gpu_calibrated_out}
 mkdir -p "$out"
@@ -31,12 +32,14 @@ for stage in "$@"; do
             grep -E "^kv |^gemv rope\+kv |^kv-|Checks|FAIL|Assertion|error|:F:|:E:" "$out/kv_$t.log" | head -60
         done
         ;;
-    test)
+    ops | test)
         [ -f scripts/device_env.sh ] && [ -d .debs ] && source scripts/device_env.sh
+        suites="test_gpu_ops"
+        [ $stage = test ] && suites="test_gpu_ops test_gpu_model"
         cd $b
-        make -j16 check TESTS="tests/test_gpu_ops tests/test_gpu_model" >/tmp/check_kv.log 2>&1
+        make -j16 check TESTS="$(printf 'tests/%s ' $suites)" >/tmp/check_kv.log 2>&1
         grep -E "^(PASS|FAIL|SKIP|ERROR)" /tmp/check_kv.log
-        for t in test_gpu_ops test_gpu_model; do
+        for t in $suites; do
             cp tests/$t.log "$out/$t.log" 2>/dev/null
             grep -E "Checks|:F:|:E:" tests/$t.log | head -20
         done
@@ -50,7 +53,7 @@ for stage in "$@"; do
         grep -E "^[a-z0-9-]+ +(none|int8|fp8) +[0-9]+ |error|duet bench" "$out/bench_kv.txt"
         ;;
     *)
-        echo "unknown stage $stage (build, kvtest, test, bench)"
+        echo "unknown stage $stage (build, kvtest, ops, test, bench)"
         exit 2
         ;;
     esac

@@ -191,10 +191,11 @@ __device__ __forceinline__ void merge_state(float m[NQ], float l[NQ], float o[NQ
 #ifndef VU
 #define VU 4 /* keys per lane group per step (8: 158 registers, 25% slower at batch 64 on the H100) */
 #endif
-/* For 1-byte codes with NQ < 4: 8-byte loads, so twice the keys for the same bytes in flight and
- * registers (72 registers at NQ 1 for 71 in fp16; at NQ 4 it would take 168, so NQ 4 keeps VU). */
+/* Keys per lane group per step on 1-byte codes (8-byte loads) at NQ < 4. 8 (the same bytes in flight as
+ * fp16 at VU 4, 72 registers at NQ 1) was slower on the H200: batch 64 at 923/100 (MHA), decode step
+ * fp8 12.19 ms against 10.91 at 4, int8 12.40 against 11.57. */
 #ifndef VU_CODES
-#define VU_CODES 8
+#define VU_CODES 4
 #endif
 template <typename T, int NQ, int KM>
 __global__ void __launch_bounds__(VW * 32)

@@ -171,6 +171,15 @@ int cli_quant_modes(const char *cmd, const cli_quant_flags *f, const duet_model 
     return rc;
 }
 
+void cli_quant_name(const cli_quant *q, char *buf, size_t n)
+{
+    char w[32] = "";
+    if (q->w8a8 && q->w8a8->mode == DUET_W8A8_SQ) snprintf(w, sizeof w, "w8a8-sq-a%.2f", q->w8a8->alpha);
+    else if (q->w8a8) snprintf(w, sizeof w, "w8a8-%s", duet_w8a8_mode_name(q->w8a8->mode));
+    snprintf(buf, n, "%s%s%s%s", w, *w && q->kv_mode ? "+" : "", q->kv_mode ? "kv-" : "",
+             q->kv_mode ? duet_kv_mode_name((duet_kv_mode)q->kv_mode) : "");
+}
+
 void cli_quant_free(cli_quant *q)
 {
     free(q->kv_scales);

@@ -5,6 +5,7 @@
 
 #include "config.h"
 
+#include <stddef.h>
 #include <stdint.h>
 
 /* Parse `s` as the value of `flag`; on error print "duet CMD: FLAG: 'S' is not ..." and return -1. */
@@ -62,6 +63,10 @@ typedef struct cli_quant {
 struct duet_model;
 int cli_quant_modes(const char *cmd, const cli_quant_flags *f, const struct duet_model *m, cli_quant *q);
 void cli_quant_free(cli_quant *q);
+/* The calibrated modes of q as one name, what goldens record ('calibrated' in __metadata__) and diff's
+ * tolerance rows use after "DTYPE:": "w8a8-sq-a0.50", "w8a8-fp8", "kv-int8", "w8a8-fp8+kv-fp8"; "" for
+ * none. */
+void cli_quant_name(const cli_quant *q, char *buf, size_t n);
 
 /* "on" -> 1, "off" -> 0; otherwise prints "duet CMD: FLAG: 'S' is not on or off" and returns -1. */
 int cli_on_off(const char *cmd, const char *flag, const char *s, int *out);

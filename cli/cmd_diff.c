@@ -39,9 +39,12 @@ static void usage(FILE *f)
             "                          unquantized golden (e.g. fp32, made without them): every tap's error\n"
             "                          printed, no bounds; exit 1 only for NaN/Inf, a shape change or a missing tap\n"
             "      --w8a8 MODE, --sq-alpha A, --kv-cache MODE, --calib FILE\n"
-            "                          with --cost: run in W8A8 (sq, fp8, fp8-tensor) and / or a quantized KV cache\n"
-            "                          (int8, fp8) calibrated from FILE, as duet generate does. In W8A8 the taps\n"
-            "                          attn_norm, attn, ffn_norm and act hold the smoothed inputs x / s\n"
+            "                          second form: run in W8A8 (sq, fp8, fp8-tensor) and / or a quantized KV\n"
+            "                          cache (int8, fp8) calibrated from FILE, as duet generate does, against a\n"
+            "                          golden of the ref in the same mode (duet golden with the same flags; rows\n"
+            "                          DTYPE:NAME, e.g. fp16:kv-fp8), or with --cost against an uncalibrated one.\n"
+            "                          In W8A8 the taps attn_norm, attn, ffn_norm and act hold the smoothed\n"
+            "                          inputs x / s\n"
             "      --tolerances FILE   the bounds (default $DUET_TOLERANCES, else 'tolerances' beside GOLDEN,\n"
             "                          else the source tree's golden/tolerances, else the installed one)\n"
             "  -h, --help              this text\n\n"
@@ -51,7 +54,9 @@ static void usage(FILE *f)
             "  duet golden -m /tmp/q --ids 1,5,9,2 --weights q4_1 -o /tmp/q4_1.safetensors\n"
             "  duet diff -m /tmp/q /tmp/q4_1.safetensors --backend gpu --mode fp16 --weights q4_1\n"
             "  duet diff -m /tmp/mha golden/mha.p7.fp32.safetensors --weights int4-g64 --cost\n"
-            "  duet diff -m /tmp/mha golden/mha.p7.fp32.safetensors --w8a8 sq --calib mha.calib.json --cost\n");
+            "  duet diff -m /tmp/mha golden/mha.p7.fp32.safetensors --w8a8 sq --calib mha.calib.json --cost\n"
+            "  duet golden -m /tmp/mha --ids 1,5,9,2 --kv-cache fp8 --calib mha.calib.json -o /tmp/kv.safetensors\n"
+            "  duet diff -m /tmp/mha /tmp/kv.safetensors --backend gpu --kv-cache fp8 --calib mha.calib.json\n");
 }
 
 #ifndef DUET_SOURCE_DIR
@@ -172,9 +177,9 @@ int cmd_diff(int argc, char **argv)
                 "mode's accuracy cost against an unquantized golden); see duet %s --help\n", CMD, CMD);
         return 2;
     }
-    if (calibrated && !cost) {
-        fprintf(stderr, "duet %s: --w8a8, --kv-cache and --calib go with --cost so far (a golden of the ref in those "
-                "modes has no GPU kernel to check yet); see duet %s --help\n", CMD, CMD);
+    if (calibrated && !dir) {
+        fprintf(stderr, "duet %s: --w8a8, --kv-cache and --calib go with -m DIR (they set how the model is run); see "
+                "duet %s --help\n", CMD, CMD);
         return 2;
     }
     if (weights != DUET_Q_NONE && !dir) {
@@ -253,6 +258,20 @@ int cmd_diff(int argc, char **argv)
         if (golden_weights_match(gold, golden_path, m, dir, weights, cost)) goto out;
         if ((rc = cli_quant_modes(CMD, &qf, m, &qm))) goto out; /* it printed the error */
         rc = 2;
+        /* the golden's calibrated mode: the run's (none with --cost) */
+        char qname[64];
+        cli_quant_name(&qm, qname, sizeof qname);
+        const char *gq = duet_tapfile_meta(gold, "calibrated");
+        if (cost ? gq != NULL : strcmp(gq ? gq : "", qname)) {
+            if (cost)
+                fprintf(stderr, "duet %s: --cost compares with an uncalibrated golden, but %s was made in '%s'\n", CMD,
+                        golden_path, gq);
+            else
+                fprintf(stderr, "duet %s: %s was made in calibrated mode '%s', this run is '%s': make the golden with "
+                        "`duet golden` and the same --kv-cache / --w8a8 / --sq-alpha / --calib (the ref in that "
+                        "mode)\n", CMD, golden_path, gq ? gq : "none", *qname ? qname : "none");
+            goto out;
+        }
         duet_backend_opts quant = {.kv_mode = qm.kv_mode, .kv_scales = qm.kv_scales, .w8a8 = qm.w8a8};
         cand = duet_tapfile_run(m, duet_backend_create, backend, mode, threads, &quant, ids, n);
         if (!cand) {
@@ -265,8 +284,11 @@ int cmd_diff(int argc, char **argv)
     char tol_mode[64];
     snprintf(tol_mode, sizeof tol_mode, "%s", mode);
     if (dir && (weights != DUET_Q_NONE || calibrated)) {
-        const char *wname = weights != DUET_Q_NONE ? duet_qmode_get((duet_qmode)weights)->name : "calibrated";
-        snprintf(tol_mode, sizeof tol_mode, "%s:%s%s", mode, wname, cost ? " cost" : "");
+        char qname[64];
+        cli_quant_name(&qm, qname, sizeof qname);
+        const char *wname = weights != DUET_Q_NONE ? duet_qmode_get((duet_qmode)weights)->name : "";
+        snprintf(tol_mode, sizeof tol_mode, "%s:%s%s%s%s", mode, wname, *wname && *qname ? "+" : "", qname,
+                 cost ? " cost" : "");
         if (!mode_covered(tol, tol_mode)) {
             rc = mode_fail(tol, tol_mode, "--mode with --weights");
             goto out;

@@ -34,20 +34,28 @@ static void usage(FILE *f)
             "      --weights MODE  quantize the linear weights on load (as `duet quantize`: int8, int4,\n"
             "                      int4-g128, int4-g64, q8_0, q4_0, q4_1; recorded as 'weights' in\n"
             "                      __metadata__; default none = as stored)\n"
+            "      --kv-cache MODE, --w8a8 MODE, --sq-alpha A, --calib FILE\n"
+            "                      the calibrated modes, as duet generate's (int8 / fp8 KV cache, SmoothQuant or\n"
+            "                      FP8 W8A8 with duet calibrate's file); recorded as 'calibrated' in __metadata__:\n"
+            "                      duet diff runs a backend in the same mode against it\n"
             "  -h, --help          this text\n\n"
             "example:\n"
-            "  duet synth -o /tmp/tiny && duet golden -m /tmp/tiny --ids 1,17,42,7 -o /tmp/tiny.fp32.safetensors\n");
+            "  duet synth -o /tmp/tiny && duet golden -m /tmp/tiny --ids 1,17,42,7 -o /tmp/tiny.fp32.safetensors\n"
+            "  duet golden -m /tmp/tiny --ids 1,17,42,7 --kv-cache fp8 --calib tiny.calib.json -o /tmp/tiny.kv-fp8.safetensors\n");
 }
 
 int cmd_golden(int argc, char **argv)
 {
-    enum { O_IDS = 256, O_BACKEND, O_MODE, O_THREADS, O_WEIGHTS };
+    enum { O_IDS = 256, O_BACKEND, O_MODE, O_THREADS, O_WEIGHTS, O_KV, O_W8A8, O_ALPHA, O_CALIB };
     static const struct option opts[] = {
         {"model", required_argument, 0, 'm'},   {"prompt", required_argument, 0, 'p'},
         {"ids", required_argument, 0, O_IDS},   {"output", required_argument, 0, 'o'},
         {"backend", required_argument, 0, O_BACKEND}, {"mode", required_argument, 0, O_MODE},
         {"threads", required_argument, 0, O_THREADS}, {"weights", required_argument, 0, O_WEIGHTS},
+        {"kv-cache", required_argument, 0, O_KV},   {"w8a8", required_argument, 0, O_W8A8},
+        {"sq-alpha", required_argument, 0, O_ALPHA}, {"calib", required_argument, 0, O_CALIB},
         {"help", no_argument, 0, 'h'},          {0, 0, 0, 0}};
+    cli_quant_flags qf = {0};
     const char *dir = NULL, *prompt = NULL, *ids_text = NULL, *out = NULL, *backend = "ref", *mode = "fp32";
     int threads = 1, weights = DUET_Q_NONE, c;
     optind = 1;
@@ -61,6 +69,10 @@ int cmd_golden(int argc, char **argv)
         case O_MODE: mode = optarg; break;
         case O_THREADS: if (cli_int(CMD, "--threads", optarg, 0, 1024, &threads)) return 2; break;
         case O_WEIGHTS: if ((weights = cli_weights(CMD, optarg)) < 0) return 2; break;
+        case O_KV: qf.kv_cache = optarg; break;
+        case O_W8A8: qf.w8a8 = optarg; break;
+        case O_ALPHA: qf.sq_alpha = optarg; break;
+        case O_CALIB: qf.calib = optarg; break;
         case 'h': usage(stdout); return 0;
         default: return cli_bad_option(CMD);
         }
@@ -111,8 +123,17 @@ int cmd_golden(int argc, char **argv)
             duet_model_close(m);
             return 2;
         }
-    duet_tapfile *f = duet_tapfile_run(m, duet_backend_create, backend, mode, threads, NULL, ids, n);
-    int rc = 0;
+    cli_quant qm;
+    int rc = cli_quant_modes(CMD, &qf, m, &qm);
+    if (rc) {
+        free(ids);
+        duet_model_close(m);
+        return rc;
+    }
+    char qname[64];
+    cli_quant_name(&qm, qname, sizeof qname);
+    duet_backend_opts quant = {.kv_mode = qm.kv_mode, .kv_scales = qm.kv_scales, .w8a8 = qm.w8a8};
+    duet_tapfile *f = duet_tapfile_run(m, duet_backend_create, backend, mode, threads, &quant, ids, n);
     if (!f) {
         rc = cli_fail(CMD);
     } else {
@@ -125,11 +146,13 @@ int cmd_golden(int argc, char **argv)
         duet_tapfile_set_meta(f, "blas", blas);
         duet_tapfile_set_meta(f, "made_by", "duet golden");
         if (weights != DUET_Q_NONE) duet_tapfile_set_meta(f, "weights", duet_qmode_get((duet_qmode)weights)->name);
+        if (*qname) duet_tapfile_set_meta(f, "calibrated", qname);
         if (duet_tapfile_save(f, out)) rc = cli_fail(CMD);
         else fprintf(stderr, "duet %s: wrote %d taps for %d tokens to %s\n", CMD, f->n, n, out);
     }
     duet_tapfile_free(f);
     duet_model_close(m);
+    cli_quant_free(&qm);
     free(ids);
     return rc;
 }

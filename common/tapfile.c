@@ -127,7 +127,7 @@ int duet_tapfile_save(const duet_tapfile *f, const char *path)
 
 /* The metadata keys a tap file may carry (st has no iterator over __metadata__). */
 static const char *meta_keys[] = {"model_id", "model_sha256", "model_synth", "token_ids", "mode", "backend",
-                                  "threads", "blas", "duet_version", "made_by", "weights", NULL};
+                                  "threads", "blas", "duet_version", "made_by", "weights", "calibrated", NULL};
 
 duet_tapfile *duet_tapfile_load(const char *path)
 {

@@ -88,9 +88,29 @@ assert $rc == 0 and j['w8a8'] == 'sq' and j['sq_alpha'] == 0.5 and j['kv_cache']
 for q in "--w8a8 sq" "--w8a8 fp8" "--w8a8 fp8-tensor" "--kv-cache int8" "--w8a8 fp8 --kv-cache fp8"; do
     "$duet" diff -m "$model" "$tmp/g.safetensors" $q --calib "$tmp/c.json" --cost >"$tmp/cost" 2>&1; rc=$?
     check "diff $q --cost: exit 0, every tap reported" sh -c \
-        "test $rc -eq 0 && grep -q '^all [0-9]* taps within tolerance (mode fp32:calibrated cost, no bounds' '$tmp/cost'"
+        "test $rc -eq 0 && grep -q '^all [0-9]* taps within tolerance (mode fp32:[a-z0-9.+-]* cost, no bounds' '$tmp/cost'"
     printf '  %-26s logits rel_l2 %s\n' "$q" "$(awk '$1 == "logits" { print $3 }' "$tmp/cost")"
 done
 "$duet" diff -m "$model" "$tmp/g.safetensors" --w8a8 sq --calib "$tmp/c.json" >"$tmp/e" 2>&1; rc=$?
-check "diff --w8a8 sq without --cost: exit 2" sh -c "test $rc -eq 2 && grep -q 'go with --cost' '$tmp/e'"
+check "diff --w8a8 sq against an uncalibrated golden without --cost: exit 2" sh -c \
+    "test $rc -eq 2 && grep -q \"made in calibrated mode 'none', this run is 'w8a8-sq-a0.50'\" '$tmp/e'"
+# goldens of the ref in a calibrated mode, and diff in that mode against them (rows fp32:NAME)
+for q in "--kv-cache fp8" "--w8a8 sq --sq-alpha 0.6" "--w8a8 fp8 --kv-cache int8"; do
+    "$duet" golden -m "$model" --ids 1,400,99,7,250,31,12,300 $q --calib "$tmp/c.json" -o "$tmp/gq.safetensors" \
+        2>/dev/null
+    "$duet" diff -m "$model" "$tmp/gq.safetensors" $q --calib "$tmp/c.json" >"$tmp/d" 2>&1; rc=$?
+    check "golden + diff $q: exit 0, every tap within the fp32 rows" sh -c \
+        "test $rc -eq 0 && grep -q '^all [0-9]* taps within tolerance (mode fp32:[a-z0-9.+-]*, ' '$tmp/d'"
+done
+"$duet" golden -m "$model" --ids 1,400,99,7 --kv-cache fp8 --calib "$tmp/c.json" -o "$tmp/gk.safetensors" 2>/dev/null
+"$duet" diff -m "$model" "$tmp/gk.safetensors" --kv-cache int8 --calib "$tmp/c.json" >"$tmp/e" 2>&1; rc=$?
+check "diff --kv-cache int8 against a kv-fp8 golden: exit 2, both named" sh -c \
+    "test $rc -eq 2 && grep -q \"made in calibrated mode 'kv-fp8', this run is 'kv-int8'\" '$tmp/e'"
+"$duet" diff -m "$model" "$tmp/gk.safetensors" >"$tmp/e" 2>&1; rc=$?
+check "diff without the mode against a kv-fp8 golden: exit 2" sh -c \
+    "test $rc -eq 2 && grep -q \"made in calibrated mode 'kv-fp8', this run is 'none'\" '$tmp/e'"
+"$duet" diff -m "$model" "$tmp/gk.safetensors" --kv-cache fp8 --calib "$tmp/c.json" --cost >"$tmp/e" 2>&1; rc=$?
+check "diff --cost against a calibrated golden: exit 2" sh -c "test $rc -eq 2 && grep -q 'uncalibrated golden' '$tmp/e'"
+"$duet" golden -m "$model" --ids 1,2 --kv-cache fp8 -o "$tmp/x.safetensors" >"$tmp/e" 2>&1; rc=$?
+check "golden --kv-cache without --calib: exit 2" sh -c "test $rc -eq 2 && grep -q 'give --calib FILE' '$tmp/e'"
 exit $fail

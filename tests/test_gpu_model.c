@@ -9,6 +9,7 @@
 
 #include "backend.h"
 #include "calib/calib.h"
+#include "kvquant.h"
 #include "error.h"
 #include "engine/registry.h"
 #include "generate.h"
@@ -329,6 +330,40 @@ START_TEST(test_errors)
     o.dtype = "int3";
     ck_assert(duet_backend_create("gpu", m, &o) == NULL);
     ck_assert_msg(strstr(duet_error(), "int3"), "message: %s", duet_error());
+    /* the quantized KV cache: an unknown mode, no scales, a head_dim no attention kernel reads codes of */
+    o.dtype = "fp16";
+    o.kv_mode = 7;
+    ck_assert(duet_backend_create("gpu", m, &o) == NULL);
+    ck_assert_msg(strstr(duet_error(), "KV cache mode 7 unknown"), "message: %s", duet_error());
+    o.kv_mode = DUET_KV_FP8;
+    ck_assert(duet_backend_create("gpu", m, &o) == NULL);
+    ck_assert_msg(strstr(duet_error(), "none given"), "message: %s", duet_error());
+    {
+        duet_synth_opts so;
+        duet_synth_defaults(&so);
+        so.cfg.dim = 48, so.cfg.n_heads = 4, so.cfg.n_kv_heads = 2, so.cfg.head_dim = 12, so.seed = 9;
+        char dir[64];
+        snprintf(dir, sizeof dir, "/tmp/duet_gpu_hd12XXXXXX");
+        ck_assert(mkdtemp(dir) && duet_synth_write(&so, dir) == 0);
+        duet_model *m12 = duet_model_open(dir);
+        ck_assert_msg(m12 != NULL, "%s", duet_error());
+        float sc[64];
+        for (int i = 0; i < 64; i++) sc[i] = 0.01f;
+        duet_backend_opts o12 = {.max_seqs = 1, .max_ctx = 16, .dtype = "fp16", .kv_mode = DUET_KV_INT8, .kv_scales = sc};
+        ck_assert_int_le(2 * m12->cfg.n_layers * m12->cfg.n_kv_heads, 64);
+        ck_assert(duet_backend_create("gpu", m12, &o12) == NULL);
+        printf("head_dim 12 with an int8 cache: %s\n", duet_error());
+        ck_assert_msg(strstr(duet_error(), "int8 KV cache needs head_dim a multiple of 8") &&
+                          strstr(duet_error(), "head_dim is 12"),
+                      "message: %s", duet_error());
+        o12.kv_mode = DUET_KV_F; /* and without the cache mode it runs */
+        duet_backend *b12 = duet_backend_create("gpu", m12, &o12);
+        ck_assert_msg(b12 != NULL, "%s", duet_error());
+        duet_backend_free(b12);
+        duet_model_close(m12);
+        test_rmtree(dir);
+    }
+    o.kv_mode = DUET_KV_F;
     o.dtype = NULL; /* default fp16 */
     b = duet_backend_create("gpu", m, &o);
     ck_assert_msg(b != NULL, "%s", duet_error());

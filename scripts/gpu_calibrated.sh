@@ -1,16 +1,18 @@
 #!/bin/bash
-# scripts/gpu_calibrated.sh: the calibrated modes (issue 11: int8 / fp8 KV cache so far) on the lent GPU
+# scripts/gpu_calibrated.sh: the calibrated modes (issue 11: the int8 / fp8 KV cache, SmoothQuant's kernels) on the lent GPU
 # machine, in stages (one device call each, back to back while the machine stays warm):
 #   build  as scripts/gpu_quant.sh build (duet and the test programs with CUDA in /tmp/duet-build)
 #   kvtest the quantized cache's tests alone (the kv_quant cases of test_gpu_ops: codes bit for bit,
 #          attention over the codes; of test_gpu_model: every tap against the ref in the same mode)
 #          ($OUT/kv_test_gpu_ops.log, kv_test_gpu_model.log; the summary lines printed)
+#   w8a8   tests/test_gpu_w8a8: SmoothQuant's int8 GEMM (int32 accumulators), per-token codes and the
+#          dequantization against common/smoothquant.h bit for bit ($OUT/test_gpu_w8a8.log)
 #   ops    the whole of test_gpu_ops through make check ($OUT/test_gpu_ops.log)
 #   test   the whole of both suites through make check ($OUT/test_gpu_ops.log, test_gpu_model.log)
 #   bench  duet bench on the synthetic LLaMA-7B, fp16 weights, KV cache none / int8 / fp8, batch 1 and
 #          64 at 8/50 and 923/100 ($OUT/bench_kv.jsonl, bench_kv.txt)
 # usage, from the source root, carry [".debs", ".devdata"]:
-#   bash scripts/gpu_calibrated.sh build kvtest bench ops
+#   bash scripts/gpu_calibrated.sh build kvtest w8a8 bench ops
 set -u
 out=${OUT:-$PWD/gpu_calibrated_out}
 mkdir -p "$out"
@@ -31,6 +33,12 @@ for stage in "$@"; do
             echo "$t kv_quant rc=$?"
             grep -E "^kv |^gemv rope\+kv |^kv-|Checks|FAIL|Assertion|error|:F:|:E:" "$out/kv_$t.log" | head -60
         done
+        ;;
+    w8a8)
+        [ -f scripts/device_env.sh ] && [ -d .debs ] && source scripts/device_env.sh
+        (cd $b && DUET_SRCDIR=$src ./tests/test_gpu_w8a8 >"$out/test_gpu_w8a8.log" 2>&1)
+        echo "test_gpu_w8a8 rc=$?"
+        grep -E "^int8 gemm|^quant tokens|^dequant|Checks|:F:|:E:" "$out/test_gpu_w8a8.log" | head -30
         ;;
     ops | test)
         [ -f scripts/device_env.sh ] && [ -d .debs ] && source scripts/device_env.sh
@@ -53,7 +61,7 @@ for stage in "$@"; do
         grep -E "^[a-z0-9-]+ +(none|int8|fp8) +[0-9]+ |error|duet bench" "$out/bench_kv.txt"
         ;;
     *)
-        echo "unknown stage $stage (build, kvtest, ops, test, bench)"
+        echo "unknown stage $stage (build, kvtest, w8a8, ops, test, bench)"
         exit 2
         ;;
     esac

@@ -331,6 +331,58 @@ START_TEST(ref_runs_fp8)
 }
 END_TEST
 
+/* A model whose ffn is wider than its attention and narrower than its hidden size (H d 32 < F 48 < D 64):
+ * the ref's W8A8 activation buffers are sized by the widest input, max(D, F, H d) (an expression that gave
+ * F for these shapes, too small for the D-wide q/k/v and gate/up inputs, was found by review); every
+ * product as the mode defines it, the logits near fp32. */
+START_TEST(narrow_ffn)
+{
+    duet_synth_opts so;
+    duet_synth_defaults(&so);
+    so.cfg.n_heads = 4, so.cfg.n_kv_heads = 2, so.cfg.head_dim = 8, so.cfg.ffn_dim = 48, so.seed = 11;
+    ck_assert(so.cfg.n_heads * so.cfg.head_dim < so.cfg.ffn_dim && so.cfg.ffn_dim < so.cfg.dim);
+    char dn[128];
+    ck_assert_int_eq(test_tmpdir(dn, sizeof dn, "w8a8_narrow"), 0);
+    ck_assert_msg(duet_synth_write(&so, dn) == 0, "%s", duet_error());
+    duet_model *saved = model;
+    model = duet_model_open(dn);
+    ck_assert_msg(model != NULL, "%s", duet_error());
+    duet_calib *c2 = test_calibrate(model, ids, T);
+    const int V = model->cfg.vocab_size;
+    float *l0 = malloc(sizeof(float) * T * V), *lq = malloc(sizeof(float) * T * V);
+    duet_backend *b0 = make(NULL);
+    run(b0, l0, NULL);
+    const double bound[2] = {5e-2, 1.5e-1}; /* the main model's bounds (see the header) */
+    for (int mi = 0; mi < 2; mi++) {
+        const duet_w8a8_mode md = mi ? DUET_W8A8_FP8 : DUET_W8A8_SQ;
+        duet_w8a8 *w8 = duet_w8a8_build(model, c2, md, 0.5f);
+        ck_assert_msg(w8 != NULL, "%s", duet_error());
+        duet_backend *bq = make(w8);
+        taps tp = {0};
+        run(bq, lq, &tp);
+        ck_assert(tp.xn && tp.att && tp.act && tp.ffn_out && tp.attn_out && tp.q);
+        if (md == DUET_W8A8_SQ) {
+            same_product(&w8->layers[0].lin[DUET_LIN_Q], tp.xn, tp.q, "narrow ffn: layer 0 q");
+            same_product(&w8->layers[0].lin[DUET_LIN_O], tp.att, tp.attn_out, "narrow ffn: layer 0 o_proj");
+            same_product(&w8->layers[0].lin[DUET_LIN_DOWN], tp.act, tp.ffn_out, "narrow ffn: layer 0 down_proj");
+        }
+        const double e = test_rel_l2(lq, l0, (int64_t)T * V);
+        printf("# H d %d < F %d < D %d, %s: logits rel L2 against fp32 %.2e\n",
+               model->cfg.n_heads * model->cfg.head_dim, model->cfg.ffn_dim, model->cfg.dim, duet_w8a8_mode_name(md), e);
+        ck_assert_msg(e > 1e-5 && e <= bound[mi], "narrow ffn %s: logits rel L2 %.2e", duet_w8a8_mode_name(md), e);
+        free(tp.xn), free(tp.q), free(tp.att), free(tp.attn_out), free(tp.act), free(tp.ffn_out);
+        duet_backend_free(bq);
+        duet_w8a8_free(w8);
+    }
+    duet_backend_free(b0);
+    duet_calib_free(c2);
+    duet_model_close(model);
+    model = saved;
+    test_rmtree(dn);
+    free(l0), free(lq);
+}
+END_TEST
+
 START_TEST(bad_input)
 {
     ck_assert_ptr_null(duet_w8a8_build(model, cal, DUET_W8A8_SQ, 1.5f));
@@ -370,6 +422,7 @@ int main(void)
     tcase_add_test(tc, ref_runs_the_codes);
     tcase_add_test(tc, fp8_codes);
     tcase_add_test(tc, ref_runs_fp8);
+    tcase_add_test(tc, narrow_ffn);
     tcase_add_test(tc, bad_input);
     suite_add_tcase(s, tc);
     return test_run_suite(s);

@@ -502,6 +502,24 @@ typedef struct attn_cfg {
     int H, Hk, d;
 } attn_cfg;
 
+/* One batch of three (slot, count) runs (slot -1: an empty run), each slot continuing at len[slot]: the
+ * tokens' positions and slots (*pos, *seq, malloc'd), their blocks reserved in m, *max_len the longest
+ * context; returns the number of tokens. */
+static int runs_batch(const int runs[3][2], int *len, gpu_block_mgr *m, int **pos, int **seq, int *max_len)
+{
+    int T = 0, t = 0;
+    for (int r = 0; r < 3; r++) T += runs[r][0] >= 0 ? runs[r][1] : 0;
+    *pos = malloc(sizeof(int) * T), *seq = malloc(sizeof(int) * T), *max_len = 0;
+    for (int r = 0; r < 3; r++)
+        for (int i = 0; runs[r][0] >= 0 && i < runs[r][1]; i++, t++) {
+            (*seq)[t] = runs[r][0];
+            (*pos)[t] = len[runs[r][0]]++;
+            ck_assert(gpu_block_mgr_reserve(m, (*seq)[t], (*pos)[t] + 1) == 0);
+            if ((*pos)[t] + 1 > *max_len) *max_len = (*pos)[t] + 1;
+        }
+    return T;
+}
+
 static void run_attention_case(gpu_dtype dt, attn_cfg cf)
 {
     const int S = 3, C = 2100, H = cf.H, Hk = cf.Hk, d = cf.d;
@@ -520,19 +538,8 @@ static void run_attention_case(gpu_dtype dt, attn_cfg cf)
                          {{0, 1800}, {-1, 0}, {-1, 0}},
                          {{2, 1}, {0, 1}, {1, 1}}};
     for (int bi = 0; bi < 4; bi++) {
-        int T = 0;
-        for (int r = 0; r < 3; r++) T += runs[bi][r][0] >= 0 ? runs[bi][r][1] : 0;
-        int *pos = malloc(sizeof(int) * T), *seq = malloc(sizeof(int) * T), t = 0, max_len = 0;
-        for (int r = 0; r < 3; r++) {
-            int sq = runs[bi][r][0];
-            if (sq < 0) continue;
-            for (int i = 0; i < runs[bi][r][1]; i++, t++) {
-                seq[t] = sq;
-                pos[t] = len[sq]++;
-                ck_assert(gpu_block_mgr_reserve(&m, sq, pos[t] + 1) == 0);
-                if (pos[t] + 1 > max_len) max_len = pos[t] + 1;
-            }
-        }
+        int *pos, *seq, max_len;
+        const int T = runs_batch(runs[bi], len, &m, &pos, &seq, &max_len);
         ck_assert(gpu_upload_i32((int *)kv.block_table, m.table, (int64_t)S * m.max_blocks) == 0);
         float *qkv = rand_vec((int64_t)T * Q, 2.0f, dt);
         void *dqkv = dev_of(qkv, (int64_t)T * Q, dt), *dout = gpu_alloc(2 * (size_t)T * Hd);
@@ -824,16 +831,8 @@ static void run_kv_quant_case(gpu_dtype dt, duet_kv_mode mode, attn_cfg cf)
                          {{2, 1}, {0, 1}, {1, 1}}};
     int64_t n_sat = 0, n_checked = 0;
     for (int bi = 0; bi < 4; bi++) {
-        int T = 0;
-        for (int r = 0; r < 3; r++) T += runs[bi][r][0] >= 0 ? runs[bi][r][1] : 0;
-        int *pos = malloc(sizeof(int) * T), *seq = malloc(sizeof(int) * T), t = 0, max_len = 0;
-        for (int r = 0; r < 3; r++)
-            for (int i = 0; runs[bi][r][0] >= 0 && i < runs[bi][r][1]; i++, t++) {
-                seq[t] = runs[bi][r][0];
-                pos[t] = len[seq[t]]++;
-                ck_assert(gpu_block_mgr_reserve(&m, seq[t], pos[t] + 1) == 0);
-                if (pos[t] + 1 > max_len) max_len = pos[t] + 1;
-            }
+        int *pos, *seq, max_len;
+        const int T = runs_batch(runs[bi], len, &m, &pos, &seq, &max_len);
         ck_assert(gpu_upload_i32((int *)kv.block_table, m.table, (int64_t)S * m.max_blocks) == 0);
         float *qkv = rand_vec((int64_t)T * Q, 2.0f, dt);
         void *dqkv = dev_of(qkv, (int64_t)T * Q, dt), *dout = gpu_alloc(2 * (size_t)T * Hd);

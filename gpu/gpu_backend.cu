@@ -21,6 +21,7 @@ extern "C" {
 #include "rope.h"
 #include "sampling.h"
 #include "swiglu.h"
+#include "w8a8_model.h"
 #include "weights.h"
 
 #include <math.h>
@@ -65,6 +66,7 @@ typedef struct gpu_state {
     void *kv;
     size_t kv_bytes;
     float *d_kv_scales; /* (L, 2, Hk) device: the codes' scales (o.kv_mode != 0), K then V of each layer */
+    gpu_sq_model *sq;   /* SmoothQuant W8A8 (o.w8a8, mode sq): the layers' products and norms, or NULL */
     int n_blocks;
     gpu_block_mgr blocks;
     int *d_table; /* (S, max_blocks) */
@@ -195,6 +197,7 @@ static int ensure_capacity(gpu_state *s, int T)
     s->ws = (float *)(a + off[9]);
     s->d_meta = (int *)(a + off[10]);
     CUDA_CHECK(cudaMallocHost(&s->h_meta, (size_t)T * 4 * sizeof(int)));
+    if (s->sq && gpu_sq_model_reserve(s->sq, T)) return -1;
     s->cap_T = T;
     return 0;
 }
@@ -343,12 +346,17 @@ static int run_layers(duet_backend *be, int T, int max_len, const duet_batch *hb
     for (int l = 0; l < c->n_layers; l++) {
         const gpu_layer *w = &s->layers[l];
         gpu_kv_view kv = kv_view(s, l);
+        /* SmoothQuant: the folded norms, and each product on int8 codes (w8a8_model.h) */
+        const gpu_sq_layer *qw = s->sq ? &s->sq->layers[l] : NULL;
+        const void *attn_norm = qw ? qw->attn_norm : w->attn_norm, *ffn_norm = qw ? qw->ffn_norm : w->ffn_norm;
         /* x = x + ffn_out(l-1); n = input_layernorm(x) */
-        if (gpu_add_rmsnorm(s->xn, s->x, l ? s->tmp : NULL, w->attn_norm, c->norm_eps, T, D, dt, st)) return -1;
+        if (gpu_add_rmsnorm(s->xn, s->x, l ? s->tmp : NULL, attn_norm, c->norm_eps, T, D, dt, st)) return -1;
         if (l && tap_layer(be, l - 1, "out", s->x, 1, T, D, D)) return -1;
         if (tap_layer(be, l, "attn_norm", s->xn, 0, T, D, D)) return -1;
         /* q|k|v = n . [wq; wk; wv]^T */
-        if (gpu_gemm(s->gemm, s->qkv, 0, s->xn, &w->wqkv, T, (int)Q, D, dt, st)) return -1;
+        if (qw ? gpu_sq_linear(s->sq, l, GPU_SQ_QKV, s->qkv, s->xn, T, dt, st)
+               : gpu_gemm(s->gemm, s->qkv, 0, s->xn, &w->wqkv, T, (int)Q, D, dt, st))
+            return -1;
         if (tap_layer(be, l, "q", s->qkv, 0, T, Hd, Q) || tap_layer(be, l, "k", (char *)s->qkv + Hd * 2, 0, T, kvd, Q) ||
             tap_layer(be, l, "v", (char *)s->qkv + (Hd + kvd) * 2, 0, T, kvd, Q))
             return -1;
@@ -362,19 +370,25 @@ static int run_layers(duet_backend *be, int T, int max_len, const duet_batch *hb
                               b->pos, b->seq, s->o.batch_invariant};
         if (gpu_attention(&ap, dt, st)) return -1;
         if (tap_layer(be, l, "attn", s->att, 0, T, Hd, Hd)) return -1;
-        if (gpu_gemm(s->gemm, s->tmp, 0, s->att, &w->wo, T, D, (int)Hd, dt, st)) return -1; /* o_proj */
+        if (qw ? gpu_sq_linear(s->sq, l, GPU_SQ_O, s->tmp, s->att, T, dt, st)
+               : gpu_gemm(s->gemm, s->tmp, 0, s->att, &w->wo, T, D, (int)Hd, dt, st)) /* o_proj */
+            return -1;
         if (tap_layer(be, l, "attn_out", s->tmp, 0, T, D, D)) return -1;
         /* x = x + attn_out; n = post_attention_layernorm(x) */
-        if (gpu_add_rmsnorm(s->xn, s->x, s->tmp, w->ffn_norm, c->norm_eps, T, D, dt, st)) return -1;
+        if (gpu_add_rmsnorm(s->xn, s->x, s->tmp, ffn_norm, c->norm_eps, T, D, dt, st)) return -1;
         if (tap_layer(be, l, "resid_mid", s->x, 1, T, D, D) || tap_layer(be, l, "ffn_norm", s->xn, 0, T, D, D)) return -1;
         /* gate|up = n . [w_gate; w_up]^T; act = silu(gate) * up; ffn_out = down_proj(act) */
-        if (gpu_gemm(s->gemm, s->gu, 0, s->xn, &w->wgu, T, 2 * F, D, dt, st)) return -1;
+        if (qw ? gpu_sq_linear(s->sq, l, GPU_SQ_GU, s->gu, s->xn, T, dt, st)
+               : gpu_gemm(s->gemm, s->gu, 0, s->xn, &w->wgu, T, 2 * F, D, dt, st))
+            return -1;
         if (tap_layer(be, l, "gate", s->gu, 0, T, F, 2 * F) ||
             tap_layer(be, l, "up", (char *)s->gu + (size_t)F * 2, 0, T, F, 2 * F))
             return -1;
         if (gpu_swiglu(s->act, s->gu, T, F, dt, st)) return -1;
         if (tap_layer(be, l, "act", s->act, 0, T, F, F)) return -1;
-        if (gpu_gemm(s->gemm, s->tmp, 0, s->act, &w->w_down, T, D, F, dt, st)) return -1;
+        if (qw ? gpu_sq_linear(s->sq, l, GPU_SQ_DOWN, s->tmp, s->act, T, dt, st)
+               : gpu_gemm(s->gemm, s->tmp, 0, s->act, &w->w_down, T, D, F, dt, st))
+            return -1;
         if (tap_layer(be, l, "ffn_out", s->tmp, 0, T, D, D)) return -1;
     }
     /* x = x + ffn_out(L-1); n = norm(x) */
@@ -706,6 +720,7 @@ static void gpu_backend_release(duet_backend *be)
         gpu_free(s->lbuf);
         gpu_free(s->kv);
         gpu_free(s->d_kv_scales);
+        gpu_sq_model_free(s->sq);
         gpu_free(s->d_table);
         gpu_free(s->d_hist);
         gpu_free(s->wbuf);
@@ -838,8 +853,8 @@ static duet_backend *engine_new(const duet_config *c, const duet_backend_opts *o
                         duet_kv_mode_name((duet_kv_mode)opts->kv_mode), i, opts->kv_scales ? "not" : "none given");
             return NULL;
         }
-    if (opts->w8a8) {
-        duet_errorf("gpu: W8A8 (%s) is not implemented on the gpu backend yet; the ref emulates it",
+    if (opts->w8a8 && opts->w8a8->mode != DUET_W8A8_SQ) {
+        duet_errorf("gpu: W8A8 %s is not implemented on the gpu backend yet (sq is); the ref emulates it",
                     duet_w8a8_mode_name(opts->w8a8->mode));
         return NULL;
     }
@@ -916,8 +931,9 @@ static duet_backend *engine_new(const duet_config *c, const duet_backend_opts *o
     {
         const char *nf = getenv("DUET_NO_FUSE");
         s->no_fuse = nf && *nf && strcmp(nf, "0");
-        /* batch-invariant: the fused GEMVs reduce in another order than the products of larger batches */
-        if (opts->batch_invariant) s->no_fuse = 1;
+        /* batch-invariant: the fused GEMVs reduce in another order than the products of larger batches;
+         * SmoothQuant: its products are not GEMVs */
+        if (opts->batch_invariant || opts->w8a8) s->no_fuse = 1;
     }
     {
         double need = (double)wbytes + dq_bytes + kv_d + table_d + hist_d + 96.0 * 1048576; /* + activations, cuBLAS */
@@ -1063,6 +1079,8 @@ duet_backend *gpu_backend_create(const duet_model *m, const duet_backend_opts *o
     set_fuse_ok(s);
     free(host);
     free(tmp);
+    host = NULL, tmp = NULL;
+    if (opts->w8a8 && !(s->sq = gpu_sq_model_upload(opts->w8a8, c, dt))) goto fail_be;
     if (ensure_capacity(s, 64)) goto fail_be;
     {
         char types[96];
@@ -1077,6 +1095,12 @@ duet_backend *gpu_backend_create(const duet_model *m, const duet_backend_opts *o
         else
             snprintf(be->summary, sizeof be->summary, "gpu: %s; weights stored as %s, converted to %s on upload%s", dts,
                      types, dts, strstr(types, "Q") ? " (their types have no weight-only kernel: dequantized)" : "");
+    }
+    if (s->sq) {
+        size_t n = strlen(be->summary);
+        snprintf(be->summary + n, sizeof be->summary - n,
+                 "; SmoothQuant W8A8 (alpha %.2f): int8 products on the tensor cores, activations int8 per token",
+                 opts->w8a8->alpha);
     }
     note_invariant(be);
     free(lp);
@@ -1096,6 +1120,10 @@ duet_backend *gpu_backend_create_random(const duet_config *c, const duet_backend
     const int L = c->n_layers;
     gpu_dtype dt;
     if (gpu_dtype_parse(opts->dtype, &dt)) return NULL;
+    if (opts->w8a8) {
+        duet_errorf("gpu: W8A8 needs a model and its calibration, not random weights");
+        return NULL;
+    }
     gpu_wplan *lp = (gpu_wplan *)malloc(sizeof(gpu_wplan) * N_LAYER_ENTRIES * (size_t)L), tp[3];
     if (!lp) {
         duet_errorf("gpu: out of host memory");

@@ -2,8 +2,9 @@
 # scripts/gpu_calibrated.sh: the calibrated modes (issue 11: the int8 / fp8 KV cache, SmoothQuant's kernels) on the lent GPU
 # machine, in stages (one device call each, back to back while the machine stays warm):
 #   build  as scripts/gpu_quant.sh build (duet and the test programs with CUDA in /tmp/duet-build)
-#   kvtest the quantized cache's tests alone (the kv_quant cases of test_gpu_ops: codes bit for bit,
-#          attention over the codes; of test_gpu_model: every tap against the ref in the same mode)
+#   kvtest the calibrated modes' tests alone (the `calibrated` cases of test_gpu_ops: KV codes bit for bit,
+#          attention over the codes; of test_gpu_model: every tap of the KV modes and SmoothQuant against the
+#          ref in the same mode)
 #          ($OUT/kv_test_gpu_ops.log, kv_test_gpu_model.log; the summary lines printed)
 #   w8a8   tests/test_gpu_w8a8: SmoothQuant's int8 GEMM (int32 accumulators), per-token codes and the
 #          dequantization against common/smoothquant.h bit for bit ($OUT/test_gpu_w8a8.log)
@@ -29,9 +30,9 @@ for stage in "$@"; do
     kvtest)
         [ -f scripts/device_env.sh ] && [ -d .debs ] && source scripts/device_env.sh
         for t in test_gpu_ops test_gpu_model; do
-            (cd $b && DUET_SRCDIR=$src CK_RUN_CASE=kv_quant ./tests/$t >"$out/kv_$t.log" 2>&1)
-            echo "$t kv_quant rc=$?"
-            grep -E "^kv |^gemv rope\+kv |^kv-|Checks|FAIL|Assertion|error|:F:|:E:" "$out/kv_$t.log" | head -60
+            (cd $b && DUET_SRCDIR=$src CK_RUN_CASE=calibrated ./tests/$t >"$out/kv_$t.log" 2>&1)
+            echo "$t calibrated rc=$?"
+            grep -E "^kv |^gemv rope\+kv |^kv-|^w8a8-|Checks|FAIL|Assertion|error|:F:|:E:" "$out/kv_$t.log" | head -60
         done
         ;;
     w8a8)

@@ -1155,7 +1155,7 @@ int main(void)
     tcase_add_loop_test(tc, test_attention_prefill, 0, 2);
     tcase_add_loop_test(tc, test_attention_decode, 0, 2);
     suite_add_tcase(s, tc);
-    TCase *tq = tcase_create("kv_quant"); /* CK_RUN_CASE=kv_quant runs it alone */
+    TCase *tq = tcase_create("calibrated"); /* CK_RUN_CASE=calibrated runs it alone */
     tcase_add_loop_test(tq, test_kv_quant, 0, 4);
     suite_add_tcase(s, tq);
     int rc = test_run_suite(s);

@@ -363,6 +363,23 @@ END_TEST
 
 /* The qkv GEMV with RoPE and the KV store in its epilogue (GPU_GEMV_ROPE) equals gpu_gemm then
  * gpu_rope_kv bit for bit: the qkv rows and both whole cache pools (NaN-poisoned before). */
+/* Random x (T, D) and W (Q, D) of scales 1 and 0.1: GEMM + gpu_rope_kv into qa and cache kva, and the
+ * fused GEMV + RoPE + store into qb and kvb (positions dpos, slots dseq, theta 10000). */
+static void gemv_rope_both(gpu_gemm_ctx *g, const gpu_kv_view *kva, const gpu_kv_view *kvb, void *qa, void *qb,
+                           const int *dpos, const int *dseq, int T, int H, int D, int Q, gpu_dtype dt)
+{
+    float *x = rand_vec((int64_t)T * D, 1.0f, dt), *W = rand_vec((int64_t)Q * D, 0.1f, dt);
+    void *dx = dev_of(x, (int64_t)T * D, dt), *dW = dev_of(W, (int64_t)Q * D, dt);
+    ck_assert_msg(gpu_gemm(g, qa, 0, dx, DENSE(dW), T, Q, D, dt, NULL) == 0 &&
+                      gpu_rope_kv(qa, kva, dpos, dseq, 10000.0f, T, H, dt, NULL) == 0,
+                  "%s", duet_error());
+    gpu_gemv_rope rope = {*kvb, dpos, dseq, 10000.0f, H};
+    ck_assert_msg(gpu_gemv_fused_rope(g, qb, GPU_GEMV_ROPE, dx, NULL, NULL, 0.0f, DENSE(dW), T, Q, D, &rope, dt, NULL) == 0,
+                  "%s", duet_error());
+    free(x), free(W);
+    gpu_free(dx), gpu_free(dW);
+}
+
 START_TEST(test_gemv_rope)
 {
     gpu_dtype dt = (gpu_dtype)_i;
@@ -381,16 +398,9 @@ START_TEST(test_gemv_rope)
         ck_assert(gpu_upload_i32(dpos, pos, T) == 0 && gpu_upload_i32(dseq, seq, T) == 0);
         ck_assert(gpu_poison(kva.k, pool, 2) == 0 && gpu_poison(kva.v, pool, 2) == 0 && gpu_poison(kvb.k, pool, 2) == 0 &&
                   gpu_poison(kvb.v, pool, 2) == 0);
-        float *x = rand_vec((int64_t)T * D, 1.0f, dt), *W = rand_vec((int64_t)Q * D, 0.1f, dt);
-        void *dx = dev_of(x, (int64_t)T * D, dt), *dW = dev_of(W, (int64_t)Q * D, dt);
         void *qa = gpu_alloc(2 * (size_t)T * Q), *qb = gpu_alloc(2 * (size_t)T * Q);
         ck_assert(gpu_poison(qb, (int64_t)T * Q, 2) == 0);
-        ck_assert_msg(gpu_gemm(g, qa, 0, dx, DENSE(dW), T, Q, D, dt, NULL) == 0 &&
-                          gpu_rope_kv(qa, &kva, dpos, dseq, 10000.0f, T, H, dt, NULL) == 0,
-                      "%s", duet_error());
-        gpu_gemv_rope rope = {kvb, dpos, dseq, 10000.0f, H};
-        ck_assert_msg(gpu_gemv_fused_rope(g, qb, GPU_GEMV_ROPE, dx, NULL, NULL, 0.0f, DENSE(dW), T, Q, D, &rope, dt, NULL) == 0,
-                      "%s", duet_error());
+        gemv_rope_both(g, &kva, &kvb, qa, qb, dpos, dseq, T, H, D, Q, dt);
         float *ga = download(qa, (int64_t)T * Q, dt), *gb = download(qb, (int64_t)T * Q, dt);
         for (int64_t i = 0; i < (int64_t)T * Q; i++)
             ck_assert_msg(ga[i] == gb[i], "gemv rope T %d %s: qkv element %lld fused %g, unfused %g", T,
@@ -409,8 +419,8 @@ START_TEST(test_gemv_rope)
         }
         printf("gemv rope+kv (T %d, H %d, Hk %d, d %d) %s: equal to gemm + rope_kv, bit for bit\n", T, H, Hk, d,
                gpu_dtype_name(dt));
-        free(x), free(W), free(ga), free(gb);
-        gpu_free(dx), gpu_free(dW), gpu_free(qa), gpu_free(qb), gpu_free(dpos), gpu_free(dseq);
+        free(ga), free(gb);
+        gpu_free(qa), gpu_free(qb), gpu_free(dpos), gpu_free(dseq);
     }
     kv_pool_free(&kva, &m);
     kv_pool_free(&kvb, &mb);
@@ -503,21 +513,44 @@ typedef struct attn_cfg {
 } attn_cfg;
 
 /* One batch of three (slot, count) runs (slot -1: an empty run), each slot continuing at len[slot]: the
- * tokens' positions and slots (*pos, *seq, malloc'd), their blocks reserved in m, *max_len the longest
- * context; returns the number of tokens. */
-static int runs_batch(const int runs[3][2], int *len, gpu_block_mgr *m, int **pos, int **seq, int *max_len)
+ * tokens' positions and slots, their blocks reserved in m (the table uploaded to kv), random q|k|v rows
+ * (T, Q) rounded to dt (scale 2) on the host and the device, then gpu_rope_kv into kv at theta 10000; an
+ * output (T, H d) and the decode kernel's workspace. */
+typedef struct attn_batch {
+    int T, max_len, *pos, *seq; /* host */
+    float *qkv;                 /* host: the inputs, before RoPE */
+    void *dqkv, *dout;          /* device: q|k|v after RoPE, the attention output */
+    int *dpos, *dseq;
+    float *ws;
+} attn_batch;
+
+static attn_batch attn_batch_new(const int runs[3][2], int *len, gpu_block_mgr *m, const gpu_kv_view *kv, int S, int H,
+                                 int64_t Q, int64_t Hd, int n_sm, gpu_dtype dt)
 {
-    int T = 0, t = 0;
-    for (int r = 0; r < 3; r++) T += runs[r][0] >= 0 ? runs[r][1] : 0;
-    *pos = malloc(sizeof(int) * T), *seq = malloc(sizeof(int) * T), *max_len = 0;
-    for (int r = 0; r < 3; r++)
+    attn_batch b = {0};
+    for (int r = 0; r < 3; r++) b.T += runs[r][0] >= 0 ? runs[r][1] : 0;
+    b.pos = malloc(sizeof(int) * b.T), b.seq = malloc(sizeof(int) * b.T);
+    for (int r = 0, t = 0; r < 3; r++)
         for (int i = 0; runs[r][0] >= 0 && i < runs[r][1]; i++, t++) {
-            (*seq)[t] = runs[r][0];
-            (*pos)[t] = len[runs[r][0]]++;
-            ck_assert(gpu_block_mgr_reserve(m, (*seq)[t], (*pos)[t] + 1) == 0);
-            if ((*pos)[t] + 1 > *max_len) *max_len = (*pos)[t] + 1;
+            b.seq[t] = runs[r][0];
+            b.pos[t] = len[runs[r][0]]++;
+            ck_assert(gpu_block_mgr_reserve(m, b.seq[t], b.pos[t] + 1) == 0);
+            if (b.pos[t] + 1 > b.max_len) b.max_len = b.pos[t] + 1;
         }
-    return T;
+    ck_assert(gpu_upload_i32((int *)kv->block_table, m->table, (int64_t)S * m->max_blocks) == 0);
+    b.qkv = rand_vec((int64_t)b.T * Q, 2.0f, dt);
+    b.dqkv = dev_of(b.qkv, (int64_t)b.T * Q, dt), b.dout = gpu_alloc(2 * (size_t)b.T * Hd);
+    b.dpos = gpu_alloc(sizeof(int) * b.T), b.dseq = gpu_alloc(sizeof(int) * b.T);
+    b.ws = gpu_alloc(sizeof(float) * gpu_attention_ws_floats(b.T, H, kv->d, n_sm));
+    ck_assert(gpu_upload_i32(b.dpos, b.pos, b.T) == 0 && gpu_upload_i32(b.dseq, b.seq, b.T) == 0);
+    ck_assert_msg(gpu_rope_kv(b.dqkv, kv, b.dpos, b.dseq, 10000.0f, b.T, H, dt, NULL) == 0, "%s", duet_error());
+    return b;
+}
+
+static void attn_batch_free(attn_batch *b)
+{
+    free(b->pos), free(b->seq), free(b->qkv);
+    gpu_free(b->dqkv), gpu_free(b->dout), gpu_free(b->dpos), gpu_free(b->dseq), gpu_free(b->ws);
 }
 
 static void run_attention_case(gpu_dtype dt, attn_cfg cf)
@@ -538,15 +571,12 @@ static void run_attention_case(gpu_dtype dt, attn_cfg cf)
                          {{0, 1800}, {-1, 0}, {-1, 0}},
                          {{2, 1}, {0, 1}, {1, 1}}};
     for (int bi = 0; bi < 4; bi++) {
-        int *pos, *seq, max_len;
-        const int T = runs_batch(runs[bi], len, &m, &pos, &seq, &max_len);
-        ck_assert(gpu_upload_i32((int *)kv.block_table, m.table, (int64_t)S * m.max_blocks) == 0);
-        float *qkv = rand_vec((int64_t)T * Q, 2.0f, dt);
-        void *dqkv = dev_of(qkv, (int64_t)T * Q, dt), *dout = gpu_alloc(2 * (size_t)T * Hd);
-        int *dpos = gpu_alloc(sizeof(int) * T), *dseq = gpu_alloc(sizeof(int) * T);
-        float *ws = gpu_alloc(sizeof(float) * gpu_attention_ws_floats(T, H, d, n_sm));
-        ck_assert(gpu_upload_i32(dpos, pos, T) == 0 && gpu_upload_i32(dseq, seq, T) == 0);
-        ck_assert_msg(gpu_rope_kv(dqkv, &kv, dpos, dseq, theta, T, H, dt, NULL) == 0, "%s", duet_error());
+        attn_batch ab = attn_batch_new(runs[bi], len, &m, &kv, S, H, Q, Hd, n_sm, dt);
+        const int T = ab.T, max_len = ab.max_len, *pos = ab.pos, *seq = ab.seq;
+        const float *qkv = ab.qkv;
+        void *dqkv = ab.dqkv, *dout = ab.dout;
+        int *dpos = ab.dpos, *dseq = ab.dseq;
+        float *ws = ab.ws;
         /* rope: q and k against ref_rope of the same (rounded) inputs */
         float *got = download(dqkv, (int64_t)T * Q, dt);
         float *wq = malloc(sizeof(float) * T * Hd), *wk = malloc(sizeof(float) * T * kvd),
@@ -594,9 +624,9 @@ static void run_attention_case(gpu_dtype dt, attn_cfg cf)
         gatt = download(dout, (int64_t)T * Hd, dt);
         snprintf(what, sizeof what, "dispatch H%d Hk%d d%d batch %d (T %d)", H, Hk, d, bi, T);
         check(what, dt, gatt, watt, T, Hd, BOUND[dt]);
-        free(pos), free(seq), free(qkv), free(got), free(wq), free(wk), free(gq), free(gk), free(gatt), free(watt),
-            free(scratch);
-        gpu_free(dqkv), gpu_free(dout), gpu_free(dpos), gpu_free(dseq), gpu_free(ws), gpu_free(dk), gpu_free(dv);
+        free(got), free(wq), free(wk), free(gq), free(gk), free(gatt), free(watt), free(scratch);
+        gpu_free(dk), gpu_free(dv);
+        attn_batch_free(&ab);
     }
     free(kc), free(vc);
     kv_pool_free(&kv, &m);
@@ -813,7 +843,6 @@ static void run_kv_quant_case(gpu_dtype dt, duet_kv_mode mode, attn_cfg cf)
 {
     const int S = 3, C = 2100, H = cf.H, Hk = cf.Hk, d = cf.d, n_sm = 132;
     const int64_t Hd = (int64_t)H * d, kvd = (int64_t)Hk * d, Q = Hd + 2 * kvd;
-    const float theta = 10000.0f;
     /* qkv values in [-2, 2): head 0's K and V maxima at 1.2 saturate part of its codes */
     float scales[16];
     for (int h = 0; h < Hk; h++) {
@@ -831,15 +860,11 @@ static void run_kv_quant_case(gpu_dtype dt, duet_kv_mode mode, attn_cfg cf)
                          {{2, 1}, {0, 1}, {1, 1}}};
     int64_t n_sat = 0, n_checked = 0;
     for (int bi = 0; bi < 4; bi++) {
-        int *pos, *seq, max_len;
-        const int T = runs_batch(runs[bi], len, &m, &pos, &seq, &max_len);
-        ck_assert(gpu_upload_i32((int *)kv.block_table, m.table, (int64_t)S * m.max_blocks) == 0);
-        float *qkv = rand_vec((int64_t)T * Q, 2.0f, dt);
-        void *dqkv = dev_of(qkv, (int64_t)T * Q, dt), *dout = gpu_alloc(2 * (size_t)T * Hd);
-        int *dpos = gpu_alloc(sizeof(int) * T), *dseq = gpu_alloc(sizeof(int) * T);
-        float *ws = gpu_alloc(sizeof(float) * gpu_attention_ws_floats(T, H, d, n_sm));
-        ck_assert(gpu_upload_i32(dpos, pos, T) == 0 && gpu_upload_i32(dseq, seq, T) == 0);
-        ck_assert_msg(gpu_rope_kv(dqkv, &kv, dpos, dseq, theta, T, H, dt, NULL) == 0, "%s", duet_error());
+        attn_batch ab = attn_batch_new(runs[bi], len, &m, &kv, S, H, Q, Hd, n_sm, dt);
+        const int T = ab.T, max_len = ab.max_len, *pos = ab.pos, *seq = ab.seq;
+        void *dqkv = ab.dqkv, *dout = ab.dout;
+        int *dpos = ab.dpos, *dseq = ab.dseq;
+        float *ws = ab.ws;
         float *got = download(dqkv, (int64_t)T * Q, dt);
         gather_codes(&kv, S, C, ck, cv);
         for (int i = 0; i < T; i++)
@@ -893,8 +918,8 @@ static void run_kv_quant_case(gpu_dtype dt, duet_kv_mode mode, attn_cfg cf)
             ck_assert(gpu_attention_decode_scalar(&ap, dt, NULL) == -1);
             ck_assert_msg(strstr(duet_error(), "vectorized"), "message: %s", duet_error());
         }
-        free(pos), free(seq), free(qkv), free(got), free(gq), free(watt), free(scratch), free(gatt);
-        gpu_free(dqkv), gpu_free(dout), gpu_free(dpos), gpu_free(dseq), gpu_free(ws);
+        free(got), free(gq), free(watt), free(scratch), free(gatt);
+        attn_batch_free(&ab);
     }
     printf("kv %s %s H%d Hk%d d%d: %lld codes equal to the host's, %lld of head 0's K beyond its maximum "
            "(saturated)\n",
@@ -926,15 +951,8 @@ static void run_kv_quant_gemv(gpu_dtype dt, duet_kv_mode mode)
         int pos[2] = {17, 5}, seq[2] = {1, 0};
         int *dpos = gpu_alloc(sizeof pos), *dseq = gpu_alloc(sizeof seq);
         ck_assert(gpu_upload_i32(dpos, pos, T) == 0 && gpu_upload_i32(dseq, seq, T) == 0);
-        float *x = rand_vec((int64_t)T * D, 1.0f, dt), *W = rand_vec((int64_t)Q * D, 0.1f, dt);
-        void *dx = dev_of(x, (int64_t)T * D, dt), *dW = dev_of(W, (int64_t)Q * D, dt);
         void *qa = gpu_alloc(2 * (size_t)T * Q), *qb = gpu_alloc(2 * (size_t)T * Q);
-        ck_assert_msg(gpu_gemm(g, qa, 0, dx, DENSE(dW), T, Q, D, dt, NULL) == 0 &&
-                          gpu_rope_kv(qa, &kva, dpos, dseq, 10000.0f, T, H, dt, NULL) == 0,
-                      "%s", duet_error());
-        gpu_gemv_rope rope = {kvb, dpos, dseq, 10000.0f, H};
-        ck_assert_msg(gpu_gemv_fused_rope(g, qb, GPU_GEMV_ROPE, dx, NULL, NULL, 0.0f, DENSE(dW), T, Q, D, &rope, dt, NULL) == 0,
-                      "%s", duet_error());
+        gemv_rope_both(g, &kva, &kvb, qa, qb, dpos, dseq, T, H, D, Q, dt);
         gather_codes(&kva, S, C, c[0][0], c[0][1]);
         gather_codes(&kvb, S, C, c[1][0], c[1][1]);
         for (int kvi = 0; kvi < 2; kvi++) /* the rows of the T tokens (the rest of the pools is never written) */
@@ -948,8 +966,7 @@ static void run_kv_quant_gemv(gpu_dtype dt, duet_kv_mode mode)
                 }
         printf("gemv rope+kv %s (T %d) %s: codes equal to gemm + rope_kv\n", duet_kv_mode_name(mode), T,
                gpu_dtype_name(dt));
-        free(x), free(W);
-        gpu_free(dx), gpu_free(dW), gpu_free(qa), gpu_free(qb), gpu_free(dpos), gpu_free(dseq);
+        gpu_free(qa), gpu_free(qb), gpu_free(dpos), gpu_free(dseq);
     }
     for (int i = 0; i < 4; i++) free(c[i / 2][i % 2]);
     kv_pool_codes_free(&kva, &m);

@@ -250,3 +250,59 @@ duet_w8a8 *duet_w8a8_build(const duet_model *m, const duet_calib *cal, duet_w8a8
     }
     return sq;
 }
+
+/* ---- seeded codes for the benchmark -------------------------------------------------------------------- */
+
+static uint64_t xorshift(uint64_t *r)
+{
+    *r ^= *r << 13, *r ^= *r >> 7, *r ^= *r << 17;
+    return *r;
+}
+
+/* N x K codes of mode md from the stream r: sq's int8 uniform in [-127, 127] (the byte, -128 made -127);
+ * E4M3 with a random sign and mantissa and the exponent field in 4..7 (|value| in [1/8, 2): never NaN);
+ * scales giving the rows a norm about that of a std 1 / sqrt(K) matrix. */
+static int random_linear(duet_w8a8_mode md, duet_w8a8_linear *q, int64_t N, int64_t K, uint64_t *r)
+{
+    q->N = N, q->K = K;
+    q->codes = malloc((size_t)(N * K));
+    q->scales = malloc(sizeof(float) * (size_t)N);
+    if (!q->codes || !q->scales) return duet_errorf("W8A8: out of memory for %lld x %lld seeded codes", (long long)N,
+                                                    (long long)K);
+    for (int64_t i = 0; i < N * K; i += 8) {
+        uint64_t v = xorshift(r);
+        for (int b = 0; b < 8 && i + b < N * K; b++, v >>= 8) {
+            const uint8_t u = (uint8_t)v;
+            q->codes[i + b] = md == DUET_W8A8_SQ ? (u == 0x80 ? 0x81 : u) : (uint8_t)((u & 0x87) | ((4 + ((u >> 3) & 3)) << 3));
+        }
+    }
+    const float s = (md == DUET_W8A8_SQ ? 1.0f / 73.0f : 1.0f) / sqrtf((float)K);
+    for (int64_t i = 0; i < N; i++) q->scales[i] = s;
+    q->x_scale = md == DUET_W8A8_FP8_TENSOR ? 8.0f / DUET_F8_MAX : 0.0f; /* a placeholder range, max |x| 8 */
+    return 0;
+}
+
+duet_w8a8 *duet_w8a8_random(const duet_config *c, duet_w8a8_mode mode, uint64_t seed)
+{
+    duet_w8a8 *m = duet_w8a8_new(c, mode, 0.5f);
+    if (!m) return NULL;
+    const int64_t D = c->dim, F = c->ffn_dim, Q = (int64_t)c->n_heads * c->head_dim,
+                  KV = (int64_t)c->n_kv_heads * c->head_dim;
+    const int64_t shape[DUET_LIN_N_LINEAR][2] = {{Q, D}, {KV, D}, {KV, D}, {D, Q}, {F, D}, {F, D}, {D, F}};
+    uint64_t r = seed * 0x9E3779B97F4A7C15ull + 1;
+    for (int l = 0; l < c->n_layers; l++) {
+        duet_w8a8_layer *y = &m->layers[l];
+        y->attn_norm = malloc(sizeof(float) * D), y->ffn_norm = malloc(sizeof(float) * D);
+        if (!y->attn_norm || !y->ffn_norm) {
+            duet_errorf("W8A8: out of memory");
+            goto fail;
+        }
+        for (int64_t j = 0; j < D; j++) y->attn_norm[j] = y->ffn_norm[j] = 1.0f;
+        for (int k = 0; k < DUET_LIN_N_LINEAR; k++)
+            if (random_linear(mode, &y->lin[k], shape[k][0], shape[k][1], &r)) goto fail;
+    }
+    return m;
+fail:
+    duet_w8a8_free(m);
+    return NULL;
+}

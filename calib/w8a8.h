@@ -81,6 +81,10 @@ duet_w8a8 *duet_w8a8_build(const duet_model *m, const duet_calib *cal, duet_w8a8
  * naming the layer. */
 int duet_w8a8_layer_make(duet_w8a8 *m, int l, const duet_calib_layer *cal, const duet_w8a8_src *src);
 
+/* A model of shapes c in mode mode with seeded codes and scales (no calibration; norms 1; fp8-tensor's
+ * static scales a placeholder): what `duet bench --w8a8` times on a synthetic model. NULL + duet_error(). */
+duet_w8a8 *duet_w8a8_random(const duet_config *c, duet_w8a8_mode mode, uint64_t seed);
+
 #ifdef __cplusplus
 }
 #endif

@@ -13,6 +13,7 @@
 #include "config.h"
 #include "error.h"
 #include "generate.h"
+#include "calib/w8a8.h"
 #include "kvquant.h"
 #include "model.h"
 #include "rng.h"
@@ -58,6 +59,9 @@ static void usage(FILE *f)
             "      --kv-cache LIST   KV cache storages, comma-separated, each benchmarked in turn: none (the\n"
             "                        activation dtype, the default), int8, fp8 (1-byte codes, common/kvquant.h);\n"
             "                        timing only: every head's scale is a placeholder (max |x| 8), not calibrated\n"
+            "      --w8a8 MODE       W8A8 layer products (synthetic model, --weights none): sq (SmoothQuant int8),\n"
+            "                        fp8 (E4M3 per channel x per token), fp8-tensor (per tensor, static); seeded\n"
+            "                        codes and scales, timing only (FP8: compute capability 8.9 or newer)\n"
             "      --seed S          weights and prompt tokens (default 1)\n"
             "      --json FILE       also write the JSON lines to FILE\n"
             "      --hf-baseline F   JSON lines of scripts/hf_baseline.py: add HF's numbers and the speedups\n"
@@ -69,6 +73,7 @@ static void usage(FILE *f)
             "  duet bench --model-shape tiny --batch 4 --lengths 16/8 --repeat 2\n"
             "  duet bench --batch 1,8,64 --weights none,int8,q8_0,int4-g128,q4_0,q4_1\n"
             "  duet bench --batch 64 --lengths 923/100 --kv-cache none,int8,fp8\n"
+            "  duet bench --batch 1,64 --lengths 8/50,923/100 --w8a8 fp8 --kv-cache none,fp8\n"
             "  duet bench -m models/SmolLM2-135M-Instruct.Q4_1.gguf --batch 1,8 --lengths 128/64 --weights none,int8\n",
             duet_qmode_list());
 }
@@ -235,10 +240,17 @@ static double weight_bytes(const duet_config *c, duet_qmode q)
     return c->n_layers * layer + 2.0 * c->vocab_size * D;
 }
 
+/* The weights column of a W8A8 run (9 characters at most). */
+static const char *w8_column(duet_w8a8_mode m)
+{
+    return m == DUET_W8A8_SQ ? "w8a8-sq" : m == DUET_W8A8_FP8 ? "w8a8-fp8" : "w8a8-f8t";
+}
+
 /* One case on the synthetic model (model NULL: random weights of shape c in mode `weights`) or on a loaded
  * model (already in its mode; c = its config). */
 static int run_case(const duet_config *c, const duet_model *model, const char *dtype, duet_qmode weights,
-                    duet_kv_mode kv, uint64_t seed, int B, int n_in, int n_out, int repeat, case_result *res)
+                    duet_kv_mode kv, const duet_w8a8 *w8, uint64_t seed, int B, int n_in, int n_out, int repeat,
+                    case_result *res)
 {
     size_t free0 = 0, free1 = 0;
     if (gpu_device_info(NULL, 0, &free0, NULL, NULL)) return -1;
@@ -246,7 +258,8 @@ static int run_case(const duet_config *c, const duet_model *model, const char *d
     float *kv_scales = malloc(sizeof(float) * 2 * (size_t)c->n_layers * c->n_kv_heads);
     if (!kv_scales) return duet_errorf("out of host memory");
     for (int i = 0; i < 2 * c->n_layers * c->n_kv_heads; i++) kv_scales[i] = duet_kv_scale(kv, 8.0f);
-    duet_backend_opts o = {.max_seqs = B, .max_ctx = n_in + n_out, .dtype = dtype, .kv_mode = kv, .kv_scales = kv_scales};
+    duet_backend_opts o = {.max_seqs = B, .max_ctx = n_in + n_out, .dtype = dtype, .kv_mode = kv, .kv_scales = kv_scales,
+                           .w8a8 = w8};
     duet_backend *be = model ? gpu_backend_create(model, &o) : gpu_backend_create_random(c, &o, seed, weights);
     if (!be) {
         free(kv_scales);
@@ -330,7 +343,8 @@ int cmd_bench(int argc, char **argv)
         {"json", required_argument, 0, 'j'},        {"hf-baseline", required_argument, 0, 'f'},
         {"no-ceilings", no_argument, 0, 'n'},       {"help", no_argument, 0, 'h'},
         {"weights", required_argument, 0, 'w'},     {"model", required_argument, 0, 'm'},
-        {"kv-cache", required_argument, 0, 'k'},    {0, 0, 0, 0}};
+        {"kv-cache", required_argument, 0, 'k'},    {"w8a8", required_argument, 0, 'W'},
+        {0, 0, 0, 0}};
     duet_config c;
     cli_model_shape(CMD, "7b", &c);
     int dim = 0, ffn = 0, layers = 0, heads = 0, kv_heads = 0, vocab = 0, repeat = 3, ceilings = 1;
@@ -342,6 +356,7 @@ int cmd_bench(int argc, char **argv)
     int n_modes = 1;
     duet_kv_mode kvs[3] = {DUET_KV_F};
     int n_kv = 1;
+    duet_w8a8_mode w8mode = DUET_W8A8_NONE;
     int ch;
     optind = 1;
     while ((ch = getopt_long(argc, argv, "m:b:l:r:h", opts, NULL)) != -1) {
@@ -411,6 +426,12 @@ int cmd_bench(int argc, char **argv)
             }
             break;
         }
+        case 'W':
+            if (duet_w8a8_mode_parse(optarg, &w8mode)) {
+                fprintf(stderr, "duet %s: --w8a8: %s\n", CMD, duet_error());
+                return 2;
+            }
+            break;
         case 'j': json_path = optarg; break;
         case 'f': hf_path = optarg; break;
         case 'n': ceilings = 0; break;
@@ -420,6 +441,11 @@ int cmd_bench(int argc, char **argv)
     }
     if (optind < argc) {
         fprintf(stderr, "duet %s: unexpected argument '%s'; see duet %s --help\n", CMD, argv[optind], CMD);
+        return 2;
+    }
+    if (w8mode != DUET_W8A8_NONE && (model_path || n_modes > 1 || modes[0] != DUET_Q_NONE)) {
+        fprintf(stderr, "duet %s: --w8a8 times seeded W8A8 layers of the synthetic model: it goes without -m and "
+                        "--weights (a model's W8A8 needs its calibration: duet eval / generate --w8a8 --calib)\n", CMD);
         return 2;
     }
     duet_model *probe = NULL; /* -m: the model's shapes (its weights are loaded per mode below) */
@@ -457,7 +483,7 @@ int cmd_bench(int argc, char **argv)
     int n_hf = 0;
     if (hf_path && read_hf(hf_path, &hf, &n_hf)) return cli_fail(CMD);
 #ifndef DUET_HAVE_CUDA
-    (void)modes, (void)n_modes, (void)kvs, (void)n_kv, (void)repeat, (void)model_path, (void)ceilings, (void)json_path, (void)dtype, (void)find_hf, (void)emit, (void)median, (void)seed;
+    (void)modes, (void)n_modes, (void)kvs, (void)n_kv, (void)w8mode, (void)repeat, (void)model_path, (void)ceilings, (void)json_path, (void)dtype, (void)find_hf, (void)emit, (void)median, (void)seed;
     free(hf);
     fprintf(stderr, "duet %s: the gpu backend is not built (configure found no nvcc): duet bench measures the gpu "
                     "backend only; rebuild with --with-cuda on a machine with the CUDA toolkit\n", CMD);
@@ -479,6 +505,7 @@ int cmd_bench(int argc, char **argv)
     }
     FILE *jf = NULL;
     case_result *res = NULL;
+    duet_w8a8 *w8 = NULL; /* --w8a8: seeded codes for every layer, made once */
     if (json_path && !(jf = fopen(json_path, "w"))) {
         free(hf);
         duet_errorf("--json %s: cannot open for writing", json_path);
@@ -560,6 +587,11 @@ int cmd_bench(int argc, char **argv)
         free(enc);
         json_decref(js);
     }
+    if (w8mode != DUET_W8A8_NONE) {
+        fprintf(stderr, "# seeded W8A8 %s layers (host) ...\n", duet_w8a8_mode_name(w8mode));
+        if (!(w8 = duet_w8a8_random(&c, w8mode, seed))) goto fail;
+    }
+    const char *w8name = w8 ? duet_w8a8_mode_name(w8mode) : "none";
     /* res[((mi * n_kv + ki) * n_len + li) * n_batch + bi] */
     res = malloc(sizeof(case_result) * (size_t)n_modes * n_kv * n_len * n_batch);
     if (!res) {
@@ -575,19 +607,20 @@ int cmd_bench(int argc, char **argv)
             int B = batches[bi], ni = ins[li], no = outs[li];
             case_result *r = &res[((mi * n_kv + ki) * n_len + li) * n_batch + bi];
             const char *mname = duet_qmode_get(modes[mi])->name, *kname = duet_kv_mode_name(kvs[ki]);
+            if (w8) mname = w8_column(w8mode);
             fprintf(stderr, "# case weights %s, kv cache %s, batch %d, %d/%d ...\n", mname, kname, B, ni, no);
-            if (run_case(&c, mm, dtype, modes[mi], kvs[ki], seed, B, ni, no, repeat, r)) {
+            if (run_case(&c, mm, dtype, modes[mi], kvs[ki], w8, seed, B, ni, no, repeat, r)) {
                 duet_model_close(mm);
                 goto fail;
             }
             const hf_row *h = find_hf(hf, n_hf, B, ni, no);
             int n = snprintf(line, sizeof line,
                              "{\"impl\": \"duet\", \"model\": %s, \"dtype\": \"%s\", \"weights\": \"%s\", "
-                             "\"kv_cache\": \"%s\", \"gpu\": \"%s\", \"batch\": %d, \"input\": %d, "
+                             "\"w8a8\": \"%s\", \"kv_cache\": \"%s\", \"gpu\": \"%s\", \"batch\": %d, \"input\": %d, "
                              "\"output\": %d, \"prefill_tok_s\": %.1f, \"prefill_ms\": %.3f, \"prefill_tflops\": %.1f, "
                              "\"decode_ms_per_token\": %.3f, \"e2e_s\": %.4f, \"peak_mem_gib\": %.2f, "
                              "\"deterministic\": %s, \"repeat\": %d",
-                             model_json, dtype, mname, kname, gpu, B, ni, no, B * ni / r->prefill_s, 1e3 * r->prefill_s, r->prefill_tflops,
+                             model_json, dtype, mname, w8name, kname, gpu, B, ni, no, B * ni / r->prefill_s, 1e3 * r->prefill_s, r->prefill_tflops,
                              r->decode_ms, r->e2e_s, r->peak_gib, r->deterministic ? "true" : "false", repeat);
             if (ceilings && n < (int)sizeof line)
                 n += snprintf(line + n, sizeof line - n, ", \"prefill_pct_of_gemm_peak\": %.1f",
@@ -616,7 +649,8 @@ int cmd_bench(int argc, char **argv)
             const case_result *r = &res[((mi * n_kv + ki) * n_len + li) * n_batch + bi];
             char io[32];
             snprintf(io, sizeof io, "%d/%d", ni, no);
-            fprintf(stderr, "%-9s %-4s %5d %9s %13.0f %8.1f %6.1f %10.3f %8.3f %8.2f", duet_qmode_get(modes[mi])->name,
+            const char *wname = w8 ? w8_column(w8mode) : duet_qmode_get(modes[mi])->name;
+            fprintf(stderr, "%-9s %-4s %5d %9s %13.0f %8.1f %6.1f %10.3f %8.3f %8.2f", wname,
                     duet_kv_mode_name(kvs[ki]), B, io,
                     B * ni / r->prefill_s, r->prefill_tflops, ceilings ? 100.0 * r->prefill_tflops / peak_tflops : 0.0,
                     r->decode_ms, r->e2e_s, r->peak_gib);
@@ -631,11 +665,13 @@ int cmd_bench(int argc, char **argv)
     if (jf) fclose(jf);
     free(hf);
     free(res);
+    duet_w8a8_free(w8);
     return 0;
 fail:
     if (jf) fclose(jf);
     free(hf);
     free(res);
+    duet_w8a8_free(w8);
     return cli_fail(CMD);
 #endif
 }

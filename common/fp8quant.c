@@ -43,3 +43,9 @@ void duet_f8_quant_static(const float *x, int64_t T, int64_t K, float scale, uin
 {
     quant_with(x, T * K, scale, codes);
 }
+
+void duet_f8_dequant(const float *acc, const float *xscales, const float *wscales, int64_t T, int64_t N, float *y)
+{
+    for (int64_t t = 0; t < T; t++)
+        for (int64_t i = 0; i < N; i++) y[t * N + i] = acc[t * N + i] * xscales[t] * wscales[i];
+}

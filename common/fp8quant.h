@@ -27,6 +27,8 @@ void duet_f8_quant_tensor(const float *W, int64_t N, int64_t K, uint8_t *codes, 
 void duet_f8_quant_tokens(const float *x, int64_t T, int64_t K, uint8_t *codes, float *scales);
 /* x (T, K) with a fixed scale (per tensor, static); scale 0 gives codes 0. */
 void duet_f8_quant_static(const float *x, int64_t T, int64_t K, float scale, uint8_t *codes);
+/* y (T, N) = acc * xscales[t] * wscales[i] (two fp32 multiplies, in that order). */
+void duet_f8_dequant(const float *acc, const float *xscales, const float *wscales, int64_t T, int64_t N, float *y);
 /* The static scale of a calibrated maximum: max / 448 (0 for 0). */
 float duet_f8_scale(float max);
 

@@ -66,7 +66,7 @@ typedef struct gpu_state {
     void *kv;
     size_t kv_bytes;
     float *d_kv_scales; /* (L, 2, Hk) device: the codes' scales (o.kv_mode != 0), K then V of each layer */
-    gpu_sq_model *sq;   /* SmoothQuant W8A8 (o.w8a8, mode sq): the layers' products and norms, or NULL */
+    gpu_w8a8_model *w8;   /* W8A8 (o.w8a8: sq, fp8, fp8-tensor): the layers' products and norms, or NULL */
     int n_blocks;
     gpu_block_mgr blocks;
     int *d_table; /* (S, max_blocks) */
@@ -197,7 +197,7 @@ static int ensure_capacity(gpu_state *s, int T)
     s->ws = (float *)(a + off[9]);
     s->d_meta = (int *)(a + off[10]);
     CUDA_CHECK(cudaMallocHost(&s->h_meta, (size_t)T * 4 * sizeof(int)));
-    if (s->sq && gpu_sq_model_reserve(s->sq, T)) return -1;
+    if (s->w8 && gpu_w8a8_model_reserve(s->w8, T)) return -1;
     s->cap_T = T;
     return 0;
 }
@@ -346,15 +346,15 @@ static int run_layers(duet_backend *be, int T, int max_len, const duet_batch *hb
     for (int l = 0; l < c->n_layers; l++) {
         const gpu_layer *w = &s->layers[l];
         gpu_kv_view kv = kv_view(s, l);
-        /* SmoothQuant: the folded norms, and each product on int8 codes (w8a8_model.h) */
-        const gpu_sq_layer *qw = s->sq ? &s->sq->layers[l] : NULL;
+        /* W8A8: its norms (SmoothQuant's folded), and each product on int8 / E4M3 codes (w8a8_model.h) */
+        const gpu_w8a8_layer *qw = s->w8 ? &s->w8->layers[l] : NULL;
         const void *attn_norm = qw ? qw->attn_norm : w->attn_norm, *ffn_norm = qw ? qw->ffn_norm : w->ffn_norm;
         /* x = x + ffn_out(l-1); n = input_layernorm(x) */
         if (gpu_add_rmsnorm(s->xn, s->x, l ? s->tmp : NULL, attn_norm, c->norm_eps, T, D, dt, st)) return -1;
         if (l && tap_layer(be, l - 1, "out", s->x, 1, T, D, D)) return -1;
         if (tap_layer(be, l, "attn_norm", s->xn, 0, T, D, D)) return -1;
         /* q|k|v = n . [wq; wk; wv]^T */
-        if (qw ? gpu_sq_linear(s->sq, l, GPU_SQ_QKV, s->qkv, s->xn, T, dt, st)
+        if (qw ? gpu_w8a8_linear(s->w8, l, GPU_W8_QKV, s->qkv, s->xn, T, dt, st)
                : gpu_gemm(s->gemm, s->qkv, 0, s->xn, &w->wqkv, T, (int)Q, D, dt, st))
             return -1;
         if (tap_layer(be, l, "q", s->qkv, 0, T, Hd, Q) || tap_layer(be, l, "k", (char *)s->qkv + Hd * 2, 0, T, kvd, Q) ||
@@ -370,7 +370,7 @@ static int run_layers(duet_backend *be, int T, int max_len, const duet_batch *hb
                               b->pos, b->seq, s->o.batch_invariant};
         if (gpu_attention(&ap, dt, st)) return -1;
         if (tap_layer(be, l, "attn", s->att, 0, T, Hd, Hd)) return -1;
-        if (qw ? gpu_sq_linear(s->sq, l, GPU_SQ_O, s->tmp, s->att, T, dt, st)
+        if (qw ? gpu_w8a8_linear(s->w8, l, GPU_W8_O, s->tmp, s->att, T, dt, st)
                : gpu_gemm(s->gemm, s->tmp, 0, s->att, &w->wo, T, D, (int)Hd, dt, st)) /* o_proj */
             return -1;
         if (tap_layer(be, l, "attn_out", s->tmp, 0, T, D, D)) return -1;
@@ -378,7 +378,7 @@ static int run_layers(duet_backend *be, int T, int max_len, const duet_batch *hb
         if (gpu_add_rmsnorm(s->xn, s->x, s->tmp, ffn_norm, c->norm_eps, T, D, dt, st)) return -1;
         if (tap_layer(be, l, "resid_mid", s->x, 1, T, D, D) || tap_layer(be, l, "ffn_norm", s->xn, 0, T, D, D)) return -1;
         /* gate|up = n . [w_gate; w_up]^T; act = silu(gate) * up; ffn_out = down_proj(act) */
-        if (qw ? gpu_sq_linear(s->sq, l, GPU_SQ_GU, s->gu, s->xn, T, dt, st)
+        if (qw ? gpu_w8a8_linear(s->w8, l, GPU_W8_GU, s->gu, s->xn, T, dt, st)
                : gpu_gemm(s->gemm, s->gu, 0, s->xn, &w->wgu, T, 2 * F, D, dt, st))
             return -1;
         if (tap_layer(be, l, "gate", s->gu, 0, T, F, 2 * F) ||
@@ -386,7 +386,7 @@ static int run_layers(duet_backend *be, int T, int max_len, const duet_batch *hb
             return -1;
         if (gpu_swiglu(s->act, s->gu, T, F, dt, st)) return -1;
         if (tap_layer(be, l, "act", s->act, 0, T, F, F)) return -1;
-        if (qw ? gpu_sq_linear(s->sq, l, GPU_SQ_DOWN, s->tmp, s->act, T, dt, st)
+        if (qw ? gpu_w8a8_linear(s->w8, l, GPU_W8_DOWN, s->tmp, s->act, T, dt, st)
                : gpu_gemm(s->gemm, s->tmp, 0, s->act, &w->w_down, T, D, F, dt, st))
             return -1;
         if (tap_layer(be, l, "ffn_out", s->tmp, 0, T, D, D)) return -1;
@@ -720,7 +720,7 @@ static void gpu_backend_release(duet_backend *be)
         gpu_free(s->lbuf);
         gpu_free(s->kv);
         gpu_free(s->d_kv_scales);
-        gpu_sq_model_free(s->sq);
+        gpu_w8a8_model_free(s->w8);
         gpu_free(s->d_table);
         gpu_free(s->d_hist);
         gpu_free(s->wbuf);
@@ -853,11 +853,7 @@ static duet_backend *engine_new(const duet_config *c, const duet_backend_opts *o
                         duet_kv_mode_name((duet_kv_mode)opts->kv_mode), i, opts->kv_scales ? "not" : "none given");
             return NULL;
         }
-    if (opts->w8a8 && opts->w8a8->mode != DUET_W8A8_SQ) {
-        duet_errorf("gpu: W8A8 %s is not implemented on the gpu backend yet (sq is); the ref emulates it",
-                    duet_w8a8_mode_name(opts->w8a8->mode));
-        return NULL;
-    }
+    if (opts->w8a8 && opts->w8a8->mode != DUET_W8A8_SQ && !gpu_f8_supported()) return NULL;
     if (c->head_dim > GPU_ATTN_MAX_D || c->head_dim % 2) {
         duet_errorf("gpu: head_dim %d unsupported (even, at most %d)", c->head_dim, GPU_ATTN_MAX_D);
         return NULL;
@@ -1080,7 +1076,7 @@ duet_backend *gpu_backend_create(const duet_model *m, const duet_backend_opts *o
     free(host);
     free(tmp);
     host = NULL, tmp = NULL;
-    if (opts->w8a8 && !(s->sq = gpu_sq_model_upload(opts->w8a8, c, dt))) goto fail_be;
+    if (opts->w8a8 && !(s->w8 = gpu_w8a8_model_upload(opts->w8a8, c, dt))) goto fail_be;
     if (ensure_capacity(s, 64)) goto fail_be;
     {
         char types[96];
@@ -1096,11 +1092,17 @@ duet_backend *gpu_backend_create(const duet_model *m, const duet_backend_opts *o
             snprintf(be->summary, sizeof be->summary, "gpu: %s; weights stored as %s, converted to %s on upload%s", dts,
                      types, dts, strstr(types, "Q") ? " (their types have no weight-only kernel: dequantized)" : "");
     }
-    if (s->sq) {
+    if (s->w8) {
         size_t n = strlen(be->summary);
-        snprintf(be->summary + n, sizeof be->summary - n,
-                 "; SmoothQuant W8A8 (alpha %.2f): int8 products on the tensor cores, activations int8 per token",
-                 opts->w8a8->alpha);
+        if (s->w8->mode == DUET_W8A8_SQ)
+            snprintf(be->summary + n, sizeof be->summary - n,
+                     "; SmoothQuant W8A8 (alpha %.2f): int8 products on the tensor cores, activations int8 per token",
+                     opts->w8a8->alpha);
+        else
+            snprintf(be->summary + n, sizeof be->summary - n,
+                     "; FP8 W8A8 (%s): E4M3 products on the tensor cores, activations E4M3 %s",
+                     duet_w8a8_mode_name((duet_w8a8_mode)s->w8->mode),
+                     s->w8->mode == DUET_W8A8_FP8 ? "per token" : "with calibrated static scales");
     }
     note_invariant(be);
     free(lp);
@@ -1120,8 +1122,9 @@ duet_backend *gpu_backend_create_random(const duet_config *c, const duet_backend
     const int L = c->n_layers;
     gpu_dtype dt;
     if (gpu_dtype_parse(opts->dtype, &dt)) return NULL;
-    if (opts->w8a8) {
-        duet_errorf("gpu: W8A8 needs a model and its calibration, not random weights");
+    if (opts->w8a8 && weights != DUET_Q_NONE) {
+        duet_errorf("gpu: W8A8 replaces the layer matrices: give weights none with it, not %s",
+                    duet_qmode_get((duet_qmode)weights)->name);
         return NULL;
     }
     gpu_wplan *lp = (gpu_wplan *)malloc(sizeof(gpu_wplan) * N_LAYER_ENTRIES * (size_t)L), tp[3];
@@ -1183,12 +1186,17 @@ duet_backend *gpu_backend_create_random(const duet_config *c, const duet_backend
     }
     set_fuse_ok(s);
     s->weights = (duet_qmode)weights;
+    /* W8A8 (the bench's duet_w8a8_random: seeded codes and scales made on the host) runs in place of the
+     * dense layer matrices, which stay allocated */
+    if (opts->w8a8 && !(s->w8 = gpu_w8a8_model_upload(opts->w8a8, c, dt))) goto fail;
     if (ensure_capacity(s, 64)) goto fail;
     snprintf(be->summary, sizeof be->summary,
              "gpu: %s activations; synthetic model (dim %d, ffn %d, %d layers, %d/%d heads, vocab %d), random weights "
-             "made on the GPU, layer matrices %s",
+             "made on the GPU, layer matrices %s%s",
              dt == GPU_BF16 ? "bf16" : "fp16", c->dim, c->ffn_dim, L, c->n_heads, c->n_kv_heads, c->vocab_size,
-             weights == DUET_Q_NONE ? "dense" : duet_qmode_get((duet_qmode)weights)->name);
+             opts->w8a8 ? "W8A8 " : "",
+             opts->w8a8 ? duet_w8a8_mode_name(opts->w8a8->mode)
+                        : weights == DUET_Q_NONE ? "dense" : duet_qmode_get((duet_qmode)weights)->name);
     note_invariant(be);
     free(lp);
     return be;

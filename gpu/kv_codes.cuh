@@ -1,30 +1,21 @@
 /* kv_codes.cuh: the paged KV cache's elements on the device (kv_cache.h): the compute type T (mode
  * DUET_KV_F) or a 1-byte code of common/kvquant.h, value = code x scale of the element's (layer, kv head).
- * Encoding is the host's bit for bit (tests/test_gpu_kv_quant.c checks it):
- *   int8  code = rint(x / scale) (IEEE division and ties to even, as rintf), clamped to +-127, NaN -> 0
- *   fp8   code = e4m3(x / scale), round to nearest even, saturating to +-448 (cvt.rn.satfinite)
+ * Encoding is the host's bit for bit (tests/test_gpu_ops.c's test_kv_quant checks it): code_i8 or
+ * code_e4m3 (codes8.cuh) of x / scale.
  * x is the value as the compute type holds it (the T-rounded K after RoPE, and V), so a test can
  * recompute every code from the qkv rows the kernel leaves behind. Decoding to fp32 is exact in both. */
 #ifndef DUET_GPU_KV_CODES_CUH
 #define DUET_GPU_KV_CODES_CUH
+#include "codes8.cuh"
 #include "cuda_check.h"
 #include "kv_cache.h"
 #include "kvquant.h"
 
 #include <cuda_fp8.h>
 
-__device__ __forceinline__ uint8_t kv_encode_i8(float x, float scale)
-{
-    const float y = x / scale;
-    if (isnan(y)) return 0;
-    const float q = fminf(fmaxf(rintf(y), -127.0f), 127.0f);
-    return (uint8_t)(int8_t)(int)q;
-}
+__device__ __forceinline__ uint8_t kv_encode_i8(float x, float scale) { return code_i8(x / scale); }
 
-__device__ __forceinline__ uint8_t kv_encode_f8(float x, float scale)
-{
-    return (uint8_t)__nv_cvt_float_to_fp8(x / scale, __NV_SATFINITE, __NV_E4M3);
-}
+__device__ __forceinline__ uint8_t kv_encode_f8(float x, float scale) { return code_e4m3(x / scale); }
 
 /* Stores value val (compute type T) as element off of cache (a K or V pool of kv), head kvh. */
 template <typename T>

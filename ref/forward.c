@@ -224,7 +224,7 @@ static void linear(ref_state *s, int l, int k, float *y, const float *x, const f
     }
     const duet_w8a8_linear *q = &s->o.w8a8->layers[l].lin[k];
     const float *wv = s->w8_wl[l * DUET_LIN_N_LINEAR + k];
-    const int64_t TK = (int64_t)T * K, TN = (int64_t)T * N;
+    const int64_t TK = (int64_t)T * K;
     if (s->o.w8a8->mode == DUET_W8A8_SQ) {
         duet_sq_quant_tokens(x, T, K, (int8_t *)s->w8_xq, s->w8_xs);
         for (int64_t i = 0; i < TK; i++) s->w8_xc[i] = (float)(int8_t)s->w8_xq[i];
@@ -240,7 +240,7 @@ static void linear(ref_state *s, int l, int k, float *y, const float *x, const f
     }
     for (int64_t i = 0; i < TK; i++) s->w8_xc[i] = duet_f8e4m3_to_f32(s->w8_xq[i]);
     matmul(s, s->w8_tmp, s->w8_xc, wv, T, N, K);
-    for (int64_t i = 0; i < TN; i++) y[i] = s->w8_tmp[i] * s->w8_xs[i / N] * q->scales[i % N];
+    duet_f8_dequant(s->w8_tmp, s->w8_xs, q->scales, T, N, y);
 }
 
 static int ref_forward(duet_backend *be, const duet_batch *b, float *logits)

@@ -7,13 +7,16 @@
 #          ref in the same mode)
 #          ($OUT/kv_test_gpu_ops.log, kv_test_gpu_model.log; the summary lines printed)
 #   w8a8   tests/test_gpu_w8a8: SmoothQuant's int8 GEMM (int32 accumulators), per-token codes and the
-#          dequantization against common/smoothquant.h bit for bit ($OUT/test_gpu_w8a8.log)
+#          dequantization against common/smoothquant.h bit for bit; FP8's codes, scales and dequantization
+#          bit for bit and its product within the bound ($OUT/test_gpu_w8a8.log)
 #   ops    the whole of test_gpu_ops through make check ($OUT/test_gpu_ops.log)
 #   test   the whole of both suites through make check ($OUT/test_gpu_ops.log, test_gpu_model.log)
 #   bench  duet bench on the synthetic LLaMA-7B, fp16 weights, KV cache none / int8 / fp8, batch 1 and
 #          64 at 8/50 and 923/100 ($OUT/bench_kv.jsonl, bench_kv.txt)
+#   bench8 the same cases with W8A8 layers (seeded codes): sq, fp8 (KV none and fp8), fp8-tensor
+#          ($OUT/bench_w8a8_MODE.jsonl, .txt)
 # usage, from the source root, carry [".debs", ".devdata"]:
-#   bash scripts/gpu_calibrated.sh build kvtest w8a8 bench ops
+#   bash scripts/gpu_calibrated.sh build w8a8 kvtest   (then: bench bench8, test)
 set -u
 out=${OUT:-$PWD/gpu_calibrated_out}
 mkdir -p "$out"
@@ -39,7 +42,7 @@ for stage in "$@"; do
         [ -f scripts/device_env.sh ] && [ -d .debs ] && source scripts/device_env.sh
         (cd $b && DUET_SRCDIR=$src ./tests/test_gpu_w8a8 >"$out/test_gpu_w8a8.log" 2>&1)
         echo "test_gpu_w8a8 rc=$?"
-        grep -E "^int8 gemm|^quant tokens|^dequant|Checks|:F:|:E:" "$out/test_gpu_w8a8.log" | head -30
+        grep -E "^int8 gemm|^quant tokens|^dequant|^fp8|FP8|Checks|:F:|:E:" "$out/test_gpu_w8a8.log" | head -40
         ;;
     ops | test)
         [ -f scripts/device_env.sh ] && [ -d .debs ] && source scripts/device_env.sh
@@ -61,8 +64,19 @@ for stage in "$@"; do
         echo "bench rc=$?"
         grep -E "^[a-z0-9-]+ +(none|int8|fp8) +[0-9]+ |error|duet bench" "$out/bench_kv.txt"
         ;;
+    bench8)
+        [ -f scripts/device_env.sh ] && [ -d .debs ] && source scripts/device_env.sh
+        for m in sq fp8 fp8-tensor; do
+            kv=none
+            [ $m = fp8 ] && kv=none,fp8
+            $b/duet bench --batch 1,64 --lengths 8/50,923/100 --repeat 1 --no-ceilings --w8a8 $m --kv-cache $kv \
+                --json "$out/bench_w8a8_$m.jsonl" >/dev/null 2>"$out/bench_w8a8_$m.txt"
+            echo "bench --w8a8 $m rc=$?"
+            grep -E "^[a-z0-9-]+ +(none|int8|fp8) +[0-9]+ |error|duet bench" "$out/bench_w8a8_$m.txt"
+        done
+        ;;
     *)
-        echo "unknown stage $stage (build, kvtest, w8a8, ops, test, bench)"
+        echo "unknown stage $stage (build, kvtest, w8a8, ops, test, bench, bench8)"
         exit 2
         ;;
     esac

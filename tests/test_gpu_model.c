@@ -15,6 +15,7 @@
 #include "engine/registry.h"
 #include "generate.h"
 #include "gpu/gpu.h"
+#include "gpu/w8a8.h"
 #include "model.h"
 #include "safetensors.h"
 #include "sampler.h"
@@ -468,27 +469,35 @@ START_TEST(test_kv_quant_taps)
 }
 END_TEST
 
-/* SmoothQuant W8A8 (alpha 0.5), fp16 and bf16: the int8 tensor-core products (gpu/w8a8.h) in the engine
- * against the ref's emulation, every tap (the gpu quantizes its dt activations, the ref its fp32 ones:
- * a code may differ by one step). Not yet run on a device: the bounds are the dense ones. */
-START_TEST(test_sq_taps)
+/* W8A8 x fp16 and bf16: SmoothQuant (alpha 0.5; int8 tensor-core products), FP8 per channel x per token
+ * and FP8 per tensor with static activation scales (E4M3 tensor-core products; gpu/w8a8.h) in the engine
+ * against the ref's emulation, every tap (the gpu quantizes its dt activations, the ref its fp32 ones: a
+ * code may differ by one step), within the dense bounds. On a GPU without FP8 the FP8 modes are refused
+ * with a message naming the capability. */
+START_TEST(test_w8a8_taps)
 {
-    const int dti = _i, T = 700;
+    const int dti = _i % 2, T = 700;
+    const duet_w8a8_mode mode = (duet_w8a8_mode)(DUET_W8A8_SQ + _i / 2);
     const duet_model *m = synth[0];
     int *ids = malloc(sizeof(int) * T);
     for (int t = 0; t < T; t++) ids[t] = (t * 131 + 7) % m->cfg.vocab_size;
     duet_calib *cal = test_calibrate(m, ids, T);
-    duet_w8a8 *w8 = duet_w8a8_build(m, cal, DUET_W8A8_SQ, 0.5f);
+    duet_w8a8 *w8 = duet_w8a8_build(m, cal, mode, 0.5f);
     ck_assert_msg(w8 != NULL, "%s", duet_error());
+    char label[32];
+    snprintf(label, sizeof label, "w8a8-%s", duet_w8a8_mode_name(mode));
     duet_backend_opts q = {.w8a8 = w8};
-    calibrated_taps("w8a8-sq", dti, &q, ARGMAX_AGREEMENT, ids, T, "SmoothQuant W8A8");
-    /* the modes without gpu kernels say so */
-    duet_w8a8 *f8 = duet_w8a8_build(m, cal, DUET_W8A8_FP8, 0.5f);
-    ck_assert_msg(f8 != NULL, "%s", duet_error());
-    duet_backend_opts of = {.max_seqs = 1, .max_ctx = 64, .dtype = DT[dti], .w8a8 = f8};
-    ck_assert(duet_backend_create("gpu", m, &of) == NULL);
-    ck_assert_msg(strstr(duet_error(), "fp8 is not implemented on the gpu"), "message: %s", duet_error());
-    duet_w8a8_free(f8), duet_w8a8_free(w8);
+    if (mode == DUET_W8A8_SQ || gpu_f8_supported()) {
+        calibrated_taps(label, dti, &q, ARGMAX_AGREEMENT, ids, T,
+                        mode == DUET_W8A8_SQ ? "SmoothQuant W8A8" : mode == DUET_W8A8_FP8 ? "FP8 W8A8 (fp8)"
+                                                                                          : "FP8 W8A8 (fp8-tensor)");
+    } else {
+        duet_backend_opts of = {.max_seqs = 1, .max_ctx = 64, .dtype = DT[dti], .w8a8 = w8};
+        ck_assert(duet_backend_create("gpu", m, &of) == NULL);
+        ck_assert_msg(strstr(duet_error(), "compute capability 8.9"), "message: %s", duet_error());
+        printf("%s %s: refused on this GPU: %s\n", label, DT[dti], duet_error());
+    }
+    duet_w8a8_free(w8);
     duet_calib_free(cal);
     free(ids);
 }
@@ -526,7 +535,7 @@ int main(void)
     suite_add_tcase(s, tc);
     TCase *tq = tcase_create("calibrated"); /* CK_RUN_CASE=calibrated runs it alone */
     tcase_add_loop_test(tq, test_kv_quant_taps, 0, 4);
-    tcase_add_loop_test(tq, test_sq_taps, 0, 2);
+    tcase_add_loop_test(tq, test_w8a8_taps, 0, 6);
     suite_add_tcase(s, tq);
     char *dir = test_data_path("stories260K"), *hf_path = test_src_path("tests/data/hf/stories260K_states.safetensors");
     if (dir) {

@@ -273,21 +273,6 @@ START_TEST(invariance_1000_schedules)
 }
 END_TEST
 
-/* A KV mode the attention kernels lack is a clear error at create (issue 11's bad input). */
-START_TEST(kv_cache_modes_refused)
-{
-    const duet_config *c = &model->cfg;
-    float s[64];
-    for (int i = 0; i < 64; i++) s[i] = 0.01f;
-    ck_assert_int_le(2 * c->n_layers * c->n_kv_heads, 64);
-    for (int m = 1; m <= 2; m++) {
-        duet_backend_opts bo = {.max_seqs = 1, .max_ctx = CTX, .dtype = "fp16", .kv_mode = m, .kv_scales = s};
-        ck_assert_ptr_null(duet_backend_create("gpu", model, &bo));
-        ck_assert_msg(strstr(duet_error(), "not implemented on the gpu backend"), "%s", duet_error());
-    }
-}
-END_TEST
-
 static void setup(void)
 {
     ck_assert_int_eq(test_tmpdir(dir, sizeof dir, "gpu_sched"), 0);
@@ -319,7 +304,6 @@ int main(void)
     tcase_add_test(tc, stream_max_utilization_invariant);
     tcase_add_test(tc, stream_no_evict_invariant);
     tcase_add_test(tc, invariance_1000_schedules);
-    tcase_add_test(tc, kv_cache_modes_refused);
     suite_add_tcase(s, tc);
     return test_run_suite(s);
 }

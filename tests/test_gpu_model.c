@@ -43,6 +43,18 @@ static const double TAP_BOUND[2] = {2e-2, 1.5e-1};
  * bf16's coarser rounding; the random model's near-tied logits turn that into argmax flips. The taps'
  * rel L2 stays within TAP_BOUND. */
 static const double KV_ARGMAX_AGREEMENT[2] = {0.98, 0.97};
+/* W8A8 against the ref's emulation ([mode sq, fp8, fp8-tensor][fp16, bf16]), every tap's rel L2 and the
+ * logits' argmax agreement over the same prefill. Every input of every product is quantized, so the
+ * one-step code flips of the KV cache happen at every product: a product's output moves by one step of
+ * its input's quantization (int8: max|x| / 127 per token; E4M3: 1/16 to 1/8 of the value) wherever the
+ * gpu's dt-rounded input and the ref's fp32 one straddle a rounding midpoint, and the differences
+ * compound over the layers (the mode's own cost against fp32 is larger still: worst tap fp8 1.0e-1).
+ * Measured on the H200 (2026-12-02), worst tap over the prefill and 3 decode steps, fp16 / bf16: sq
+ * 3.0e-2 / 3.3e-2, fp8 6.2e-2 / 6.8e-2, fp8-tensor 6.0e-2 / 7.0e-2; argmax agreement over 700 rows sq
+ * 0.957 / 0.961, fp8 0.940 / 0.930, fp8-tensor 0.950 / 0.939. Bounds 2x the tap errors, agreement floors
+ * 0.03 below the measured. */
+static const double W8A8_TAP_BOUND[3][2] = {{6e-2, 7e-2}, {1.2e-1, 1.4e-1}, {1.2e-1, 1.4e-1}};
+static const double W8A8_ARGMAX_AGREEMENT[3][2] = {{0.92, 0.93}, {0.91, 0.90}, {0.92, 0.90}};
 
 static duet_model *stories;
 static st_file *hf;
@@ -384,8 +396,8 @@ END_TEST
  * the mode (the ref in the mode against the fp32 ref) measured per tap and printed. Then 16 decode steps
  * without taps (the engine's fast path: for the KV cache, the fused qkv GEMV that stores the codes),
  * logits within the same bound. */
-static void calibrated_taps(const char *label, int dti, const duet_backend_opts *q, double agreement, const int *ids,
-                            int T, const char *summary_has)
+static void calibrated_taps(const char *label, int dti, const duet_backend_opts *q, double bound, double agreement,
+                            const int *ids, int T, const char *summary_has)
 {
     const int steps = 3;
     const duet_model *m = synth[0];
@@ -413,7 +425,7 @@ static void calibrated_taps(const char *label, int dti, const duet_backend_opts 
         float *lo = malloc(sizeof(float) * b->n_tokens * V);
         ck_assert_msg(g->forward(g, b, lo) == 0 && r->forward(r, b, lo) == 0 && r0->forward(r0, b, lo) == 0, "%s",
                       duet_error());
-        double w = compare_taps_to(label, TAP_BOUND[dti], agreement, &lg, &lr),
+        double w = compare_taps_to(label, bound, agreement, &lg, &lr),
                e = compare_taps_to(label, -1.0, 0.0, &lr, &l0);
         if (w > worst) worst = w;
         if (e > cost) cost = e;
@@ -422,7 +434,7 @@ static void calibrated_taps(const char *label, int dti, const duet_backend_opts 
     }
     printf("%s %s: prefill %d + %d decode steps, worst tap rel_l2 against the ref in the mode %.2e (bound %.1e); "
            "the mode's own cost, ref in the mode vs fp32, worst tap %.2e\n",
-           label, DT[dti], T, steps, worst, TAP_BOUND[dti], cost);
+           label, DT[dti], T, steps, worst, bound, cost);
     duet_backend_set_tap(g, NULL, NULL), duet_backend_set_tap(r, NULL, NULL);
     const int n = 16;
     float *a = malloc(sizeof(float) * V), *w = malloc(sizeof(float) * V);
@@ -434,8 +446,8 @@ static void calibrated_taps(const char *label, int dti, const duet_backend_opts 
         ck_assert_msg(g->forward(g, &one, a) == 0 && r->forward(r, &one, w) == 0, "%s", duet_error());
         int64_t bad;
         double e = rel_l2(a, w, V, &bad);
-        ck_assert_msg(bad < 0 && e <= TAP_BOUND[dti], "%s %s: decode step %d without taps: logits rel_l2 %.3e > %.0e",
-                      label, DT[dti], st, e, TAP_BOUND[dti]);
+        ck_assert_msg(bad < 0 && e <= bound, "%s %s: decode step %d without taps: logits rel_l2 %.3e > %.0e", label,
+                      DT[dti], st, e, bound);
         if (e > worst_l) worst_l = e;
         agree += duet_argmax(a, V) == duet_argmax(w, V);
     }
@@ -463,7 +475,7 @@ START_TEST(test_kv_quant_taps)
     duet_backend_opts q = {.kv_mode = mode, .kv_scales = scales};
     char has[32];
     snprintf(has, sizeof has, "%s KV cache", duet_kv_mode_name((duet_kv_mode)mode));
-    calibrated_taps(label, dti, &q, KV_ARGMAX_AGREEMENT[dti], ids, T, has);
+    calibrated_taps(label, dti, &q, TAP_BOUND[dti], KV_ARGMAX_AGREEMENT[dti], ids, T, has);
     duet_calib_free(cal);
     free(scales), free(ids);
 }
@@ -472,7 +484,7 @@ END_TEST
 /* W8A8 x fp16 and bf16: SmoothQuant (alpha 0.5; int8 tensor-core products), FP8 per channel x per token
  * and FP8 per tensor with static activation scales (E4M3 tensor-core products; gpu/w8a8.h) in the engine
  * against the ref's emulation, every tap (the gpu quantizes its dt activations, the ref its fp32 ones: a
- * code may differ by one step), within the dense bounds. On a GPU without FP8 the FP8 modes are refused
+ * code may differ by one step), within W8A8_TAP_BOUND. On a GPU without FP8 the FP8 modes are refused
  * with a message naming the capability. */
 START_TEST(test_w8a8_taps)
 {
@@ -488,7 +500,8 @@ START_TEST(test_w8a8_taps)
     snprintf(label, sizeof label, "w8a8-%s", duet_w8a8_mode_name(mode));
     duet_backend_opts q = {.w8a8 = w8};
     if (mode == DUET_W8A8_SQ || gpu_f8_supported()) {
-        calibrated_taps(label, dti, &q, ARGMAX_AGREEMENT, ids, T,
+        const int mi = mode - DUET_W8A8_SQ;
+        calibrated_taps(label, dti, &q, W8A8_TAP_BOUND[mi][dti], W8A8_ARGMAX_AGREEMENT[mi][dti], ids, T,
                         mode == DUET_W8A8_SQ ? "SmoothQuant W8A8" : mode == DUET_W8A8_FP8 ? "FP8 W8A8 (fp8)"
                                                                                           : "FP8 W8A8 (fp8-tensor)");
     } else {

@@ -46,14 +46,11 @@ __device__ __forceinline__ void rope_pair(float x1, float x2, int p, int i, int 
 /* Weight formats in the kernel (weights.h's table): E elements per 16-byte load (a lane's chunk), and the
  * decode of piece p (elements 8p .. 8p + 7 of the chunk) into exact floats: the weight (dense) or the
  * integer code (quantized; the scale is applied per chunk, which lies inside one group). */
-/* SCALED: a scale (and zero point or min) per group, applied per chunk; otherwise the decoded values go
- * straight into the sums (dense; E4M3, whose scales are the W8A8 epilogue's). */
 template <int WF> struct wf_traits;
-template <> struct wf_traits<GPU_W_DENSE> { static constexpr int E = 8, BITS = 16; static constexpr bool SCALED = false; };
-template <> struct wf_traits<GPU_W_I8> { static constexpr int E = 16, BITS = 8; static constexpr bool SCALED = true; };
-template <> struct wf_traits<GPU_W_U4> { static constexpr int E = 32, BITS = 4; static constexpr bool SCALED = true; };
-template <> struct wf_traits<GPU_W_U4_MIN> { static constexpr int E = 32, BITS = 4; static constexpr bool SCALED = true; };
-template <> struct wf_traits<GPU_W_E4M3> { static constexpr int E = 16, BITS = 8; static constexpr bool SCALED = false; };
+template <> struct wf_traits<GPU_W_DENSE> { static constexpr int E = 8, BITS = 16; };
+template <> struct wf_traits<GPU_W_I8> { static constexpr int E = 16, BITS = 8; };
+template <> struct wf_traits<GPU_W_U4> { static constexpr int E = 32, BITS = 4; };
+template <> struct wf_traits<GPU_W_U4_MIN> { static constexpr int E = 32, BITS = 4; };
 
 template <int WF, typename T>
 __device__ __forceinline__ void decode8(const uint4 &w, int p, float c[8], uint32_t hz2)
@@ -61,20 +58,6 @@ __device__ __forceinline__ void decode8(const uint4 &w, int p, float c[8], uint3
     const uint32_t *u = (const uint32_t *)&w;
     if (WF == GPU_W_DENSE) {
         cvt8(w, c, T());
-    } else if (WF == GPU_W_E4M3) {
-        /* E4M3 byte b -> the fp32 whose bits are sign << 31 | (b & 0x7F) << 20: exponent field e, mantissa
-         * bits m, i.e. exactly 2^-120 times the E4M3 value (subnormals become fp32 subnormals, also exact),
-         * in integer ops (a byte permute, a shift, a masked or) instead of the 16-per-clock conversion unit;
-         * gemv_kernel scales x by 2^60 and the sum by 2^60 back (powers of two: the same roundings) */
-#pragma unroll
-        for (int h = 0; h < 2; h++) {
-            const uint32_t v = u[2 * p + h];
-#pragma unroll
-            for (int j = 0; j < 4; j++) {
-                const uint32_t t = __byte_perm(v, 0u, 0x0444u | ((uint32_t)j << 12)); /* byte j in the top byte */
-                c[4 * h + j] = __uint_as_float((t & 0x80000000u) | ((t >> 4) & 0x07F00000u));
-            }
-        }
     } else if (WF == GPU_W_I8) {
         /* int8 q -> float: byte b ^ 0x80 = q + 128 placed under the exponent of 2^23, minus 2^23 + 128 */
 #pragma unroll
@@ -113,14 +96,14 @@ __device__ __forceinline__ void gemv_load(gemv_chunk<WF> &c, const gpu_wdesc &W,
     constexpr int BITS = wf_traits<WF>::BITS;
     const int64_t row_bytes = (int64_t)K * BITS / 8;
     const char *b0 = (const char *)W.w + r0 * row_bytes, *b1 = (const char *)W.w + r1 * row_bytes;
-    const int G = wf_traits<WF>::SCALED ? K / W.group : 1;
+    const int G = WF == GPU_W_DENSE ? 1 : K / W.group;
 #pragma unroll
     for (int u = 0; u < GEMV_U; u++) {
         int k = k0 + u * step;
         bool in = k < K;
         c.w[u][0] = in ? ld_stream16(b0 + (int64_t)k * BITS / 8) : make_uint4(0, 0, 0, 0);
         c.w[u][1] = in ? ld_stream16(b1 + (int64_t)k * BITS / 8) : make_uint4(0, 0, 0, 0);
-        if (wf_traits<WF>::SCALED) {
+        if (WF != GPU_W_DENSE) {
             int g = in ? k / W.group : 0;
             int64_t i0 = (int64_t)r0 * G + g, i1 = (int64_t)r1 * G + g;
             c.s[u][0] = __half2float(__ushort_as_half(__ldg(W.scales + i0)));
@@ -150,16 +133,9 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32) gemv_kernel(gemv_args a)
      * (NT, K) in T, rounded as gpu_add_rmsnorm rounds) instead of once per row pair: with 8- and 4-bit codes
      * the x side of a row pair would cost more than its weights. (At 2 tokens the prologue measured slower than
      * a gpu_add_rmsnorm kernel before the GEMV, which is what gpu_backend.cu does there.) */
-    constexpr bool XS = IN == GV_NORM && WF != GPU_W_DENSE && WF != GPU_W_E4M3 && NT == 1;
-    /* E4M3 weights (FP8 W8A8) with a plain input: the block quantizes x per token (w8a8.h's
-     * gpu_f8_quant_tokens, the same codes and scales) into shared memory as fp32 values times 2^60 (xq,
-     * (NT, K)), and the store applies the token and row scales (gpu_f8_dequant's order): one kernel for
-     * the quantize + product + dequantize of the unfused path */
-    constexpr bool XQ = WF == GPU_W_E4M3 && IN == GV_X;
+    constexpr bool XS = IN == GV_NORM && WF != GPU_W_DENSE && NT == 1;
     extern __shared__ __align__(16) unsigned char gv_smem[];
     T *xs = (T *)gv_smem;
-    float *xq = (float *)gv_smem;
-    __shared__ float xq_scale[NT];
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, N = a.N, K = a.K, ks = a.ks;
     const int groups_per_block = GEMV_WARPS / ks, group = warp / ks, kpart = warp % ks;
     const int n_groups = gridDim.x * groups_per_block, g = blockIdx.x * groups_per_block + group;
@@ -208,33 +184,6 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32) gemv_kernel(gemv_args a)
                     from_f32<T>(to_f32(((const T *)a.norm_w)[k]) * (a.xr[(int64_t)t * K + k] * inv_s[t]));
         __syncthreads(); /* part[] is free again; xs is ready */
     }
-    if (XQ) { /* per token: max |x| (exact in any order), the scale, then the codes' values */
-#pragma unroll
-        for (int t = 0; t < NT; t++) {
-            float m = 0.0f;
-            for (int k = threadIdx.x; k < K; k += GEMV_WARPS * 32)
-                m = fmaxf(m, fabsf(to_f32(((const T *)a.x)[(int64_t)t * K + k])));
-#pragma unroll
-            for (int off = 16; off > 0; off >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, off));
-            if (lane == 0) part[warp][0][t] = m;
-        }
-        __syncthreads();
-        if (threadIdx.x < NT) {
-            float amax = 0.0f;
-            for (int w = 0; w < GEMV_WARPS; w++) amax = fmaxf(amax, part[w][0][threadIdx.x]);
-            xq_scale[threadIdx.x] = a.x_scale > 0.0f ? a.x_scale : amax / 448.0f; /* IEEE division */
-        }
-        __syncthreads();
-#pragma unroll
-        for (int t = 0; t < NT; t++) {
-            const float sc = xq_scale[t];
-            for (int k = threadIdx.x; k < K; k += GEMV_WARPS * 32) {
-                const uint8_t c = sc > 0.0f ? code_e4m3(to_f32(((const T *)a.x)[(int64_t)t * K + k]) / sc) : 0;
-                xq[(int64_t)t * K + k] = __half2float(__half(__nv_cvt_fp8_to_halfraw(c, __NV_E4M3))) * 0x1p60f;
-            }
-        }
-        __syncthreads(); /* part[] is free again; xq is ready */
-    }
 
     for (int p = p_begin; p < p_end; p++) {
         float acc[3][NT]; /* rows 0, 1; [2]: sum of x^2 (GV_NORM) */
@@ -279,11 +228,6 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32) gemv_kernel(gemv_args a)
                                     acc[2][t] = fmaf(xv[i], xv[i], acc[2][t]);
                                     xf[i] = nw[i] * xv[i];
                                 }
-                            } else if (XQ) {
-                                const float4 *xp = (const float4 *)(xq + (int64_t)t * K + k);
-                                const float4 x0 = xp[0], x1 = xp[1];
-                                xf[0] = x0.x, xf[1] = x0.y, xf[2] = x0.z, xf[3] = x0.w;
-                                xf[4] = x1.x, xf[5] = x1.y, xf[6] = x1.z, xf[7] = x1.w;
                             } else if (XS) {
                                 cvt8(*(const uint4 *)(xs + (int64_t)t * K + k), xf, T());
                             } else {
@@ -293,7 +237,7 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32) gemv_kernel(gemv_args a)
                             for (int r = 0; r < 2; r++)
 #pragma unroll
                                 for (int i = 0; i < 8; i++) {
-                                    if (!wf_traits<WF>::SCALED) acc[r][t] = fmaf(wf[r][i], xf[i], acc[r][t]);
+                                    if (WF == GPU_W_DENSE) acc[r][t] = fmaf(wf[r][i], xf[i], acc[r][t]);
                                     else dq[r][i & 1][t] = fmaf(wf[r][i], xf[i], dq[r][i & 1][t]);
                                 }
                             if (WF == GPU_W_U4_MIN)
@@ -390,9 +334,6 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32) gemv_kernel(gemv_args a)
                     int n = 2 * p + r;
                     if (n >= N) break;
                     if (OUT == GV_RESID) ((float *)a.y)[(int64_t)t * N + n] += to_f32(from_f32<T>(acc[r][t]));
-                    else if (XQ) /* (acc x 2^60) x scale_t x ws[n], two fp32 multiplies in gpu_f8_dequant's order */
-                        ((TO *)a.y)[(int64_t)t * N + n] =
-                            from_f32<TO>(__fmul_rn(__fmul_rn(acc[r][t] * 0x1p60f, xq_scale[t]), __ldg(a.ws + n)));
                     else ((TO *)a.y)[(int64_t)t * N + n] = from_f32<TO>(acc[r][t]);
                 }
             }
@@ -445,9 +386,7 @@ static cudaError_t gemv_launch(gemv_args a, cudaStream_t s)
 {
     int pairs = OUT == GV_SWIGLU ? a.N : (a.N + 1) / 2, blocks = 1;
     /* the normalized x of the quantized RMSNorm input (gemv_kernel's xs) */
-    const size_t smem = WF == GPU_W_E4M3 && IN == GV_X                        ? (size_t)NT * a.K * sizeof(float)
-                        : IN == GV_NORM && WF != GPU_W_DENSE && WF != GPU_W_E4M3 && NT == 1 ? (size_t)a.K * sizeof(T)
-                                                                                           : 0;
+    const size_t smem = IN == GV_NORM && WF != GPU_W_DENSE && NT == 1 ? (size_t)a.K * sizeof(T) : 0;
     cudaError_t e = gemv_plan<T, TO, NT, IN, OUT, WF>(pairs, a.K, smem, &blocks, &a.ks);
     if (e != cudaSuccess) return e;
     return gpu_launch(gemv_kernel<T, TO, NT, IN, OUT, WF>, dim3(blocks), dim3(GEMV_WARPS * 32), smem, s, a);

@@ -26,8 +26,6 @@ struct gemv_args {
     const int *pos, *seq; /* (NT) positions and slots of the tokens, */
     float theta;
     int H;               /* and the number of query heads */
-    const float *ws;     /* GPU_W_E4M3 (FP8 W8A8): the row scales (N) fp32, */
-    float x_scale;       /* and the static activation scale (0: per token, max |x| / 448) */
 };
 
 /* y = x . W^T for a.W in format WF (its fmt): T = 1..GEMV_MAX_T tokens (plain, y in dt or fp32 when y_f32) or

@@ -2,7 +2,6 @@
  * and FP8 tensor-core paths, and the dequantizing epilogue. */
 #include "codes8.cuh"
 #include "cuda_check.h"
-#include "gemv.h"
 #include "w8a8.h"
 
 #include <cublasLt.h>
@@ -68,20 +67,6 @@ extern "C" int gpu_f8_quant_tokens(uint8_t *codes, float *scales, const void *x,
                                    gpu_dtype dt, gpu_stream s)
 {
     return quant_tokens<true>(codes, scales, x, T, K, x_scale, dt, s);
-}
-
-extern "C" int gpu_f8_linear_gemv(void *y, int y_f32, const void *x, const uint8_t *wcodes, const float *ws,
-                                  float x_scale, int T, int N, int K, gpu_dtype dt, gpu_stream s)
-{
-    if (T <= 0) return 0;
-    if (T > GPU_F8_GEMV_MAX_T || K % 16 || K <= 0 || N <= 0 || ((uintptr_t)wcodes & 15) || ((uintptr_t)x & 15))
-        return duet_errorf("gpu FP8 gemv: T %d, N %d, K %d unsupported (T <= %d, K a positive multiple of 16, "
-                           "16-byte aligned)", T, N, K, GPU_F8_GEMV_MAX_T);
-    gemv_args a = {};
-    a.y = y, a.x = x, a.N = N, a.K = K, a.ws = ws, a.x_scale = x_scale;
-    a.W.fmt = GPU_W_E4M3, a.W.w = wcodes;
-    CUDA_CHECK(gemv_run<GPU_W_E4M3>(a, dt, T, y_f32, 0, 0, GPU_GEMV_STORE, s));
-    return 0;
 }
 
 /* y[t, n] = (float)acc[t, n] * xs[t] * ws[n]: one thread per output element. */

@@ -14,13 +14,7 @@
  *                        sum's order and partial-sum rounding are the library's); K a multiple of 16, N of
  *                        4; compute capability 8.9 or newer (gpu_f8_supported);
  *   gpu_sq_dequant       y (T, N) = (float)acc * xs[t] * ws[n] (two fp32 multiplies in that order), stored
- *                        in dt or fp32; gpu_f8_dequant the same from fp32 accumulators;
- *   gpu_f8_linear_gemv   all three FP8 steps in one kernel for T <= GPU_F8_GEMV_MAX_T tokens (decode), on
- *                        the weight-streaming GEMV (gemv.cuh, GPU_W_E4M3): x (T, K) in dt quantized per
- *                        block as gpu_f8_quant_tokens does (the same codes and scales; x_scale > 0: static),
- *                        the code products exact, their fp32 sums in a fixed order (within K 2^-24 of
- *                        sum |x w|, not the tensor cores' partial sums), y = acc * scale_t * ws[n] in dt or
- *                        fp32; K a multiple of 16; any GPU with E4M3 conversions (sm_89+).
+ *                        in dt or fp32; gpu_f8_dequant the same from fp32 accumulators.
  * Row-major everywhere; device pointers, 16-byte aligned. */
 #ifndef DUET_GPU_W8A8_H
 #define DUET_GPU_W8A8_H
@@ -39,15 +33,12 @@ void gpu_w8a8_gemm_free(gpu_w8a8_gemm *g);
 int gpu_f8_supported(void);
 
 int gpu_sq_quant_tokens(int8_t *codes, float *scales, const void *x, int T, int K, gpu_dtype dt, gpu_stream s);
-#define GPU_F8_GEMV_MAX_T 2
 int gpu_f8_quant_tokens(uint8_t *codes, float *scales, const void *x, int T, int K, float x_scale, gpu_dtype dt,
                         gpu_stream s);
 int gpu_sq_gemm_i32(gpu_w8a8_gemm *g, int32_t *acc, const int8_t *xcodes, const int8_t *wcodes, int T, int N, int K,
                     gpu_stream s);
 int gpu_f8_gemm_f32(gpu_w8a8_gemm *g, float *acc, const uint8_t *xcodes, const uint8_t *wcodes, int T, int N, int K,
                     gpu_stream s);
-int gpu_f8_linear_gemv(void *y, int y_f32, const void *x, const uint8_t *wcodes, const float *ws, float x_scale, int T,
-                       int N, int K, gpu_dtype dt, gpu_stream s);
 int gpu_sq_dequant(void *y, int y_f32, const int32_t *acc, const float *xs, const float *ws, int T, int N,
                    gpu_dtype dt, gpu_stream s);
 int gpu_f8_dequant(void *y, int y_f32, const float *acc, const float *xs, const float *ws, int T, int N, gpu_dtype dt,

@@ -148,8 +148,6 @@ extern "C" int gpu_w8a8_linear(gpu_w8a8_model *m, int l, int which, void *y, con
                        gpu_sq_dequant(y, 0, (const int32_t *)m->acc, m->xscales, g->ws[which], T, N, dt, s)
                    ? -1
                    : 0;
-    if (T <= GPU_F8_GEMV_MAX_T && K % 16 == 0)
-        return gpu_f8_linear_gemv(y, 0, x, g->w[which], g->ws[which], g->x_scale[which], T, N, K, dt, s);
     return gpu_f8_quant_tokens(m->xcodes, m->xscales, x, T, K, g->x_scale[which], dt, s) ||
                    gpu_f8_gemm_f32(m->gemm, (float *)m->acc, m->xcodes, g->w[which], T, N, K, s) ||
                    gpu_f8_dequant(y, 0, (const float *)m->acc, m->xscales, g->ws[which], T, N, dt, s)

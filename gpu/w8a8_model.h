@@ -45,8 +45,7 @@ void gpu_w8a8_model_free(gpu_w8a8_model *m);
 /* Room for T tokens in the scratch (before any graph capture: it allocates). */
 int gpu_w8a8_model_reserve(gpu_w8a8_model *m, int T);
 /* y (T, N) in dt = layer l's product `which` of x (T, K) in dt: x quantized per token (or with the static
- * scale), the int32 or fp32 product, dequantized (w8a8.h). FP8 with T <= GPU_F8_GEMV_MAX_T (decode) runs
- * the three steps as one GEMV kernel (gpu_f8_linear_gemv: the weights streamed once), larger T on cuBLASLt. */
+ * scale), the int32 or fp32 product, dequantized (w8a8.h). */
 int gpu_w8a8_linear(gpu_w8a8_model *m, int l, int which, void *y, const void *x, int T, gpu_dtype dt, gpu_stream s);
 
 #ifdef __cplusplus

@@ -6,12 +6,11 @@
 #include <stdint.h>
 
 static const gpu_wfmt_info FORMATS[GPU_W_N_FORMATS] = {
-    /* name      bits zeros mins lane_elems grouped */
-    {"dense", 0, 0, 0, 8, 0},
-    {"i8", 8, 0, 0, 16, 1},
-    {"u4", 4, 1, 0, 32, 1},
-    {"u4-min", 4, 0, 1, 32, 1},
-    {"e4m3", 8, 0, 0, 16, 0},
+    /* name      bits zeros mins lane_elems */
+    {"dense", 0, 0, 0, 8},
+    {"i8", 8, 0, 0, 16},
+    {"u4", 4, 1, 0, 32},
+    {"u4-min", 4, 0, 1, 32},
 };
 
 extern "C" const gpu_wfmt_info *gpu_wfmt_get(gpu_wfmt f)
@@ -33,7 +32,7 @@ extern "C" int gpu_wdesc_check(const gpu_wdesc *W, int64_t N, int64_t K, gpu_dty
     if (!W->w || ((uintptr_t)W->w & 15) || gpu_wdesc_row_bytes(W->fmt, K, dt) % 16)
         return duet_errorf("%s: %s weights (%lld, %lld): rows must be 16-byte aligned", what, f->name, (long long)N,
                            (long long)K);
-    if (!f->grouped) return 0;
+    if (W->fmt == GPU_W_DENSE) return 0;
     if (W->group <= 0 || K % W->group || W->group % f->lane_elems)
         return duet_errorf("%s: %s weights: group %d must divide K %lld and be a multiple of %d", what, f->name, W->group,
                            (long long)K, f->lane_elems);

@@ -7,16 +7,13 @@
  *   GPU_W_U4      uint4 q, two per byte (element 2j in the   s (fp16), zero point z (uint8; NULL: 8)  s (q - z)
  *                 low nibble of byte j, 2j + 1 in the high)
  *   GPU_W_U4_MIN  uint4 q, as GPU_W_U4                       s, m (fp16)                             s q + m
- *   GPU_W_E4M3    E4M3 codes c (FP8 W8A8's, w8a8.h)          - (no group: the W8A8 epilogue applies  c
- *                                                              the row and token scales)
  *
  * scales / zeros / mins are (N, K / group) row-major. These are common/quant.h's planar layout, so the
  * modes map without touching a code: int8 and q8_0 are I8 (group K and 32), int4, int4-g128/g64 and q4_0
  * are U4 (q4_0 and int4 with z = 8), q4_1 is U4_MIN. Concatenated matrices (q|k|v, gate|up) are their
  * rows stacked, codes and scales alike. The products apply the scale after the code product in fp32
  * (s sum (q - z) x with q - z exact in fp16, s sum q x + m sum x): the weights are exactly the ref's, only the fp32
- * summation order differs. GPU_W_E4M3 is read only by the GEMV (w8a8_model.cu's decode path), whose x
- * are then E4M3 codes too (exact in fp16 and bf16): every product is exact, the sum is fp32. */
+ * summation order differs. */
 #ifndef DUET_GPU_WEIGHTS_H
 #define DUET_GPU_WEIGHTS_H
 
@@ -29,15 +26,14 @@
 extern "C" {
 #endif
 
-typedef enum { GPU_W_DENSE = 0, GPU_W_I8 = 1, GPU_W_U4 = 2, GPU_W_U4_MIN = 3, GPU_W_E4M3 = 4, GPU_W_N_FORMATS } gpu_wfmt;
+typedef enum { GPU_W_DENSE = 0, GPU_W_I8 = 1, GPU_W_U4 = 2, GPU_W_U4_MIN = 3, GPU_W_N_FORMATS } gpu_wfmt;
 
 typedef struct gpu_wfmt_info {
-    const char *name;   /* "dense", "i8", "u4", "u4-min", "e4m3" */
+    const char *name;   /* "dense", "i8", "u4", "u4-min" */
     int bits;           /* bits per element of the codes (dense: 0, the dtype decides) */
     int has_zeros;      /* a per-group zero point array may be present */
     int has_mins;       /* a per-group fp16 min array is required */
     int lane_elems;     /* elements in one 16-byte load of a row (dense: 8); group must be a multiple */
-    int grouped;        /* scales per group of a row (the quantized weight-only formats) */
 } gpu_wfmt_info;
 
 const gpu_wfmt_info *gpu_wfmt_get(gpu_wfmt f);

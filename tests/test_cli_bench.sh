@@ -20,6 +20,14 @@ for list in bogus int8,bogus; do
 done
 "$duet" bench --model-shape tiny --weights , >/dev/null 2>"$tmp/e"; rc=$?
 check "--weights ',': exit 2, an empty list" sh -c "test $rc -eq 2 && grep -q -- '--weights: empty list' '$tmp/e'"
+# --w8a8: an unknown mode is refused naming the modes; with -m or --weights it is refused (a model's W8A8
+# needs its calibration; the seeded codes replace the layer matrices)
+"$duet" bench --model-shape tiny --w8a8 bogus >/dev/null 2>"$tmp/e"; rc=$?
+check "--w8a8 bogus: exit 2 naming the modes" sh -c "test $rc -eq 2 && grep -q -- '--w8a8: .*bogus' '$tmp/e' && grep -q fp8-tensor '$tmp/e'"
+"$duet" bench --model-shape tiny --w8a8 fp8 --weights int8 >/dev/null 2>"$tmp/e"; rc=$?
+check "--w8a8 with --weights int8: exit 2" sh -c "test $rc -eq 2 && grep -q -- '--w8a8 times seeded W8A8 layers' '$tmp/e'"
+"$duet" bench -m "$tmp/none.gguf" --w8a8 sq >/dev/null 2>"$tmp/e"; rc=$?
+check "--w8a8 with -m: exit 2" sh -c "test $rc -eq 2 && grep -q -- 'without -m' '$tmp/e'"
 "$duet" bench --model-shape tiny --hf-baseline "$tmp/none.jsonl" >/dev/null 2>"$tmp/e"; rc=$?
 check "missing --hf-baseline file: exit 1 naming it" sh -c "test $rc -eq 1 && grep -q none.jsonl '$tmp/e'"
 printf '{"impl": "hf-transformers", "batch": 1\n' >"$tmp/bad.jsonl"

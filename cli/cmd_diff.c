@@ -151,6 +151,7 @@ int cmd_diff(int argc, char **argv)
         {0, 0, 0, 0}};
     cli_quant_flags qf = {0};
     cli_quant qm = {0};
+    char qname[64] = ""; /* the calibrated mode's name (cli_quant_name), set with -m DIR */
     const char *dir = NULL, *backend = "ref", *mode = NULL, *tol_path = NULL;
     int threads = 1, weights = DUET_Q_NONE, cost = 0, c;
     optind = 1;
@@ -259,7 +260,6 @@ int cmd_diff(int argc, char **argv)
         if ((rc = cli_quant_modes(CMD, &qf, m, &qm))) goto out; /* it printed the error */
         rc = 2;
         /* the golden's calibrated mode: the run's (none with --cost) */
-        char qname[64];
         cli_quant_name(&qm, qname, sizeof qname);
         const char *gq = duet_tapfile_meta(gold, "calibrated");
         if (cost ? gq != NULL : strcmp(gq ? gq : "", qname)) {
@@ -284,8 +284,6 @@ int cmd_diff(int argc, char **argv)
     char tol_mode[64];
     snprintf(tol_mode, sizeof tol_mode, "%s", mode);
     if (dir && (weights != DUET_Q_NONE || calibrated)) {
-        char qname[64];
-        cli_quant_name(&qm, qname, sizeof qname);
         const char *wname = weights != DUET_Q_NONE ? duet_qmode_get((duet_qmode)weights)->name : "";
         snprintf(tol_mode, sizeof tol_mode, "%s:%s%s%s%s", mode, wname, *wname && *qname ? "+" : "", qname,
                  cost ? " cost" : "");

@@ -53,7 +53,7 @@ static void usage(FILE *f)
             "      --batch-invariant on|off  each row's sums in one order whatever the batch (default: on for the ref,\n"
             "                          off for the gpu, where it costs throughput: README)\n"
             "      --kv-cache MODE, --w8a8 MODE, --sq-alpha A, --calib FILE  the calibrated modes, as duet generate\n"
-            "                          (int8 / fp8 KV cache; sq, fp8, fp8-tensor W8A8; ref only so far)\n"
+            "                          (int8 / fp8 KV cache; sq, fp8, fp8-tensor W8A8; ref and gpu backends)\n"
             "      --api-key KEY       require 'Authorization: Bearer KEY' on /v1/*\n"
             "      --max-body BYTES    request body size limit (default 1048576; 413 beyond)\n"
             "      --max-tokens-limit N  max_tokens at most (default: --max-ctx; 400 beyond)\n"

@@ -234,18 +234,28 @@ static const lt_plan *get_plan(gpu_w8a8_gemm *g, int kind, int T, int N, int K)
     return p;
 }
 
+/* One product of kind 0 (int8 -> int32) or 1 (E4M3 -> fp32) with its plan; alpha 1, beta 0 in the
+ * descriptor's scale type. */
+static int lt_matmul(gpu_w8a8_gemm *g, int kind, void *acc, const void *xcodes, const void *wcodes, int T, int N, int K,
+                     gpu_stream s)
+{
+    const lt_plan *p = get_plan(g, kind, T, N, K);
+    if (!p) return -1;
+    const int32_t i1 = 1, i0 = 0;
+    const float f1 = 1.0f, f0 = 0.0f;
+    const void *one = kind ? (const void *)&f1 : (const void *)&i1, *zero = kind ? (const void *)&f0 : (const void *)&i0;
+    CUBLAS_CHECK(cublasLtMatmul(g->lt, g->desc[kind], one, wcodes, p->a, xcodes, p->b, zero, acc, p->c, acc, p->c,
+                                &p->algo, g->ws, LT_WS_BYTES, s));
+    return 0;
+}
+
 extern "C" int gpu_sq_gemm_i32(gpu_w8a8_gemm *g, int32_t *acc, const int8_t *xcodes, const int8_t *wcodes, int T,
                                int N, int K, gpu_stream s)
 {
     if (T <= 0) return 0;
     if (K % 4 || N <= 0 || K <= 0)
         return duet_errorf("gpu int8 gemm: N %d, K %d unsupported (K a positive multiple of 4)", N, K);
-    const lt_plan *p = get_plan(g, 0, T, N, K);
-    if (!p) return -1;
-    const int32_t one = 1, zero = 0;
-    CUBLAS_CHECK(cublasLtMatmul(g->lt, g->desc[0], &one, wcodes, p->a, xcodes, p->b, &zero, acc, p->c, acc, p->c,
-                                &p->algo, g->ws, LT_WS_BYTES, s));
-    return 0;
+    return lt_matmul(g, 0, acc, xcodes, wcodes, T, N, K, s);
 }
 
 extern "C" int gpu_f8_gemm_f32(gpu_w8a8_gemm *g, float *acc, const uint8_t *xcodes, const uint8_t *wcodes, int T,
@@ -254,10 +264,5 @@ extern "C" int gpu_f8_gemm_f32(gpu_w8a8_gemm *g, float *acc, const uint8_t *xcod
     if (T <= 0) return 0;
     if (K % 16 || N % 4 || N <= 0 || K <= 0)
         return duet_errorf("gpu FP8 gemm: N %d, K %d unsupported (K a positive multiple of 16, N of 4)", N, K);
-    const lt_plan *p = get_plan(g, 1, T, N, K);
-    if (!p) return -1;
-    const float one = 1.0f, zero = 0.0f;
-    CUBLAS_CHECK(cublasLtMatmul(g->lt, g->desc[1], &one, wcodes, p->a, xcodes, p->b, &zero, acc, p->c, acc, p->c,
-                                &p->algo, g->ws, LT_WS_BYTES, s));
-    return 0;
+    return lt_matmul(g, 1, acc, xcodes, wcodes, T, N, K, s);
 }

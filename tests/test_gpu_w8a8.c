@@ -72,6 +72,40 @@ START_TEST(test_i32_product)
 }
 END_TEST
 
+/* The dequantization of arbitrary accumulators (f8: fp32 ones, gpu_f8_dequant; else int32, gpu_sq_dequant)
+ * with token scales xs (T) and random row scales: the fp32 outputs are the host's bits, the dt outputs
+ * their rounding. */
+static void check_dequant(int f8, gpu_dtype dt, const float *xs, int T, int N)
+{
+    void *acc = malloc(4 * (size_t)T * N);
+    float *ws = malloc(sizeof(float) * N), *want = malloc(sizeof(float) * T * N), *got = malloc(sizeof(float) * T * N);
+    for (int64_t i = 0; i < (int64_t)T * N; i++) {
+        if (f8) ((float *)acc)[i] = ((float)(next_u32() >> 8) / 16777216.0f - 0.5f) * 3e5f;
+        else ((int32_t *)acc)[i] = (int32_t)(next_u32() % 4000001) - 2000000;
+    }
+    for (int n = 0; n < N; n++) ws[n] = (float)(next_u32() % 1000 + 1) * 1e-5f;
+    if (f8) duet_f8_dequant(acc, xs, ws, T, N, want);
+    else duet_sq_dequant(acc, xs, ws, T, N, want);
+    void *dacc = dev_bytes(acc, 4 * (size_t)T * N);
+    float *dxs = gpu_alloc(sizeof(float) * T), *dws = gpu_alloc(sizeof(float) * N), *dy = gpu_alloc(sizeof(float) * T * N);
+    ck_assert(dxs && dws && dy && gpu_upload_f32(dws, ws, N) == 0 && gpu_upload_f32(dxs, xs, T) == 0);
+    for (int y_f32 = 1; y_f32 >= 0; y_f32--) {
+        ck_assert(gpu_poison(dy, (int64_t)T * N, 4) == 0);
+        const int rc = f8 ? gpu_f8_dequant(dy, y_f32, dacc, dxs, dws, T, N, dt, NULL)
+                          : gpu_sq_dequant(dy, y_f32, dacc, dxs, dws, T, N, dt, NULL);
+        ck_assert_msg(rc == 0, "%s", duet_error());
+        ck_assert(gpu_sync() == 0 &&
+                  (y_f32 ? gpu_download_f32(got, dy, (int64_t)T * N) : gpu_download(got, dy, (int64_t)T * N, dt)) == 0);
+        if (!y_f32) gpu_round_host(want, (int64_t)T * N, dt);
+        ck_assert_msg(memcmp(got, want, sizeof(float) * T * N) == 0, "%s dequant %s: not the host's %s",
+                      f8 ? "fp8" : "int8", y_f32 ? "fp32" : gpu_dtype_name(dt), y_f32 ? "bits" : "rounding");
+    }
+    printf("%sdequant %s (T %d, N %d): fp32 outputs the host's bits, %s outputs their rounding\n", f8 ? "fp8 " : "",
+           gpu_dtype_name(dt), T, N, gpu_dtype_name(dt));
+    free(acc), free(ws), free(want), free(got);
+    gpu_free(dacc), gpu_free(dxs), gpu_free(dws), gpu_free(dy);
+}
+
 START_TEST(test_quant_dequant)
 {
     const gpu_dtype dt = (gpu_dtype)_i;
@@ -99,27 +133,9 @@ START_TEST(test_quant_dequant)
                       (long long)(i / K), (long long)(i % K), x[i], got_c[i], want_c[i]);
     ck_assert(want_s[5] == 0.0f);
     printf("quant tokens %s (T %d, K %d): codes and scales equal to the host's\n", gpu_dtype_name(dt), T, K);
-    /* dequantization of arbitrary accumulators with these scales */
-    int32_t *acc = malloc(sizeof(int32_t) * T * N);
-    float *ws = malloc(sizeof(float) * N), *want_y = malloc(sizeof(float) * T * N), *got_y = malloc(sizeof(float) * T * N);
-    for (int64_t i = 0; i < (int64_t)T * N; i++) acc[i] = (int32_t)(next_u32() % 4000001) - 2000000;
-    for (int n = 0; n < N; n++) ws[n] = (float)(next_u32() % 1000 + 1) * 1e-5f;
-    duet_sq_dequant(acc, want_s, ws, T, N, want_y);
-    int32_t *dacc = dev_bytes(acc, sizeof(int32_t) * T * N);
-    float *dws = gpu_alloc(sizeof(float) * N), *dy = gpu_alloc(sizeof(float) * T * N);
-    ck_assert(dws && dy && gpu_upload_f32(dws, ws, N) == 0 && gpu_upload_f32(ds, want_s, T) == 0);
-    ck_assert_msg(gpu_sq_dequant(dy, 1, dacc, ds, dws, T, N, dt, NULL) == 0, "%s", duet_error());
-    ck_assert(gpu_sync() == 0 && gpu_download_f32(got_y, dy, (int64_t)T * N) == 0);
-    ck_assert_msg(memcmp(got_y, want_y, sizeof(float) * T * N) == 0, "dequant fp32: not the host's bits");
-    ck_assert_msg(gpu_sq_dequant(dy, 0, dacc, ds, dws, T, N, dt, NULL) == 0, "%s", duet_error());
-    ck_assert(gpu_sync() == 0 && gpu_download(got_y, dy, (int64_t)T * N, dt) == 0);
-    gpu_round_host(want_y, (int64_t)T * N, dt);
-    ck_assert_msg(memcmp(got_y, want_y, sizeof(float) * T * N) == 0, "dequant %s: not the host's rounding",
-                  gpu_dtype_name(dt));
-    printf("dequant %s (T %d, N %d): fp32 outputs the host's bits, %s outputs their rounding\n", gpu_dtype_name(dt), T,
-           N, gpu_dtype_name(dt));
-    free(x), free(want_c), free(got_c), free(want_s), free(got_s), free(acc), free(ws), free(want_y), free(got_y);
-    gpu_free(dx), gpu_free(dc), gpu_free(ds), gpu_free(dacc), gpu_free(dws), gpu_free(dy);
+    check_dequant(0, dt, want_s, T, N);
+    free(x), free(want_c), free(got_c), free(want_s), free(got_s);
+    gpu_free(dx), gpu_free(dc), gpu_free(ds);
 }
 END_TEST
 
@@ -243,27 +259,9 @@ START_TEST(test_f8_quant_dequant)
     }
     duet_f8_quant_tokens(x, T, K, want_c, want_s);
     ck_assert(want_s[5] == 0.0f);
-    /* dequantization of arbitrary fp32 accumulators with these scales */
-    float *acc = malloc(sizeof(float) * T * N);
-    float *ws = malloc(sizeof(float) * N), *want_y = malloc(sizeof(float) * T * N), *got_y = malloc(sizeof(float) * T * N);
-    for (int64_t i = 0; i < (int64_t)T * N; i++) acc[i] = ((float)(next_u32() >> 8) / 16777216.0f - 0.5f) * 3e5f;
-    for (int n = 0; n < N; n++) ws[n] = (float)(next_u32() % 1000 + 1) * 1e-5f;
-    duet_f8_dequant(acc, want_s, ws, T, N, want_y);
-    float *dacc = dev_bytes(acc, sizeof(float) * T * N);
-    float *dws = gpu_alloc(sizeof(float) * N), *dy = gpu_alloc(sizeof(float) * T * N);
-    ck_assert(dws && dy && gpu_upload_f32(dws, ws, N) == 0 && gpu_upload_f32(ds, want_s, T) == 0);
-    ck_assert_msg(gpu_f8_dequant(dy, 1, dacc, ds, dws, T, N, dt, NULL) == 0, "%s", duet_error());
-    ck_assert(gpu_sync() == 0 && gpu_download_f32(got_y, dy, (int64_t)T * N) == 0);
-    ck_assert_msg(memcmp(got_y, want_y, sizeof(float) * T * N) == 0, "fp8 dequant fp32: not the host's bits");
-    ck_assert_msg(gpu_f8_dequant(dy, 0, dacc, ds, dws, T, N, dt, NULL) == 0, "%s", duet_error());
-    ck_assert(gpu_sync() == 0 && gpu_download(got_y, dy, (int64_t)T * N, dt) == 0);
-    gpu_round_host(want_y, (int64_t)T * N, dt);
-    ck_assert_msg(memcmp(got_y, want_y, sizeof(float) * T * N) == 0, "fp8 dequant %s: not the host's rounding",
-                  gpu_dtype_name(dt));
-    printf("fp8 dequant %s (T %d, N %d): fp32 outputs the host's bits, %s outputs their rounding\n",
-           gpu_dtype_name(dt), T, N, gpu_dtype_name(dt));
-    free(x), free(want_c), free(got_c), free(want_s), free(got_s), free(acc), free(ws), free(want_y), free(got_y);
-    gpu_free(dx), gpu_free(dc), gpu_free(ds), gpu_free(dacc), gpu_free(dws), gpu_free(dy);
+    check_dequant(1, dt, want_s, T, N);
+    free(x), free(want_c), free(got_c), free(want_s), free(got_s);
+    gpu_free(dx), gpu_free(dc), gpu_free(ds);
 }
 END_TEST
 

@@ -15,8 +15,14 @@
 #          64 at 8/50 and 923/100 ($OUT/bench_kv.jsonl, bench_kv.txt)
 #   bench8 the same cases with W8A8 layers (seeded codes): sq, fp8 (KV none and fp8), fp8-tensor
 #          ($OUT/bench_w8a8_MODE.jsonl, .txt)
+#   sched  tests/test_gpu_sched alone (the batch-invariance suite; $OUT/test_gpu_sched.log)
+#   ceval  SmolLM2 on the GPU (the model halves in .mpart, joined as scripts/gpu_quant.sh does): the
+#          calibration of items 50-99 on the ref (16 threads) and on the gpu, then ROUGE of items 0-49 on
+#          the GPU in fp16, sq, fp8, fp8 + fp8 KV, int8 KV, calibrated from the ref's file
+#          ($OUT/calib_ref.json, calib_gpu.json, ceval_*.json, ceval.txt)
 # usage, from the source root, carry [".debs", ".devdata"]:
-#   bash scripts/gpu_calibrated.sh build w8a8 kvtest   (then: bench bench8, test)
+#   bash scripts/gpu_calibrated.sh build w8a8 kvtest   (then: bench bench8, test, sched; ceval with
+#   ".mpart" carried, one half per call as scripts/gpu_quant.sh says)
 set -u
 out=${OUT:-$PWD/gpu_calibrated_out}
 mkdir -p "$out"
@@ -75,8 +81,37 @@ for stage in "$@"; do
             grep -E "^[a-z0-9-]+ +(none|int8|fp8) +[0-9]+ |error|duet bench" "$out/bench_w8a8_$m.txt"
         done
         ;;
+    sched)
+        (cd $b && DUET_SRCDIR=$src ./tests/test_gpu_sched >"$out/test_gpu_sched.log" 2>&1)
+        echo "test_gpu_sched rc=$?"
+        grep -E "^# |Checks|:F:|:E:" "$out/test_gpu_sched.log" | head -20
+        ;;
+    ceval)
+        model=/tmp/smollm2.gguf
+        [ -f $model ] || for p in .mpart/*.part01; do [ -f "$p" ] && cat /tmp/smollm2.part00 "$p" >$model; done
+        [ -f $model ] || { echo "ceval: no model (carry .mpart's halves: scripts/gpu_quant.sh)"; exit 1; }
+        d=$b/duet
+        [ -d /tmp/smol_hf ] || $d convert $model /tmp/smol_hf --type f32 >/dev/null 2>&1 || { echo "convert failed"; exit 1; }
+        [ -f "$out/calib_ref.json" ] || $d calibrate -m /tmp/smol_hf --threads 16 -o "$out/calib_ref.json" >/dev/null 2>&1
+        echo "calibrate ref rc=$?"
+        [ -f "$out/calib_gpu.json" ] || $d calibrate -m /tmp/smol_hf --backend gpu -o "$out/calib_gpu.json" >/dev/null 2>&1
+        echo "calibrate gpu rc=$?"
+        run() { # NAME ARGS...
+            local name=$1
+            shift
+            $d eval -n 50 --backend gpu --dtype fp16 -m /tmp/smol_hf --json "$out/ceval_$name.json" "$@" \
+                >"$out/ceval_$name.txt" 2>&1
+            echo "$name rc=$? $(grep -iE 'rouge1|rouge-1' "$out/ceval_$name.txt" | head -1)"
+        }
+        c="--calib $out/calib_ref.json"
+        run fp16
+        run sq --w8a8 sq $c
+        run fp8 --w8a8 fp8 $c
+        run fp8_fp8kv --w8a8 fp8 --kv-cache fp8 $c
+        run int8kv --kv-cache int8 $c
+        ;;
     *)
-        echo "unknown stage $stage (build, kvtest, w8a8, ops, test, bench, bench8)"
+        echo "unknown stage $stage (build, kvtest, w8a8, ops, test, bench, bench8, sched, ceval)"
         exit 2
         ;;
     esac

@@ -31,22 +31,28 @@ fi
 
 "$duet" serve -m "$model" --port 0 --w8a8 sq >"$tmp/out" 2>&1; rc=$?
 check "serve --w8a8 sq without --calib: exit 2 asking for it" sh -c "test $rc -eq 2 && grep -q 'give --calib FILE' '$tmp/out'"
-"$duet" serve -m "$model" --port 0 --max-ctx 256 --max-seqs 4 --api-key "$key" --max-body 4096 --max-concurrent 2 \
-    2>"$tmp/server.err" &
-pid=$!
-port=""
-i=0
-while [ $i -lt 600 ] && [ -z "$port" ] && kill -0 $pid 2>/dev/null; do
-    port=$(sed -n 's/^serve: listening on http:\/\/127\.0\.0\.1:\([0-9]*\) .*/\1/p' "$tmp/server.err")
-    [ -z "$port" ] && sleep 0.1
-    i=$((i + 1))
-done
-if [ -z "$port" ]; then
-    cat "$tmp/server.err"
-    echo "FAIL: the server did not start"
-    kill $pid 2>/dev/null
-    exit 1
-fi
+# start_server LOG ARGS...: duet serve on a free port in the background; sets pid and port (exits 1 if it
+# does not come up).
+start_server() {
+    log=$1
+    shift
+    "$duet" serve -m "$model" --port 0 "$@" 2>"$log" &
+    pid=$!
+    port=""
+    i=0
+    while [ $i -lt 600 ] && [ -z "$port" ] && kill -0 $pid 2>/dev/null; do
+        port=$(sed -n 's/^serve: listening on http:\/\/127\.0\.0\.1:\([0-9]*\) .*/\1/p' "$log")
+        [ -z "$port" ] && sleep 0.1
+        i=$((i + 1))
+    done
+    if [ -z "$port" ]; then
+        cat "$log"
+        echo "FAIL: the server did not start"
+        kill $pid 2>/dev/null
+        exit 1
+    fi
+}
+start_server "$tmp/server.err" --max-ctx 256 --max-seqs 4 --api-key "$key" --max-body 4096 --max-concurrent 2
 trap 'kill $pid 2>/dev/null; rm -rf "$tmp"' EXIT
 url="http://127.0.0.1:$port"
 echo "server on $url (pid $pid)"
@@ -240,4 +246,23 @@ check "the log says it drained" grep -q "drained; exiting" "$tmp/server.err"
 st=$(curl -s -o /dev/null -w '%{http_code}' "$url/health")
 check "after the exit nothing listens" test "$st" = 000
 [ $fail -ne 0 ] && cat "$tmp/server.err"
+
+# A calibrated mode through the server (FP8 W8A8 with an fp8 KV cache, on the ref): the greedy completion
+# equals duet generate's in the same mode. A small calibration (2 items of 32 tokens) keeps it quick.
+"$duet" calibrate -m "$model" --items 50-51 --max-tokens 32 -o "$tmp/calib.json" >/dev/null 2>&1
+check "calibrate (2 items) for the calibrated server" test $? -eq 0
+start_server "$tmp/server_fp8.err" --max-ctx 128 --max-seqs 2 --w8a8 fp8 --kv-cache fp8 --calib "$tmp/calib.json"
+url="http://127.0.0.1:$port"
+"$duet" generate -m "$model" -p "$prompt" -n $n --temp 0 --w8a8 fp8 --kv-cache fp8 --calib "$tmp/calib.json" \
+    >"$tmp/gen_fp8" 2>/dev/null
+st=$(curl -s -o "$tmp/body" -w '%{http_code}' -H 'Content-Type: application/json' \
+    -d "{\"model\":\"$mid\",\"prompt\":\"$prompt\",\"max_tokens\":$n,\"temperature\":0}" "$url/v1/completions")
+check "fp8 + fp8 KV server: completion 200" test "$st" = 200
+{ printf '%s' "$prompt"; field "$tmp/body" 'j["choices"][0]["text"]'; echo; } >"$tmp/srv_fp8"
+check "fp8 + fp8 KV server, greedy: prompt + text = duet generate's in the same mode" cmp -s "$tmp/srv_fp8" "$tmp/gen_fp8"
+check "fp8 + fp8 KV server: its log names the mode" grep -qi "fp8" "$tmp/server_fp8.err"
+kill -TERM $pid
+wait $pid
+check "fp8 + fp8 KV server: exits 0 on SIGTERM" test $? -eq 0
+[ $fail -ne 0 ] && cat "$tmp/server_fp8.err"
 exit $fail

@@ -5,8 +5,9 @@
 # stop strings (string and array) cut the greedy reply right before their first occurrence;
 # every bad request gets its status and OpenAI's error shape and the server keeps serving; clients that
 # go away mid-stream are cancelled; over --max-concurrent is 429; SIGTERM drains (the running request
-# finishes, new requests get 503) and exits 0. Skips (77) without the model; the openai checks skip
-# without the package (CI installs it: .ci/run).
+# finishes, new requests get 503) and exits 0; a second server in a calibrated mode (FP8 W8A8 + fp8 KV
+# cache) answers greedily as duet generate in that mode. Skips (77) without the model; the openai checks
+# skip without the package (CI installs it: .ci/run).
 set -u
 . "${DUET_SRCDIR:-.}/tests/cli_lib.sh"
 model="${DUET_MODEL:-$src/models/SmolLM2-135M-Instruct.Q4_1.gguf}"

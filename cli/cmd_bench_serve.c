@@ -15,10 +15,12 @@
 #include "commands.h"
 
 #include "backend.h"
+#include "calib/w8a8.h"
 #include "engine/registry.h"
 #include "error.h"
 #include "eval/cnn_dailymail.h"
 #include "generate.h"
+#include "kvquant.h"
 #include "model.h"
 #include "quant.h"
 #include "rng.h"
@@ -55,6 +57,10 @@ static void usage(FILE *f)
             "                         weights made on the GPU (--backend gpu); prompts tokenized by --tokenizer\n"
             "      --weights M        the synthetic model's layer matrices: none (dense, default) or a weight-only\n"
             "                         mode (%s)\n"
+            "      --w8a8 M           the synthetic model's layer products in W8A8: sq, fp8 or fp8-tensor (seeded codes\n"
+            "                         and scales, timing only; FP8: compute capability 8.9+)\n"
+            "      --kv-cache M       the synthetic model's KV cache: none (default), int8 or fp8 (placeholder\n"
+            "                         scales, max |x| 8: timing only)\n"
             "      --tokenizer DIR    tokenizer of the synthetic model's prompts (default: $DUET_DATA/llama2-tokenizer,\n"
             "                         else ../shared/data/llama2-tokenizer)\n"
             "      --backend B        ref (default) or gpu\n"
@@ -81,7 +87,9 @@ static void usage(FILE *f)
             "example:\n"
             "  duet bench --serve -n 16 --max-input 128 --max-tokens 8,16 --rates 0,2\n"
             "  duet bench --serve --backend gpu --model-shape 7b -n 512 --max-input 128 --max-tokens 128 \\\n"
-            "             --max-seqs 256 --token-budget 2048 --no-static\n",
+            "             --max-seqs 256 --token-budget 2048 --no-static\n"
+            "  duet bench --serve --backend gpu --model-shape 7b -n 512 --max-input 128 --max-tokens 128 \\\n"
+            "             --max-seqs 256 --token-budget 2048 --no-static --w8a8 fp8 --kv-cache fp8\n",
             CLI_DEFAULT_MODEL, duet_qmode_list());
 }
 
@@ -244,6 +252,8 @@ int cmd_bench_serve(int argc, char **argv)
     duet_config syn;
     duet_qmode weights = DUET_Q_NONE;
     int weights_given = 0, invariant = -1;
+    duet_w8a8_mode w8mode = DUET_W8A8_NONE;
+    duet_kv_mode kvmode = DUET_KV_F;
     int n_req = 32, max_input = 256, max_seqs = 8, budget = 256, kv_blocks = 0, no_static = 0, threads = 0;
     double rates[MAX_RATES] = {0}, mts[MAX_MT] = {16, 32, 64};
     int n_rates = 1, n_mt = 3;
@@ -264,6 +274,7 @@ int cmd_bench_serve(int argc, char **argv)
         {"model-shape", required_argument, 0, 'P'}, {"tokenizer", required_argument, 0, 'K'},
         {"weights", required_argument, 0, 'w'}, {"batch-invariant", required_argument, 0, 'i'},
         {"json", required_argument, 0, 'j'},     {"help", no_argument, 0, 'h'},
+        {"w8a8", required_argument, 0, 'Q'},     {"kv-cache", required_argument, 0, 'C'},
         {0, 0, 0, 0}};
     optind = 1;
     for (int c; (c = getopt_long(argc, argv, "m:n:h", lo, NULL)) != -1;) {
@@ -282,6 +293,18 @@ int cmd_bench_serve(int argc, char **argv)
                 return 2;
             }
             weights_given = 1;
+            break;
+        case 'Q':
+            if (duet_w8a8_mode_parse(optarg, &w8mode)) {
+                fprintf(stderr, "duet %s: --w8a8: %s\n", CMD, duet_error());
+                return 2;
+            }
+            break;
+        case 'C':
+            if (duet_kv_mode_parse(optarg, &kvmode)) {
+                fprintf(stderr, "duet %s: --kv-cache: %s\n", CMD, duet_error());
+                return 2;
+            }
             break;
         case 'B': backend = optarg; break;
         case 'T': dtype = optarg; break;
@@ -331,9 +354,15 @@ int cmd_bench_serve(int argc, char **argv)
         fprintf(stderr, "duet %s: --model-shape makes a synthetic model: not with -m %s\n", CMD, model_path);
         return 2;
     }
-    if (!shape && (weights_given || tok_dir)) {
-        fprintf(stderr, "duet %s: %s is for the synthetic model: give --model-shape\n", CMD,
-                weights_given ? "--weights" : "--tokenizer");
+    if (!shape && (weights_given || tok_dir || w8mode != DUET_W8A8_NONE || kvmode != DUET_KV_F)) {
+        fprintf(stderr, "duet %s: %s is for the synthetic model: give --model-shape%s\n", CMD,
+                weights_given ? "--weights" : tok_dir ? "--tokenizer" : w8mode != DUET_W8A8_NONE ? "--w8a8" : "--kv-cache",
+                weights_given || tok_dir ? "" : " (a model's calibrated modes: duet serve --calib)");
+        return 2;
+    }
+    if (w8mode != DUET_W8A8_NONE && weights != DUET_Q_NONE) {
+        fprintf(stderr, "duet %s: --w8a8 replaces the layer matrices: not with --weights %s\n", CMD,
+                duet_qmode_get(weights)->name);
         return 2;
     }
     if (shape && strcmp(backend, "gpu")) {
@@ -367,6 +396,8 @@ int cmd_bench_serve(int argc, char **argv)
     size_t n_items = 0;
     int **ids = NULL, *n_ids = NULL;
     breq *R = NULL;
+    duet_w8a8 *w8 = NULL; /* --w8a8: seeded codes (calib/w8a8.h) */
+    float *kv_scales = NULL; /* --kv-cache: placeholder scales */
     if (shape) {
         if (!(tok = duet_tokenizer_load(tok_dir))) goto done;
     } else if (cli_open_model(CMD, model_path, &m, &tok)) {
@@ -398,6 +429,16 @@ int cmd_bench_serve(int argc, char **argv)
                             .batch_invariant = invariant < 0 ? strcmp(backend, "gpu") != 0 : invariant,
                             .kv_budget = kv_budget,
                             .kv_fraction = kv_fraction};
+    if (w8mode != DUET_W8A8_NONE && !(w8 = duet_w8a8_random(&syn, w8mode, seed))) goto done;
+    if (kvmode != DUET_KV_F) {
+        const int n_sc = 2 * syn.n_layers * syn.n_kv_heads;
+        if (!(kv_scales = malloc(sizeof(float) * (size_t)n_sc))) {
+            duet_errorf("out of memory");
+            goto done;
+        }
+        for (int i = 0; i < n_sc; i++) kv_scales[i] = duet_kv_scale(kvmode, 8.0f);
+    }
+    bo.w8a8 = w8, bo.kv_mode = kvmode, bo.kv_scales = kv_scales;
     if (shape) {
 #ifdef DUET_HAVE_CUDA
         be = gpu_backend_create_random(&syn, &bo, seed, weights);
@@ -447,9 +488,10 @@ int cmd_bench_serve(int argc, char **argv)
             fprintf(stderr, "%-9s %7.2f %8.1f %9.3f %9.3f %9.4f %9.4f %9.3f %9.2f %6d %8lld %8.3f %8.3f\n", name,
                     rates[ri], res.tok_s, res.ttft50, res.ttft99, res.itl50, res.itl99, res.e2e99, res.wall,
                     res.peak_blocks, (long long)res.preemptions, res.step_ms, res.step_ms - res.backend_ms);
-            json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:f, s:i, s:i, s:i, s:s, s:I, s:f, s:f, s:f, s:f, s:f, s:f, s:f, "
+            json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:f, s:i, s:i, s:i, s:s, s:I, s:f, s:f, s:f, s:f, s:f, s:f, s:f, "
                                   "s:i, s:i, s:I, s:I, s:f, s:f}",
                                   "bench", "serve", "model", model_label, "weights", duet_qmode_get(weights)->name,
+                                  "w8a8", duet_w8a8_mode_name(w8mode), "kv_cache", duet_kv_mode_name(kvmode),
                                   "batch_invariant", bo.batch_invariant ? "on" : "off",
                                   "mode", name, "backend", backend, "rate", rates[ri], "requests", n_req,
                                   "max_seqs", max_seqs, "token_budget", budget, "policy",
@@ -482,6 +524,8 @@ done:
     free(n_ids);
     cnn_free(items, n_items);
     duet_backend_free(be);
+    duet_w8a8_free(w8);
+    free(kv_scales);
     if (tok) duet_tokenizer_free(tok);
     if (m) duet_model_close(m);
     if (jf) fclose(jf);

@@ -8,6 +8,8 @@
 #   saturated  128/128 on the synthetic LLaMA-7B, all requests at time 0, at 256 / 384 / 512 slots
 #   rates      the mixed-length stream at 4-64 requests/s, in flight and static ($OUT/rates.jsonl)
 #   invariant  batch-invariant on against off at 64 slots, 128/128 saturated: the cost in tok/s
+#   fp8        128/128 saturated in FP8 W8A8 + fp8 KV cache (seeded codes, placeholder scales) at 256 and 512
+#              slots, and fp16 at 512 beside it (issue 11's 30,000 tok/s)
 # Everything lands in $OUT (*.txt tables, *.jsonl lines); the summary lines are printed.
 # usage, from the source root, carry [".debs", ".devdata" (with llama2-tokenizer/tokenizer.json)]:
 #   bash scripts/gpu_serve.sh build test saturated   (then: rates invariant)
@@ -57,8 +59,13 @@ for stage in "$@"; do
         sat inv_off 64 4096 256 --batch-invariant off
         sat inv_on 64 4096 256 --batch-invariant on
         ;;
+    fp8)
+        sat fp8_256 256 4096 512 --w8a8 fp8 --kv-cache fp8
+        sat fp8_512 512 8192 1024 --w8a8 fp8 --kv-cache fp8
+        sat f16_512 512 8192 1024
+        ;;
     *)
-        echo "unknown stage '$stage' (build, test, saturated, rates, invariant)"
+        echo "unknown stage '$stage' (build, test, saturated, rates, invariant, fp8)"
         exit 2
         ;;
     esac

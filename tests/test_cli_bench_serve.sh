@@ -30,6 +30,17 @@ check "--model-shape with -m: exit 2" sh -c "test $rc -eq 2 && grep -q 'not with
 check "--weights without --model-shape: exit 2" sh -c "test $rc -eq 2 && grep -q -- '--weights is for the synthetic' '$tmp/e'"
 "$duet" bench --serve --model-shape tiny --backend gpu --weights int3 >/dev/null 2>"$tmp/e"; rc=$?
 check "--weights int3: exit 2 naming it" sh -c "test $rc -eq 2 && grep -q 'int3' '$tmp/e'"
+# --w8a8 / --kv-cache: seeded codes and placeholder scales of the synthetic model only
+"$duet" bench --serve --w8a8 fp8 >/dev/null 2>"$tmp/e"; rc=$?
+check "--w8a8 without --model-shape: exit 2" sh -c "test $rc -eq 2 && grep -q -- '--w8a8 is for the synthetic' '$tmp/e'"
+"$duet" bench --serve --kv-cache fp8 >/dev/null 2>"$tmp/e"; rc=$?
+check "--kv-cache without --model-shape: exit 2" sh -c "test $rc -eq 2 && grep -q -- '--kv-cache is for the synthetic' '$tmp/e'"
+"$duet" bench --serve --model-shape tiny --backend gpu --w8a8 fp9 >/dev/null 2>"$tmp/e"; rc=$?
+check "--w8a8 fp9: exit 2 naming it" sh -c "test $rc -eq 2 && grep -q 'fp9' '$tmp/e'"
+"$duet" bench --serve --model-shape tiny --backend gpu --kv-cache int4 >/dev/null 2>"$tmp/e"; rc=$?
+check "--kv-cache int4: exit 2 naming it" sh -c "test $rc -eq 2 && grep -q 'int4' '$tmp/e'"
+"$duet" bench --serve --model-shape tiny --backend gpu --w8a8 sq --weights q4_0 >/dev/null 2>"$tmp/e"; rc=$?
+check "--w8a8 with --weights: exit 2" sh -c "test $rc -eq 2 && grep -q 'replaces the layer matrices' '$tmp/e'"
 
 # the synthetic model on the gpu backend (tiny shape, Llama-2 tokenizer), where this build has CUDA and a device
 items="$data/cnn_dailymail/test_100.jsonl"
@@ -44,6 +55,12 @@ if [ -f "$items" ] && [ -f "$data/llama2-tokenizer/tokenizer.json" ]; then
             "test \$(grep -c '\"model\":\"synthetic tiny\"' '$tmp/g') -eq 4"
         check "--model-shape tiny: every request generated (4 or 8 tokens each)" sh -c \
             "grep -o '\"generated\":[0-9]*' '$tmp/g' | cut -d: -f2 | awk '{ n++ } \$1 < 24 || \$1 > 48 { bad = 1 } END { exit bad || n != 4 }'"
+        # the same stream in SmoothQuant W8A8 with an int8 KV cache (seeded codes, placeholder scales)
+        "$duet" bench --serve --backend gpu --model-shape tiny --tokenizer "$data/llama2-tokenizer" --data "$items" \
+            -n 6 --max-input 32 --max-tokens 4,8 --max-seqs 4 --token-budget 64 --no-static --w8a8 sq --kv-cache int8 \
+            >"$tmp/g8" 2>"$tmp/ge8"; rc=$?
+        check "--model-shape tiny --w8a8 sq --kv-cache int8 on the gpu: exit 0, the modes in the JSON" sh -c \
+            "test $rc -eq 0 && grep -q '\"w8a8\":\"sq\"' '$tmp/g8' && grep -q '\"kv_cache\":\"int8\"' '$tmp/g8'"
     fi
 fi
 

@@ -2,7 +2,8 @@
  * with DUET_PERTURB=<op> in the environment, that op's launcher scales its output by 1.1 on the
  * device, so every tap from that op on moves and the op's own tap is the first out of tolerance.
  * Ops: rmsnorm (taps attn_norm / ffn_norm / final_norm), swiglu (act), qgemm (every product with
- * weight-only quantized weights: q/k/v first; gemm.cu). Unset: one cached getenv. */
+ * weight-only quantized weights: q/k/v first; gemm.cu), w8a8 (every W8A8 product: q/k/v first;
+ * w8a8_model.cu). Unset: one cached getenv. */
 #ifndef DUET_GPU_PERTURB_H
 #define DUET_GPU_PERTURB_H
 #include "gpu.h"

@@ -5,6 +5,7 @@ extern "C" {
 #include "config.h"
 }
 #include "cuda_check.h"
+#include "perturb.h"
 #include "w8a8_model.h"
 
 #include <stdlib.h>
@@ -141,16 +142,16 @@ extern "C" int gpu_w8a8_linear(gpu_w8a8_model *m, int l, int which, void *y, con
     if (T > m->cap_T) return duet_errorf("gpu: W8A8 scratch holds %d tokens, not %d", m->cap_T, T);
     const gpu_w8a8_layer *g = &m->layers[l];
     const int N = g->N[which], K = g->K[which];
+    int rc;
     if (m->mode == DUET_W8A8_SQ)
-        return gpu_sq_quant_tokens((int8_t *)m->xcodes, m->xscales, x, T, K, dt, s) ||
-                       gpu_sq_gemm_i32(m->gemm, (int32_t *)m->acc, (const int8_t *)m->xcodes, (const int8_t *)g->w[which],
-                                       T, N, K, s) ||
-                       gpu_sq_dequant(y, 0, (const int32_t *)m->acc, m->xscales, g->ws[which], T, N, dt, s)
-                   ? -1
-                   : 0;
-    return gpu_f8_quant_tokens(m->xcodes, m->xscales, x, T, K, g->x_scale[which], dt, s) ||
-                   gpu_f8_gemm_f32(m->gemm, (float *)m->acc, m->xcodes, g->w[which], T, N, K, s) ||
-                   gpu_f8_dequant(y, 0, (const float *)m->acc, m->xscales, g->ws[which], T, N, dt, s)
-               ? -1
-               : 0;
+        rc = gpu_sq_quant_tokens((int8_t *)m->xcodes, m->xscales, x, T, K, dt, s) ||
+             gpu_sq_gemm_i32(m->gemm, (int32_t *)m->acc, (const int8_t *)m->xcodes, (const int8_t *)g->w[which], T, N,
+                             K, s) ||
+             gpu_sq_dequant(y, 0, (const int32_t *)m->acc, m->xscales, g->ws[which], T, N, dt, s);
+    else
+        rc = gpu_f8_quant_tokens(m->xcodes, m->xscales, x, T, K, g->x_scale[which], dt, s) ||
+             gpu_f8_gemm_f32(m->gemm, (float *)m->acc, m->xcodes, g->w[which], T, N, K, s) ||
+             gpu_f8_dequant(y, 0, (const float *)m->acc, m->xscales, g->ws[which], T, N, dt, s);
+    if (rc) return -1;
+    return gpu_perturb("w8a8", y, (int64_t)T * N, dt, s); /* DUET_PERTURB=w8a8: a broken W8A8 product */
 }

@@ -1,7 +1,8 @@
 #!/bin/sh
 # test_gpu_diff.sh: `duet diff --backend gpu` against every committed golden (fp16 and bf16, bounds
 # from golden/tolerances) and against a fresh ref golden of stories260K; with DUET_PERTURB breaking one
-# kernel, diff names that op's tap as the first failure; `duet generate` sampling on the GPU prints the
+# kernel, diff names that op's tap as the first failure (SmoothQuant W8A8's products too, against a golden of
+# the ref in that mode); `duet generate` sampling on the GPU prints the
 # text sampling on the host prints. Exits 77 without a GPU (or a CUDA build).
 set -u
 . "${DUET_SRCDIR:-.}/tests/cli_lib.sh"
@@ -63,6 +64,27 @@ if [ -f "$model/model.safetensors" ]; then
         [ $rc_dev -eq 0 ] && [ $rc_host -eq 0 ] || cat "$tmp/dev.err" "$tmp/host.err"
         check "generate gpu $dt --temp 0.9 --top-k 50 --top-p 0.95: GPU sampling = host sampling" cmp -s "$tmp/dev.txt" "$tmp/host.txt"
     done
+    # SmoothQuant W8A8 on the gpu against the ref's golden in the mode (rows fp16:w8a8-sq-*), calibrated on
+    # two articles; DUET_PERTURB=w8a8 (every W8A8 product broken) names layers.0.q first
+    items="$data/cnn_dailymail/test_100.jsonl"
+    if [ -f "$items" ]; then
+        c="$tmp/stories.calib.json"
+        "$duet" calibrate -m "$model" --data "$items" --items 50-51 --max-tokens 64 -o "$c" >/dev/null 2>&1
+        check "stories260K: calibrate (2 items) exits 0" test $? -eq 0
+        "$duet" golden -m "$model" --ids 1,400,99,7,250,31,12,300 --w8a8 sq --calib "$c" -o "$tmp/st.sq.safetensors" 2>/dev/null
+        check "stories260K: the ref golden in W8A8 sq exits 0" test $? -eq 0
+        "$duet" diff -m "$model" "$tmp/st.sq.safetensors" --backend gpu --mode fp16 --w8a8 sq --calib "$c" \
+            --tolerances "$tol" >"$tmp/out" 2>&1
+        rc=$?
+        check "stories260K w8a8 sq gpu fp16: every tap within the fp16:w8a8-sq-* rows" test $rc -eq 0
+        [ $rc -eq 0 ] || cat "$tmp/out"
+        tail -1 "$tmp/out"
+        DUET_PERTURB=w8a8 "$duet" diff -m "$model" "$tmp/st.sq.safetensors" --backend gpu --mode fp16 --w8a8 sq \
+            --calib "$c" --tolerances "$tol" >"$tmp/out" 2>&1
+        rc=$?
+        check "w8a8 sq DUET_PERTURB=w8a8: exit 1" test $rc -eq 1
+        check "w8a8 sq DUET_PERTURB=w8a8: first failure is layers.0.q" grep -q "first: layers.0.q$" "$tmp/out"
+    fi
 else
     echo "(stories260K not found under $data: its diff is not run)"
 fi

@@ -32,27 +32,6 @@ fi
 
 "$duet" serve -m "$model" --port 0 --w8a8 sq >"$tmp/out" 2>&1; rc=$?
 check "serve --w8a8 sq without --calib: exit 2 asking for it" sh -c "test $rc -eq 2 && grep -q 'give --calib FILE' '$tmp/out'"
-# start_server LOG ARGS...: duet serve on a free port in the background; sets pid and port (exits 1 if it
-# does not come up).
-start_server() {
-    log=$1
-    shift
-    "$duet" serve -m "$model" --port 0 "$@" 2>"$log" &
-    pid=$!
-    port=""
-    i=0
-    while [ $i -lt 600 ] && [ -z "$port" ] && kill -0 $pid 2>/dev/null; do
-        port=$(sed -n 's/^serve: listening on http:\/\/127\.0\.0\.1:\([0-9]*\) .*/\1/p' "$log")
-        [ -z "$port" ] && sleep 0.1
-        i=$((i + 1))
-    done
-    if [ -z "$port" ]; then
-        cat "$log"
-        echo "FAIL: the server did not start"
-        kill $pid 2>/dev/null
-        exit 1
-    fi
-}
 start_server "$tmp/server.err" --max-ctx 256 --max-seqs 4 --api-key "$key" --max-body 4096 --max-concurrent 2
 trap 'kill $pid 2>/dev/null; rm -rf "$tmp"' EXIT
 url="http://127.0.0.1:$port"

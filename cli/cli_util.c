@@ -323,3 +323,15 @@ int cli_chat_template(const struct duet_model *m, const struct duet_tokenizer *t
                            tmpl->end_token);
     return 0;
 }
+
+float *cli_kv_placeholder_scales(const duet_config *c, int kv_mode)
+{
+    const int n = 2 * c->n_layers * c->n_kv_heads;
+    float *s = malloc(sizeof(float) * (size_t)(n > 0 ? n : 1));
+    if (!s) {
+        duet_errorf("out of host memory for %d KV scales", n);
+        return NULL;
+    }
+    for (int i = 0; i < n; i++) s[i] = duet_kv_scale((duet_kv_mode)kv_mode, 8.0f);
+    return s;
+}

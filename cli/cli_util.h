@@ -38,6 +38,9 @@ const char *cli_default_model(void);
  * fraction of the free memory with a decimal point, in (0, 1], e.g. 0.9, into *fraction (duet_backend_opts'
  * kv_budget and kv_fraction). -1 after printing an error naming the flag and the value. */
 int cli_kv_budget(const char *cmd, const char *s, int64_t *bytes, double *fraction);
+/* The benches' KV cache scales, (n_layers, 2, n_kv_heads) malloc'd: every head's duet_kv_scale(mode, 8), a
+ * placeholder (timing does not depend on the codes' values). NULL + duet_error() when out of memory. */
+float *cli_kv_placeholder_scales(const duet_config *c, int kv_mode);
 
 /* The cnn_dailymail items of eval and bench --serve: $DUET_DATA/cnn_dailymail/test_100.jsonl, else
  * ../shared/data/cnn_dailymail/test_100.jsonl; NULL when that file does not exist. */

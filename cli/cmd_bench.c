@@ -10,10 +10,10 @@
 #include "commands.h"
 
 #include "backend.h"
+#include "calib/w8a8.h"
 #include "config.h"
 #include "error.h"
 #include "generate.h"
-#include "calib/w8a8.h"
 #include "kvquant.h"
 #include "model.h"
 #include "rng.h"
@@ -254,10 +254,8 @@ static int run_case(const duet_config *c, const duet_model *model, const char *d
 {
     size_t free0 = 0, free1 = 0;
     if (gpu_device_info(NULL, 0, &free0, NULL, NULL)) return -1;
-    /* a quantized cache's scales: placeholders (timing does not depend on the codes' values) */
-    float *kv_scales = malloc(sizeof(float) * 2 * (size_t)c->n_layers * c->n_kv_heads);
-    if (!kv_scales) return duet_errorf("out of host memory");
-    for (int i = 0; i < 2 * c->n_layers * c->n_kv_heads; i++) kv_scales[i] = duet_kv_scale(kv, 8.0f);
+    float *kv_scales = cli_kv_placeholder_scales(c, kv);
+    if (!kv_scales) return -1;
     duet_backend_opts o = {.max_seqs = B, .max_ctx = n_in + n_out, .dtype = dtype, .kv_mode = kv, .kv_scales = kv_scales,
                            .w8a8 = w8};
     duet_backend *be = model ? gpu_backend_create(model, &o) : gpu_backend_create_random(c, &o, seed, weights);

@@ -430,14 +430,7 @@ int cmd_bench_serve(int argc, char **argv)
                             .kv_budget = kv_budget,
                             .kv_fraction = kv_fraction};
     if (w8mode != DUET_W8A8_NONE && !(w8 = duet_w8a8_random(&syn, w8mode, seed))) goto done;
-    if (kvmode != DUET_KV_F) {
-        const int n_sc = 2 * syn.n_layers * syn.n_kv_heads;
-        if (!(kv_scales = malloc(sizeof(float) * (size_t)n_sc))) {
-            duet_errorf("out of memory");
-            goto done;
-        }
-        for (int i = 0; i < n_sc; i++) kv_scales[i] = duet_kv_scale(kvmode, 8.0f);
-    }
+    if (kvmode != DUET_KV_F && !(kv_scales = cli_kv_placeholder_scales(&syn, kvmode))) goto done;
     bo.w8a8 = w8, bo.kv_mode = kvmode, bo.kv_scales = kv_scales;
     if (shape) {
 #ifdef DUET_HAVE_CUDA

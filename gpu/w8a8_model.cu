@@ -67,6 +67,14 @@ extern "C" gpu_w8a8_model *gpu_w8a8_model_upload(const duet_w8a8 *w, const duet_
             for (int i = 0; i < n; i++) N += y->lin[p[i]].N;
             const int64_t K = y->lin[p[0]].K;
             m->layers[l].N[k] = (int)N, m->layers[l].K[k] = (int)K;
+            if (w->mode != DUET_W8A8_SQ && (K % 16 || N % 4)) { /* cuBLASLt's FP8 layout (gpu_f8_gemm_f32) */
+                static const char *const names[GPU_W8_N] = {"q|k|v", "o", "gate|up", "down"};
+                duet_errorf("gpu: FP8 W8A8 needs every product's K to be a multiple of 16 and N of 4: layer %d's "
+                            "%s projection is N %lld x K %lld (use --w8a8 sq, or the ref)",
+                            l, names[k], (long long)N, (long long)K);
+                gpu_w8a8_model_free(m);
+                return NULL;
+            }
             total += ALIGN((size_t)N * K) + ALIGN(sizeof(float) * N);
             if (K > m->max_K) m->max_K = (int)K;
             if (N > m->max_N) m->max_N = (int)N;

@@ -16,6 +16,9 @@
 #   bench8 the same cases with W8A8 layers (seeded codes): sq, fp8 (KV none and fp8), fp8-tensor
 #          ($OUT/bench_w8a8_MODE.jsonl, .txt)
 #   sched  tests/test_gpu_sched alone (the batch-invariance suite; $OUT/test_gpu_sched.log)
+#   wtol   duet diff of stories260K in each W8A8 mode x fp16 / bf16 against the ref's golden in the mode, 8 and 40
+#          tokens, every bound open: the worst rel_l2, logits top-1 and KL that golden/tolerances' w8a8 rows
+#          are set from ($OUT/wtol_*.txt)
 #   ceval  SmolLM2 on the GPU (the model halves in .mpart, joined as scripts/gpu_quant.sh does): the
 #          calibration of items 50-99 on the ref (16 threads) and on the gpu, then ROUGE of items 0-49 on
 #          the GPU in fp16, sq, fp8, fp8 + fp8 KV, int8 KV, calibrated from the ref's file
@@ -82,11 +85,36 @@ for stage in "$@"; do
         done
         ;;
     sched)
+        [ -f scripts/device_env.sh ] && [ -d .debs ] && source scripts/device_env.sh
         (cd $b && DUET_SRCDIR=$src ./tests/test_gpu_sched >"$out/test_gpu_sched.log" 2>&1)
         echo "test_gpu_sched rc=$?"
         grep -E "^# |Checks|:F:|:E:" "$out/test_gpu_sched.log" | head -20
         ;;
+    wtol)
+        [ -f scripts/device_env.sh ] && [ -d .debs ] && source scripts/device_env.sh
+        d=$b/duet
+        open=/tmp/tol_open
+        printf '*  logits  top1  0\n*  logits  kl  1e30\n*  *  rel_l2  1e30\n' >$open
+        items=$DUET_DATA/cnn_dailymail/test_100.jsonl
+        st=$DUET_DATA/stories260K
+        $d calibrate -m $st --data $items --items 50-51 --max-tokens 64 -o /tmp/st.calib.json >/dev/null 2>&1
+        ids8=1,400,99,7,250,31,12,300
+        ids40=$(seq -s, 5 7 285)
+        for m in sq fp8 fp8-tensor; do
+            for ids in $ids8 $ids40; do
+                n=$(echo $ids | tr , '\n' | wc -l)
+                $d golden -m $st --ids $ids --w8a8 $m --calib /tmp/st.calib.json -o /tmp/st.$m.$n.safetensors 2>/dev/null
+                for dt in fp16 bf16; do
+                    $d diff -m $st /tmp/st.$m.$n.safetensors --backend gpu --mode $dt --w8a8 $m --calib /tmp/st.calib.json \
+                        --tolerances $open >"$out/wtol_st_${m}_${dt}_$n.txt" 2>&1
+                    echo "stories260K $m $dt $n tokens rc=$?: worst $(grep -vE '^(tap|[0-9]+ of)' "$out/wtol_st_${m}_${dt}_$n.txt" |
+                        sort -g -k3 | tail -1 | awk '{print $1, $3}'); $(grep '^logits' "$out/wtol_st_${m}_${dt}_$n.txt" | grep -oE 'top1.*')"
+                done
+            done
+        done
+        ;;
     ceval)
+        [ -f scripts/device_env.sh ] && [ -d .debs ] && source scripts/device_env.sh
         model=/tmp/smollm2.gguf
         [ -f $model ] || for p in .mpart/*.part01; do [ -f "$p" ] && cat /tmp/smollm2.part00 "$p" >$model; done
         [ -f $model ] || { echo "ceval: no model (carry .mpart's halves: scripts/gpu_quant.sh)"; exit 1; }
@@ -111,7 +139,7 @@ for stage in "$@"; do
         run int8kv --kv-cache int8 $c
         ;;
     *)
-        echo "unknown stage $stage (build, kvtest, w8a8, ops, test, bench, bench8, sched, ceval)"
+        echo "unknown stage $stage (build, kvtest, w8a8, ops, test, bench, bench8, sched, wtol, ceval)"
         exit 2
         ;;
     esac

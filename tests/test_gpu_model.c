@@ -378,6 +378,17 @@ START_TEST(test_errors)
         test_rmtree(dir);
     }
     o.kv_mode = DUET_KV_F;
+    if (gpu_f8_supported()) { /* FP8 W8A8 on a product cuBLASLt's FP8 layout lacks: ffn_dim 200, K % 16 = 8 */
+        duet_w8a8 *w8 = duet_w8a8_random(&m->cfg, DUET_W8A8_FP8, 11);
+        ck_assert_msg(w8 != NULL, "%s", duet_error());
+        o.w8a8 = w8;
+        ck_assert(duet_backend_create("gpu", m, &o) == NULL);
+        printf("FP8 W8A8 with ffn_dim 200: %s\n", duet_error());
+        ck_assert_msg(strstr(duet_error(), "multiple of 16") && strstr(duet_error(), "down projection is N 96 x K 200"),
+                      "message: %s", duet_error());
+        o.w8a8 = NULL;
+        duet_w8a8_free(w8);
+    }
     o.dtype = NULL; /* default fp16 */
     b = duet_backend_create("gpu", m, &o);
     ck_assert_msg(b != NULL, "%s", duet_error());

@@ -77,8 +77,7 @@ __global__ void __launch_bounds__(WARPS * 32)
         int p = base + lane;
         float sc = -INFINITY;
         if (p < end) {
-            int blk = tab[p / GPU_KV_BLOCK];
-            const T *kr = kc + (((int64_t)blk * Hk + kh) * GPU_KV_BLOCK + p % GPU_KV_BLOCK) * d;
+            const T *kr = kc + gpu_kv_row(gpu_kv_block_of(tab, p), Hk, kh, p, d);
             sc = dot_row(sq, kr, d) * scale;
         }
         float tm = sc;
@@ -95,8 +94,7 @@ __global__ void __launch_bounds__(WARPS * 32)
         for (int j = 0; j < nk; j++) {
             float pj = __shfl_sync(0xffffffffu, pr, j);
             int pp = base + j;
-            int blk = tab[pp / GPU_KV_BLOCK];
-            const T *vr = vc + (((int64_t)blk * Hk + kh) * GPU_KV_BLOCK + pp % GPU_KV_BLOCK) * d;
+            const T *vr = vc + gpu_kv_row(gpu_kv_block_of(tab, pp), Hk, kh, pp, d);
 #pragma unroll
             for (int r = 0; r < GPU_ATTN_MAX_D / 32; r++) {
                 int i = lane + 32 * r;
@@ -235,7 +233,6 @@ __global__ void __launch_bounds__(VW * 32)
         m[j] = -INFINITY, l[j] = 0.0f;
     }
     const int *tab = table + (int64_t)seq[t] * max_blocks;
-    const int64_t head_off = (int64_t)kh * GPU_KV_BLOCK * d + c * 8, blk_stride = (int64_t)Hk * GPU_KV_BLOCK * d;
 
     for (int base = start; base < end; base += ng * NU) {
         typename KV::raw kr[NU], vr[NU];
@@ -246,7 +243,7 @@ __global__ void __launch_bounds__(VW * 32)
             ok[u] = p < end;
             kr[u] = vr[u] = KV::zero();
             if (ok[u] && act) {
-                int64_t off = tab[p / GPU_KV_BLOCK] * blk_stride + head_off + (int64_t)(p % GPU_KV_BLOCK) * d;
+                const int64_t off = gpu_kv_row(gpu_kv_block_of(tab, p), Hk, kh, p, d) + c * 8;
                 kr[u] = KV::load(kc, off);
                 vr[u] = KV::load(vc, off);
             }

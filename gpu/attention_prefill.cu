@@ -162,7 +162,7 @@ __global__ void __launch_bounds__(PF_WARPS * 32, PF_MINB)
             int64_t off = 0;
             int bytes = 0;
             if (p < kend) {
-                off = (((int64_t)tab[p / GPU_KV_BLOCK] * Hk + kh) * GPU_KV_BLOCK + p % GPU_KV_BLOCK) * D + c * 8;
+                off = gpu_kv_row(gpu_kv_block_of(tab, p), Hk, kh, p, D) + c * 8;
                 bytes = 16;
             }
             if constexpr (KM == 0) {

@@ -5,6 +5,7 @@
 #include "cuda_check.h"
 #include "gemv.h"
 #include "kv_codes.cuh"
+#include "rope.h"
 
 #include <stdint.h>
 
@@ -33,15 +34,6 @@
  *    (2j, 2j+1) of the v heads.
  * PDL: each warp loads its first chunks of W (never written by a kernel) before pdl_wait(), so the
  * weight stream starts while the previous kernel finishes. */
-/* RoPE of one rotated pair (x1, x2) at position p, frequency index i of head dim d: gpu_rope_kv's math. */
-__device__ __forceinline__ void rope_pair(float x1, float x2, int p, int i, int d, float theta, float &y1, float &y2)
-{
-    float inv_freq = 1.0f / powf(theta, (float)(2 * i) / (float)d);
-    float angle = (float)p * inv_freq, c, s;
-    sincosf(angle, &s, &c);
-    y1 = x1 * c - x2 * s;
-    y2 = x2 * c + x1 * s;
-}
 
 /* Weight formats in the kernel (weights.h's table): E elements per 16-byte load (a lane's chunk), and the
  * decode of piece p (elements 8p .. 8p + 7 of the chunk) into exact floats: the weight (dense) or the
@@ -321,10 +313,10 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32) gemv_kernel(gemv_args a)
                 int h = r0 / d; /* head in q | k | v order */
                 if (h >= a.H) {
                     int kvh = h < a.H + a.kv.Hk ? h - a.H : h - a.H - a.kv.Hk, i = r0 % d;
-                    int blk = a.kv.block_table[(int64_t)a.seq[t] * a.kv.max_blocks + ps / GPU_KV_BLOCK];
+                    const int blk = gpu_kv_block_of(a.kv.block_table + (int64_t)a.seq[t] * a.kv.max_blocks, ps);
                     const int is_v = h >= a.H + a.kv.Hk;
                     void *cache = is_v ? a.kv.v : a.kv.k;
-                    int64_t off = (((int64_t)blk * a.kv.Hk + kvh) * GPU_KV_BLOCK + ps % GPU_KV_BLOCK) * d;
+                    const int64_t off = gpu_kv_row(blk, a.kv.Hk, kvh, ps, d);
                     kv_store<T>(a.kv, cache, off + i, kvh, is_v, y0);
                     kv_store<T>(a.kv, cache, off + r1 % d, kvh, is_v, y1);
                 }

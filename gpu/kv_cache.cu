@@ -63,21 +63,25 @@ extern "C" void gpu_block_mgr_release(gpu_block_mgr *m, int seq)
 
 extern "C" size_t gpu_kv_elem_size(int mode, gpu_dtype dt) { return mode == DUET_KV_F ? gpu_dtype_size(dt) : 1; }
 
-template <typename T>
-__global__ void kv_gather_kernel(float *k_out, float *v_out, gpu_kv_view kv, int C)
+/* Slot s's positions [0, C) of every kv head, one block per (position, slot): CODES, the raw bytes (a
+ * missing block gives 0); else the values in fp32 (kv_value: codes times their scale; a missing block
+ * gives NaN). Outputs (S, C, Hk d). */
+template <typename T, bool CODES>
+__global__ void kv_gather_kernel(void *k_out, void *v_out, gpu_kv_view kv, int C)
 {
-    int p = blockIdx.x, s = blockIdx.y, Hk = kv.Hk, d = kv.d, kvd = Hk * d;
-    int blk = kv.block_table[(int64_t)s * kv.max_blocks + p / GPU_KV_BLOCK];
-    float *ko = k_out + ((int64_t)s * C + p) * kvd, *vo = v_out + ((int64_t)s * C + p) * kvd;
+    const int p = blockIdx.x, s = blockIdx.y, Hk = kv.Hk, d = kv.d, kvd = Hk * d;
+    const int blk = gpu_kv_block_of(kv.block_table + (int64_t)s * kv.max_blocks, p);
+    const int64_t o = ((int64_t)s * C + p) * kvd;
     for (int j = threadIdx.x; j < kvd; j += blockDim.x) {
-        if (blk < 0) {
-            ko[j] = vo[j] = __int_as_float(0x7fffffff);
-            continue;
+        const int h = j / d, i = j - h * d;
+        const int64_t off = blk < 0 ? 0 : gpu_kv_row(blk, Hk, h, p, d) + i;
+        if (CODES) {
+            ((uint8_t *)k_out)[o + j] = blk < 0 ? 0 : ((const uint8_t *)kv.k)[off];
+            ((uint8_t *)v_out)[o + j] = blk < 0 ? 0 : ((const uint8_t *)kv.v)[off];
+        } else {
+            ((float *)k_out)[o + j] = blk < 0 ? __int_as_float(0x7fffffff) : kv_value<T>(kv, kv.k, off, kv.mode ? kv.k_scale[h] : 1.0f);
+            ((float *)v_out)[o + j] = blk < 0 ? __int_as_float(0x7fffffff) : kv_value<T>(kv, kv.v, off, kv.mode ? kv.v_scale[h] : 1.0f);
         }
-        int h = j / d, i = j - h * d;
-        int64_t off = (((int64_t)blk * Hk + h) * GPU_KV_BLOCK + p % GPU_KV_BLOCK) * d + i;
-        ko[j] = kv_value<T>(kv, kv.k, off, kv.mode ? kv.k_scale[h] : 1.0f);
-        vo[j] = kv_value<T>(kv, kv.v, off, kv.mode ? kv.v_scale[h] : 1.0f);
     }
 }
 
@@ -85,29 +89,16 @@ extern "C" int gpu_kv_gather(float *k_out, float *v_out, const gpu_kv_view *kv, 
                              gpu_stream s)
 {
     dim3 grid(C, S);
-    if (dt == GPU_BF16) kv_gather_kernel<__nv_bfloat16><<<grid, 128, 0, s>>>(k_out, v_out, *kv, C);
-    else kv_gather_kernel<__half><<<grid, 128, 0, s>>>(k_out, v_out, *kv, C);
+    if (dt == GPU_BF16) kv_gather_kernel<__nv_bfloat16, false><<<grid, 128, 0, s>>>(k_out, v_out, *kv, C);
+    else kv_gather_kernel<__half, false><<<grid, 128, 0, s>>>(k_out, v_out, *kv, C);
     LAUNCH_CHECK();
     return 0;
-}
-
-__global__ void kv_gather_codes_kernel(uint8_t *k_out, uint8_t *v_out, gpu_kv_view kv, int C)
-{
-    int p = blockIdx.x, s = blockIdx.y, Hk = kv.Hk, d = kv.d, kvd = Hk * d;
-    int blk = kv.block_table[(int64_t)s * kv.max_blocks + p / GPU_KV_BLOCK];
-    uint8_t *ko = k_out + ((int64_t)s * C + p) * kvd, *vo = v_out + ((int64_t)s * C + p) * kvd;
-    for (int j = threadIdx.x; j < kvd; j += blockDim.x) {
-        int h = j / d, i = j - h * d;
-        int64_t off = (((int64_t)blk * Hk + h) * GPU_KV_BLOCK + p % GPU_KV_BLOCK) * d + i;
-        ko[j] = blk < 0 ? 0 : ((const uint8_t *)kv.k)[off];
-        vo[j] = blk < 0 ? 0 : ((const uint8_t *)kv.v)[off];
-    }
 }
 
 extern "C" int gpu_kv_gather_codes(uint8_t *k_out, uint8_t *v_out, const gpu_kv_view *kv, int S, int C, gpu_stream s)
 {
     if (kv->mode == DUET_KV_F) return duet_errorf("gpu_kv_gather_codes: the cache holds no codes (mode none)");
-    kv_gather_codes_kernel<<<dim3(C, S), 128, 0, s>>>(k_out, v_out, *kv, C);
+    kv_gather_kernel<__half, true><<<dim3(C, S), 128, 0, s>>>(k_out, v_out, *kv, C);
     LAUNCH_CHECK();
     return 0;
 }

@@ -26,6 +26,17 @@ typedef struct gpu_kv_view {
     const float *v_scale;
 } gpu_kv_view;
 
+/* The paged addressing, in one place: the pool block holding position pos of a slot whose block-table row
+ * is tab (block_table + slot * max_blocks), and the element offset of the row (block blk, kv head kvh,
+ * position pos) in a K or V pool laid out (n_blocks, Hk, GPU_KV_BLOCK, d). */
+#ifdef __CUDACC__
+__device__ __forceinline__ int gpu_kv_block_of(const int *tab, int pos) { return tab[pos / GPU_KV_BLOCK]; }
+__device__ __forceinline__ int64_t gpu_kv_row(int blk, int Hk, int kvh, int pos, int d)
+{
+    return (((int64_t)blk * Hk + kvh) * GPU_KV_BLOCK + pos % GPU_KV_BLOCK) * d;
+}
+#endif
+
 /* Bytes of one cache element: dt's size for mode 0, 1 for the int8 and FP8 codes. */
 size_t gpu_kv_elem_size(int mode, gpu_dtype dt);
 

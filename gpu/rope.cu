@@ -17,15 +17,13 @@ __global__ void rope_kv_kernel(T *qkv, gpu_kv_view kv, const int *pos, const int
     const int Hk = kv.Hk, d = kv.d, t = blockIdx.x, h = blockIdx.y, half = d / 2, p = pos[t];
     const int64_t ld = (int64_t)(H + 2 * Hk) * d;
     T *row = qkv + t * ld;
-    const int blk = kv.block_table[(int64_t)seq[t] * kv.max_blocks + p / GPU_KV_BLOCK], slot = p % GPU_KV_BLOCK;
     T *v = row + (int64_t)h * d;
-    const int64_t off = h >= H ? (((int64_t)blk * Hk + (h - H)) * GPU_KV_BLOCK + slot) * d : 0;
+    const int64_t off =
+        h >= H ? gpu_kv_row(gpu_kv_block_of(kv.block_table + (int64_t)seq[t] * kv.max_blocks, p), Hk, h - H, p, d) : 0;
     for (int i = threadIdx.x; i < half; i += blockDim.x) {
-        float inv_freq = 1.0f / powf(theta, (float)(2 * i) / (float)d);
-        float angle = (float)p * inv_freq, c, s;
-        sincosf(angle, &s, &c);
-        float x1 = to_f32(v[i]), x2 = to_f32(v[i + half]);
-        T y1 = from_f32<T>(x1 * c - x2 * s), y2 = from_f32<T>(x2 * c + x1 * s);
+        float o1, o2;
+        rope_pair(to_f32(v[i]), to_f32(v[i + half]), p, i, d, theta, o1, o2);
+        T y1 = from_f32<T>(o1), y2 = from_f32<T>(o2);
         v[i] = y1;
         v[i + half] = y2;
         if (h >= H) {

@@ -4,6 +4,18 @@
 #define DUET_GPU_ROPE_H
 #include "gpu.h"
 #include "kv_cache.h"
+#ifdef __CUDACC__
+/* RoPE of one rotated pair (x1, x2) at position p, frequency index i of head dim d, in fp32 as HF: the one
+ * definition, used by gpu_rope_kv and the fused qkv GEMV (gemv.cuh). */
+__device__ __forceinline__ void rope_pair(float x1, float x2, int p, int i, int d, float theta, float &y1, float &y2)
+{
+    float inv_freq = 1.0f / powf(theta, (float)(2 * i) / (float)d);
+    float angle = (float)p * inv_freq, c, s;
+    sincosf(angle, &s, &c);
+    y1 = x1 * c - x2 * s;
+    y2 = x2 * c + x1 * s;
+}
+#endif
 #ifdef __cplusplus
 extern "C" {
 #endif

@@ -249,12 +249,19 @@ static int lt_matmul(gpu_w8a8_gemm *g, int kind, void *acc, const void *xcodes, 
     return 0;
 }
 
+extern "C" int gpu_w8a8_shape_check(int fp8, int64_t N, int64_t K)
+{
+    if (fp8 ? K > 0 && N > 0 && K % 16 == 0 && N % 4 == 0 : K > 0 && N > 0 && K % 4 == 0) return 0;
+    return duet_errorf(fp8 ? "N %lld x K %lld: unsupported (FP8 needs K a positive multiple of 16, N of 4)"
+                           : "N %lld x K %lld: unsupported (int8 needs K a positive multiple of 4)",
+                       (long long)N, (long long)K);
+}
+
 extern "C" int gpu_sq_gemm_i32(gpu_w8a8_gemm *g, int32_t *acc, const int8_t *xcodes, const int8_t *wcodes, int T,
                                int N, int K, gpu_stream s)
 {
     if (T <= 0) return 0;
-    if (K % 4 || N <= 0 || K <= 0)
-        return duet_errorf("gpu int8 gemm: N %d, K %d unsupported (K a positive multiple of 4)", N, K);
+    if (gpu_w8a8_shape_check(0, N, K)) return duet_error_prefix("gpu int8 gemm: ");
     return lt_matmul(g, 0, acc, xcodes, wcodes, T, N, K, s);
 }
 
@@ -262,7 +269,6 @@ extern "C" int gpu_f8_gemm_f32(gpu_w8a8_gemm *g, float *acc, const uint8_t *xcod
                                int N, int K, gpu_stream s)
 {
     if (T <= 0) return 0;
-    if (K % 16 || N % 4 || N <= 0 || K <= 0)
-        return duet_errorf("gpu FP8 gemm: N %d, K %d unsupported (K a positive multiple of 16, N of 4)", N, K);
+    if (gpu_w8a8_shape_check(1, N, K)) return duet_error_prefix("gpu FP8 gemm: ");
     return lt_matmul(g, 1, acc, xcodes, wcodes, T, N, K, s);
 }

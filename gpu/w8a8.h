@@ -32,6 +32,11 @@ void gpu_w8a8_gemm_free(gpu_w8a8_gemm *g);
  * the device and its capability. */
 int gpu_f8_supported(void);
 
+/* 0 when cuBLASLt's layout takes an (N, K) product of the mode (int8: K a positive multiple of 4; FP8,
+ * fp8 = 1: K of 16 and N of 4), else -1 with duet_error() giving the shape and the rule: the one statement
+ * of it, for gpu_sq_gemm_i32 / gpu_f8_gemm_f32 and for gpu_w8a8_model_upload's check before any upload. */
+int gpu_w8a8_shape_check(int fp8, int64_t N, int64_t K);
+
 int gpu_sq_quant_tokens(int8_t *codes, float *scales, const void *x, int T, int K, gpu_dtype dt, gpu_stream s);
 int gpu_f8_quant_tokens(uint8_t *codes, float *scales, const void *x, int T, int K, float x_scale, gpu_dtype dt,
                         gpu_stream s);

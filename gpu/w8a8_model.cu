@@ -67,11 +67,10 @@ extern "C" gpu_w8a8_model *gpu_w8a8_model_upload(const duet_w8a8 *w, const duet_
             for (int i = 0; i < n; i++) N += y->lin[p[i]].N;
             const int64_t K = y->lin[p[0]].K;
             m->layers[l].N[k] = (int)N, m->layers[l].K[k] = (int)K;
-            if (w->mode != DUET_W8A8_SQ && (K % 16 || N % 4)) { /* cuBLASLt's FP8 layout (gpu_f8_gemm_f32) */
+            if (gpu_w8a8_shape_check(w->mode != DUET_W8A8_SQ, N, K)) { /* before anything is uploaded */
                 static const char *const names[GPU_W8_N] = {"q|k|v", "o", "gate|up", "down"};
-                duet_errorf("gpu: FP8 W8A8 needs every product's K to be a multiple of 16 and N of 4: layer %d's "
-                            "%s projection is N %lld x K %lld (use --w8a8 sq, or the ref)",
-                            l, names[k], (long long)N, (long long)K);
+                duet_error_prefix("gpu: W8A8 %s: layer %d's %s projection is ", duet_w8a8_mode_name(w->mode), l,
+                                  names[k]);
                 gpu_w8a8_model_free(m);
                 return NULL;
             }

@@ -52,6 +52,9 @@ typedef struct gpu_state {
     int no_fuse; /* $DUET_NO_FUSE nonzero: decode steps run the unfused kernels (A/B timing) */
     int fuse_ok[3]; /* [T]: every layer's weights fit the fused decode GEMVs for T = 1, 2 tokens */
     cudaStream_t stream;
+    /* recorded after every upload from h_meta (pinned: the copy reads it when the stream reaches it, not when
+     * it is queued); the host waits on it before it writes h_meta again (meta_wait) */
+    cudaEvent_t meta_up;
     gpu_gemm_ctx *gemm;
     /* weights: one allocation, a table of (name, pointer, size) */
     void *wbuf;
@@ -246,6 +249,23 @@ static gpu_kv_view kv_view(gpu_state *s, int l)
     return v;
 }
 
+/* Before the host writes (or frees) h_meta: the last upload from it has been read. A step that returns
+ * without synchronizing (a forward with no logits rows: prompt chunks) leaves its upload queued behind
+ * earlier work, and on a busy GPU the next step's metadata would otherwise overwrite it first. */
+static int meta_wait(gpu_state *s)
+{
+    CUDA_CHECK(cudaEventSynchronize(s->meta_up));
+    return 0;
+}
+
+/* n ints of h_meta -> d_meta on the stream, then the event meta_wait waits on */
+static int meta_upload(gpu_state *s, size_t n)
+{
+    CUDA_CHECK(cudaMemcpyAsync(s->d_meta, s->h_meta, sizeof(int) * n, cudaMemcpyHostToDevice, s->stream));
+    CUDA_CHECK(cudaEventRecord(s->meta_up, s->stream));
+    return 0;
+}
+
 /* Blocks for positions [0, n_pos[i]) of slots seq[i]; the table uploaded (and synchronized: the host
  * table may change before the next batch) when it changed. */
 static int reserve_blocks(gpu_state *s, int n, const int *seq, const int *n_pos)
@@ -278,7 +298,7 @@ static int gpu_release_seq(duet_backend *be, int seq)
 static int prepare_batch(gpu_state *s, const duet_batch *b, int *R, int *max_len)
 {
     const int T = b->n_tokens;
-    if (duet_batch_validate(b, &s->c, &s->o) || ensure_capacity(s, T)) return -1;
+    if (duet_batch_validate(b, &s->c, &s->o) || meta_wait(s) || ensure_capacity(s, T)) return -1;
     int *h = s->h_meta;
     *max_len = 0;
     for (int t = 0; t < T; t++) {
@@ -292,8 +312,7 @@ static int prepare_batch(gpu_state *s, const duet_batch *b, int *R, int *max_len
     *R = 0;
     for (int t = 0; t < T; t++)
         if (!b->logits_for || b->logits_for[t]) h[3 * T + (*R)++] = t;
-    CUDA_CHECK(cudaMemcpyAsync(s->d_meta, h, sizeof(int) * 4 * (size_t)T, cudaMemcpyHostToDevice, s->stream));
-    return 0;
+    return meta_upload(s, 4 * (size_t)T);
 }
 
 /* Embedding, the L layers and the final norm of T tokens whose metadata is at s->d_meta (T layout);
@@ -565,7 +584,7 @@ extern "C" int gpu_backend_decode(duet_backend *be, int B, const int *seq, const
             if (seq[j] == seq[b]) return duet_errorf("gpu_backend_decode: slot %d appears twice", seq[b]);
         if (pos[b] + n_steps > max_len) max_len = pos[b] + n_steps;
     }
-    if (ensure_capacity(s, B) || ensure_logits(s, B)) return -1;
+    if (meta_wait(s) || ensure_capacity(s, B) || ensure_logits(s, B)) return -1;
     int *h = s->h_meta;
     for (int b = 0; b < B; b++) h[b] = pos[b] + n_steps;
     if (reserve_blocks(s, B, seq, h)) return -1;
@@ -573,7 +592,7 @@ extern "C" int gpu_backend_decode(duet_backend *be, int B, const int *seq, const
     memcpy(h + B, pos, sizeof(int) * B);
     memcpy(h + 2 * B, seq, sizeof(int) * B);
     cudaStream_t st = s->stream;
-    CUDA_CHECK(cudaMemcpyAsync(s->d_meta, h, sizeof(int) * 3 * (size_t)B, cudaMemcpyHostToDevice, st));
+    if (meta_upload(s, 3 * (size_t)B)) return -1;
     const int sampled = params != NULL;
     if (sampled) { /* pageable copies: synchronous with respect to the host arrays */
         CUDA_CHECK(cudaMemcpyAsync(s->d_params, params, sizeof(gpu_sample_params) * B, cudaMemcpyHostToDevice, st));
@@ -726,6 +745,7 @@ static void gpu_backend_release(duet_backend *be)
         gpu_free(s->wbuf);
         if (s->h_meta) cudaFreeHost(s->h_meta);
         gpu_gemm_free(s->gemm);
+        if (s->meta_up) cudaEventDestroy(s->meta_up);
         if (s->stream) cudaStreamDestroy(s->stream);
         gpu_block_mgr_free(&s->blocks);
         free(s->table);
@@ -950,6 +970,11 @@ static duet_backend *engine_new(const duet_config *c, const duet_backend_opts *o
     s->kv_bytes = (size_t)kv_d;
     if (cudaStreamCreateWithFlags(&s->stream, cudaStreamNonBlocking) != cudaSuccess) {
         duet_errorf("gpu: cudaStreamCreate failed: %s", cudaGetErrorString(cudaGetLastError()));
+        goto fail;
+    }
+    if (cudaEventCreateWithFlags(&s->meta_up, cudaEventDisableTiming) != cudaSuccess) {
+        duet_errorf("gpu: cudaEventCreate failed: %s", cudaGetErrorString(cudaGetLastError()));
+        s->meta_up = NULL;
         goto fail;
     }
     if (!(s->gemm = gpu_gemm_create()) || gpu_gemm_reserve_dequant(s->gemm, dq_bytes) ||

@@ -4,7 +4,9 @@
  *    advanced alike);
  *  - 40 requests with random prompts and lengths, greedy and sampled, a pool and token budget that force
  *    queueing, chunked prefill and (max-utilization) preemption: each ends once with its max_tokens ids in the
- *    vocabulary, and the pool is whole after the drain (a request that needs all of it runs).
+ *    vocabulary, and the pool is whole after the drain (a request that needs all of it runs);
+ *  - a chunked prefill on a GPU held busy by another stream (gpu_hog) gives the logits of an idle GPU bit
+ *    for bit (the metadata of chunks that ask for no logits must not be overwritten before it is uploaded).
  * By default the gpu backend is not batch-invariant: how many requests match their solo duet_generate run
  * token for token is printed, not asserted. With batch_invariant every request, greedy and sampled, equals
  * its solo run (on a batch-invariant backend of one slot) token for token. Exits 77 without a GPU. */
@@ -12,6 +14,7 @@
 
 #include "backend.h"
 #include "engine/registry.h"
+#include "gpu/perturb.h"
 #include "error.h"
 #include "generate.h"
 #include "model.h"
@@ -192,6 +195,44 @@ END_TEST
 START_TEST(stream_no_evict_invariant) { stream(DUET_SCHED_NO_EVICT, 1); }
 END_TEST
 
+/* The failure of a busy GPU (gpu/NOTES.md, schedule 22 under contention): forward_sample on prompt chunks
+ * that want no logits returns without waiting for the device, so on a busy GPU its metadata upload (from
+ * pinned memory, read when the stream reaches it) was still queued when the next chunk's metadata
+ * overwrote the buffer. Here every SM is held by gpu_hog for 400 ms while 12 chunks of 4 tokens are
+ * queued (chunks 1-11 want no logits; a 16-position KV block every 4 chunks); the last chunk's logits must
+ * equal those of the same chunks on an idle GPU bit for bit. */
+#define BUSY_LEN 48
+START_TEST(busy_gpu_chunked_prefill)
+{
+    duet_backend *b = make(1, 0);
+    int prompt[BUSY_LEN];
+    for (int i = 0; i < BUSY_LEN; i++) prompt[i] = (int)(duet_rng_u64(31, (uint64_t)i) % V);
+    static float logits[2][V];
+    duet_sampler smp;
+    ck_assert_int_eq(duet_sampler_init(&smp, V, 0.0f, 0, 1.0f, 0), 0);
+    duet_sampler *sp[1] = {&smp};
+    for (int run = 0; run < 2; run++) {
+        ck_assert_int_eq(b->release(b, 0), 0);
+        if (run == 1) ck_assert_msg(gpu_hog(400) == 0, "%s", duet_error());
+        for (int c0 = 0; c0 < BUSY_LEN; c0 += 4) {
+            int tok[4], pos[4], seq[4] = {0, 0, 0, 0};
+            uint8_t want[4] = {0, 0, 0, c0 + 4 == BUSY_LEN};
+            for (int i = 0; i < 4; i++) tok[i] = prompt[c0 + i], pos[i] = c0 + i;
+            duet_batch batch = {4, tok, pos, seq, want};
+            int id = -1;
+            if (!want[3]) ck_assert_msg(b->forward_sample(b, &batch, sp, &id) == 0, "%s", duet_error());
+            else ck_assert_msg(b->forward(b, &batch, logits[run]) == 0, "%s", duet_error());
+        }
+    }
+    int differ = 0;
+    for (int v = 0; v < V; v++) differ += memcmp(&logits[0][v], &logits[1][v], sizeof(float)) != 0;
+    printf("# busy GPU: last chunk's logits differ in %d of %d entries from the idle GPU's\n", differ, V);
+    ck_assert_int_eq(differ, 0);
+    duet_sampler_free(&smp);
+    duet_backend_free(b);
+}
+END_TEST
+
 /* Batch invariance (issue 10's bar): the same 64 greedy requests under 1,000 random schedules (slots 1-16,
  * token budgets that chunk the prompts anywhere, either policy, a KV allowance from the largest request's
  * need up to the pool, a random arrival order, 0-4 arrivals a step) give each request its solo run's
@@ -299,6 +340,7 @@ int main(void)
     tcase_add_unchecked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 900);
     tcase_add_test(tc, device_draws_equal_host);
+    tcase_add_test(tc, busy_gpu_chunked_prefill);
     tcase_add_test(tc, stream_max_utilization);
     tcase_add_test(tc, stream_no_evict);
     tcase_add_test(tc, stream_max_utilization_invariant);

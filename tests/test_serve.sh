@@ -229,9 +229,14 @@ check "after the exit nothing listens" test "$st" = 000
 
 # A calibrated mode through the server (FP8 W8A8 with an fp8 KV cache, on the ref): the greedy completion
 # equals duet generate's in the same mode. A small calibration (2 items of 32 tokens) keeps it quick.
+# The server runs with --batch-invariant off, so that its one request runs the same products as duet
+# generate (one sgemm per step; the invariant server sums each row apart, whose fp32 rounding differs, and
+# the per-token FP8 codes turn that into another token: on an AMD EPYC CI machine the invariant reply was
+# " Paris.\n\nThe answer is:" against generate's " Paris.\n\nThe only exception to", token 4).
 "$duet" calibrate -m "$model" --items 50-51 --max-tokens 32 -o "$tmp/calib.json" >/dev/null 2>&1
 check "calibrate (2 items) for the calibrated server" test $? -eq 0
-start_server "$tmp/server_fp8.err" --max-ctx 128 --max-seqs 2 --w8a8 fp8 --kv-cache fp8 --calib "$tmp/calib.json"
+start_server "$tmp/server_fp8.err" --max-ctx 128 --max-seqs 2 --w8a8 fp8 --kv-cache fp8 --calib "$tmp/calib.json" \
+    --batch-invariant off
 url="http://127.0.0.1:$port"
 "$duet" generate -m "$model" -p "$prompt" -n $n --temp 0 --w8a8 fp8 --kv-cache fp8 --calib "$tmp/calib.json" \
     >"$tmp/gen_fp8" 2>/dev/null

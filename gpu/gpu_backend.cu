@@ -55,6 +55,9 @@ typedef struct gpu_state {
     /* recorded after every upload from h_meta (pinned: the copy reads it when the stream reaches it, not when
      * it is queued); the host waits on it before it writes h_meta again (meta_wait) */
     cudaEvent_t meta_up;
+    /* the same for the block table: h_table (pinned) is the copy of blocks.table the last upload read */
+    cudaEvent_t table_up;
+    int *h_table; /* (S, max_blocks), pinned */
     gpu_gemm_ctx *gemm;
     /* weights: one allocation, a table of (name, pointer, size) */
     void *wbuf;
@@ -266,17 +269,19 @@ static int meta_upload(gpu_state *s, size_t n)
     return 0;
 }
 
-/* Blocks for positions [0, n_pos[i]) of slots seq[i]; the table uploaded (and synchronized: the host
- * table may change before the next batch) when it changed. */
+/* Blocks for positions [0, n_pos[i]) of slots seq[i]; the table uploaded when it changed, on the stream
+ * (after the queued work that reads the old table), from the pinned h_table. No device sync: the host waits
+ * only for the previous table upload to have read h_table before it writes h_table again. */
 static int reserve_blocks(gpu_state *s, int n, const int *seq, const int *n_pos)
 {
     for (int i = 0; i < n; i++)
         if (gpu_block_mgr_reserve(&s->blocks, seq[i], n_pos[i])) return -1;
     if (s->blocks.dirty) {
-        CUDA_CHECK(cudaMemcpyAsync(s->d_table, s->blocks.table,
-                                   sizeof(int) * (size_t)s->o.max_seqs * s->blocks.max_blocks, cudaMemcpyHostToDevice,
-                                   s->stream));
-        CUDA_CHECK(cudaStreamSynchronize(s->stream));
+        const size_t bytes = sizeof(int) * (size_t)s->o.max_seqs * s->blocks.max_blocks;
+        CUDA_CHECK(cudaEventSynchronize(s->table_up));
+        memcpy(s->h_table, s->blocks.table, bytes);
+        CUDA_CHECK(cudaMemcpyAsync(s->d_table, s->h_table, bytes, cudaMemcpyHostToDevice, s->stream));
+        CUDA_CHECK(cudaEventRecord(s->table_up, s->stream));
         s->blocks.dirty = 0;
     }
     return 0;
@@ -744,8 +749,10 @@ static void gpu_backend_release(duet_backend *be)
         gpu_free(s->d_hist);
         gpu_free(s->wbuf);
         if (s->h_meta) cudaFreeHost(s->h_meta);
+        if (s->h_table) cudaFreeHost(s->h_table);
         gpu_gemm_free(s->gemm);
         if (s->meta_up) cudaEventDestroy(s->meta_up);
+        if (s->table_up) cudaEventDestroy(s->table_up);
         if (s->stream) cudaStreamDestroy(s->stream);
         gpu_block_mgr_free(&s->blocks);
         free(s->table);
@@ -977,6 +984,11 @@ static duet_backend *engine_new(const duet_config *c, const duet_backend_opts *o
         s->meta_up = NULL;
         goto fail;
     }
+    if (cudaEventCreateWithFlags(&s->table_up, cudaEventDisableTiming) != cudaSuccess) {
+        duet_errorf("gpu: cudaEventCreate failed: %s", cudaGetErrorString(cudaGetLastError()));
+        s->table_up = NULL;
+        goto fail;
+    }
     if (!(s->gemm = gpu_gemm_create()) || gpu_gemm_reserve_dequant(s->gemm, dq_bytes) ||
         (opts->batch_invariant && gpu_gemm_set_invariant(s->gemm)))
         goto fail;
@@ -985,6 +997,12 @@ static duet_backend *engine_new(const duet_config *c, const duet_backend_opts *o
         !(s->d_table = (int *)gpu_alloc((size_t)table_d)) || !(s->d_hist = (int *)gpu_alloc((size_t)hist_d))) {
         duet_error_prefix("gpu: weights %.1f MiB + KV cache %.1f MiB (%.1f MiB free before): ", MiB(wbytes),
                           MiB(s->kv_bytes), MiB(free_b));
+        goto fail;
+    }
+    if (cudaMallocHost((void **)&s->h_table, (size_t)table_d) != cudaSuccess) {
+        cudaGetLastError();
+        s->h_table = NULL;
+        duet_errorf("gpu: no pinned host memory for the %.1f MiB block table", MiB((size_t)table_d));
         goto fail;
     }
     if (opts->kv_mode) {

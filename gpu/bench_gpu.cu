@@ -105,7 +105,9 @@ extern "C" int gpu_measure_gemm(int T, int N, int K, gpu_dtype dt, int weights, 
     std::vector<float> ms;
     int rc = -1;
     if (!x || !y || !g) goto out;
-    if (path != GPU_PATH_ENGINE) {
+    if (path == GPU_PATH_INVARIANT) {
+        if (gpu_gemm_set_invariant(g)) goto out;
+    } else if (path != GPU_PATH_ENGINE) {
         const int gemv = path == GPU_PATH_GEMV ? 8 : 0;
         gpu_gemm_set_small_t(g, gemv);
         gpu_gemm_set_small_t_q(g, gemv);

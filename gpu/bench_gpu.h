@@ -29,8 +29,9 @@ int gpu_measure_copy(size_t bytes, int reps, double *gbps);
 /* ms of one gpu_gemm (T, N, K) in dt with weights in mode `weights` (a duet_qmode; 0: dense): median of 5
  * bursts of reps back-to-back calls, rotating among enough weight copies to defeat the L2, through one
  * path: the engine's choice, cuBLAS (quantized: on W dequantized to dt), the GEMV kernel (T <= 8) or
- * the tensor-core gpu_qmma (quantized, T <= 64). Random (non-zero) data. */
-typedef enum { GPU_PATH_ENGINE, GPU_PATH_CUBLAS, GPU_PATH_GEMV, GPU_PATH_QMMA } gpu_gemm_path;
+ * the tensor-core gpu_qmma (quantized, T <= 64) or batch-invariant mode's pinned cuBLASLt product
+ * (gpu_gemm_set_invariant). Random (non-zero) data. */
+typedef enum { GPU_PATH_ENGINE, GPU_PATH_CUBLAS, GPU_PATH_GEMV, GPU_PATH_QMMA, GPU_PATH_INVARIANT } gpu_gemm_path;
 int gpu_measure_gemm(int T, int N, int K, gpu_dtype dt, int weights, gpu_gemm_path path, int reps, double *ms);
 
 #ifdef __cplusplus

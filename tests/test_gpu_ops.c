@@ -183,7 +183,8 @@ START_TEST(test_gemm)
 END_TEST
 
 /* Batch-invariant mode (gemm.h: gpu_gemm_set_invariant): row r of y is the same bits whatever T (1-5, 64,
- * 257 against 300), dt and fp32 outputs, at the synthetic LLaMA-7B's shapes and test_gpu_sched's. Rows
+ * 128, 129, 257, 1024, 1025 against 1100: every row-count bucket of gemm_fixed.h, whose algorithms differ,
+ * against the largest), dt and fp32 outputs, at the synthetic LLaMA-7B's shapes and test_gpu_sched's. Rows
  * 0-7 and 256-263 against ref_matmul, as in test_gemm; fp32 outputs within F32_OUT_BOUND: measured on
  * the H200 1.3e-5 at K 11008 with one pass over K (fp32 tensor-core accumulation over 11008 products;
  * 3.3e-6 when K was split in 4 slices), so 4e-5. */
@@ -193,7 +194,7 @@ START_TEST(test_gemm_invariant)
     gpu_dtype dt = (gpu_dtype)_i;
     const int shapes[][2] = {{4096, 4096}, {4096, 11008}, {12288, 4096}, {200, 64}, {1000, 512},
                              {256, 128},   {128, 128},    {688, 128},    {512, 128}}; /* + test_gpu_sched's */
-    const int Ts[] = {1, 2, 3, 4, 5, 64, 257}, TMAX = 300, NREF = 8;
+    const int Ts[] = {1, 2, 3, 4, 5, 64, 128, 129, 257, 1024, 1025}, TMAX = 1100, NREF = 8;
     gpu_gemm_ctx *g = gpu_gemm_create();
     ck_assert_msg(g != NULL && gpu_gemm_set_invariant(g) == 0, "%s", duet_error());
     for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {

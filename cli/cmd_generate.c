@@ -49,6 +49,9 @@ static void usage(FILE *f)
             "                      channel, activations per token; fp8-tensor: per tensor, static activation scales\n"
             "      --sq-alpha A    SmoothQuant's migration strength in [0, 1] (default 0.5)\n"
             "      --calib FILE    the calibration file of --kv-cache and --w8a8 (duet calibrate)\n"
+            "      --batch-invariant on|off  the products of `duet serve --batch-invariant` (each row's sums on\n"
+            "                      its own: a greedy reply then equals the server's, whatever else it runs; default\n"
+            "                      off: one product over the whole prompt, faster)\n"
             "      --host-sampling gpu: sample on the host from each step's logits instead of decoding in\n"
             "                      chunks of CUDA-graph steps with sampling on the GPU (same tokens, slower)\n"
             "  -h, --help          this text\n\n"
@@ -70,12 +73,13 @@ int cmd_generate(int argc, char **argv)
         {"system", required_argument, 0, 'S'}, {"parse-special", no_argument, 0, 'x'},
         {"weights", required_argument, 0, 'W'}, {"kv-cache", required_argument, 0, 'V'},
         {"calib", required_argument, 0, 'A'},  {"w8a8", required_argument, 0, 'Q'},
-        {"sq-alpha", required_argument, 0, 'L'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+        {"sq-alpha", required_argument, 0, 'L'}, {"batch-invariant", required_argument, 0, 'I'},
+        {"help", no_argument, 0, 'h'},         {0, 0, 0, 0}};
     const char *model_dir = NULL, *prompt = "", *backend = "ref", *dtype = NULL, *system = NULL;
     cli_quant_flags qf = {0};
     cli_quant qm = {0};
     int weights = DUET_Q_NONE;
-    int n_new = 256, ignore_eos = 0, host_sampling = 0, chat = 0, parse_special = 0;
+    int n_new = 256, ignore_eos = 0, host_sampling = 0, chat = 0, parse_special = 0, invariant = 0;
     cli_sampling smp = CLI_SAMPLING_DEFAULTS;
     int c;
     optind = 1;
@@ -97,6 +101,7 @@ int cmd_generate(int argc, char **argv)
         case 'A': qf.calib = optarg; break;
         case 'Q': qf.w8a8 = optarg; break;
         case 'L': qf.sq_alpha = optarg; break;
+        case 'I': if (cli_on_off(CMD, "--batch-invariant", optarg, &invariant)) return 2; break;
         case 'h': usage(stdout); return 0;
         default: return cli_bad_option(CMD);
         }
@@ -155,7 +160,7 @@ int cmd_generate(int argc, char **argv)
      * 128k-position model that would be gigabytes the run never touches). */
     int ctx = (int)n_ids + n_new;
     if (ctx > m->cfg.max_pos) ctx = m->cfg.max_pos;
-    duet_backend_opts bo = {.max_seqs = 1, .max_ctx = ctx, .dtype = dtype};
+    duet_backend_opts bo = {.max_seqs = 1, .max_ctx = ctx, .dtype = dtype, .batch_invariant = invariant};
     if ((rc = cli_quant_modes(CMD, &qf, m, &qm))) goto done_quiet;
     rc = 1;
     bo.kv_mode = qm.kv_mode, bo.kv_scales = qm.kv_scales, bo.w8a8 = qm.w8a8;

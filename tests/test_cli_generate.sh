@@ -10,6 +10,8 @@ check "generate --help exits 0 and shows an example" grep -q "example" "$tmp/hel
 "$duet" generate --no-such-flag >"$tmp/out" 2>&1; rc=$?
 check "unknown flag exits 2" test "$rc" -eq 2
 check "unknown flag is named" grep -q "no-such-flag" "$tmp/out"
+"$duet" generate --batch-invariant maybe >"$tmp/out" 2>&1; rc=$?
+check "--batch-invariant maybe exits 2 naming the value" sh -c "test $rc -eq 2 && grep -q \"'maybe' is not on or off\" '$tmp/out'"
 "$duet" generate -m "$tmp/nowhere" -n 1 >"$tmp/out" 2>&1; rc=$?
 check "missing model exits 1 naming it and \`make model\`" sh -c "test $rc -eq 1 && grep -q 'nowhere: no such model' '$tmp/out' && grep -q 'make model' '$tmp/out'"
 mkdir "$tmp/empty"
@@ -32,6 +34,9 @@ TXT
 "$duet" generate -m "$model" -n 200 --temp 0 >"$tmp/got" 2>"$tmp/err"
 check "greedy 200 tokens equal llama2.c's expected output" cmp -s "$tmp/got" "$tmp/expected"
 check "throughput line on stderr" grep -q "decode: 200 tokens" "$tmp/err"
+# The batch-invariant products (one sgemv per row) give llama2.c's text as well.
+"$duet" generate -m "$model" -n 200 --temp 0 --batch-invariant on >"$tmp/got_inv" 2>/dev/null
+check "--batch-invariant on: the same 200 greedy tokens" cmp -s "$tmp/got_inv" "$tmp/expected"
 # 199 new tokens (HF max_new_tokens=199) stop one token earlier, after "so".
 "$duet" generate -m "$model" -n 199 --temp 0 >"$tmp/got199" 2>/dev/null
 check "199 tokens are the same text less the last token" sh -c "{ head -c -5 '$tmp/expected'; echo; } | cmp -s - '$tmp/got199'"

@@ -5,6 +5,7 @@
  * rows of the column-major view, ld K, batch offset Ks), B = x[:, s Ks ..] (ld K, offset Ks), C = the fp32
  * partial P_s (N, Tc, ld N, offset N Tc) for Tc <= GEMM_FIXED_ROWS rows at a time; then fixed_sum writes
  * y[t][n] = ((P_0 + P_1) + P_2) + P_3 [t][n] rounded once to y's type. */
+#include "bench_gpu.h"
 #include "cuda_check.h"
 #include "gemm_fixed.h"
 
@@ -282,15 +283,6 @@ static int matmul(gpu_gemm_fixed *f, fixed_plan *p, void *d, const void *x, cons
  * through the epilogue (beta = -1, C = y0), which leaves the rounding residual of y0 (fp32 outputs: 0),
  * so accumulators that differ by one fp32 ulp show even where y0's dt rounding would hide them;
  * the candidate is taken only when r_c equals r_a bit for bit. */
-template <typename T> __global__ void probe_fill(T *x, int64_t n)
-{
-    const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= n) return;
-    uint32_t h = (uint32_t)i * 2654435761u ^ 0x9e3779b9u;
-    h ^= h >> 13, h *= 0x5bd1e995u, h ^= h >> 15;
-    x[i] = (T)(((float)(h & 0xffffu) / 65535.0f - 0.5f) * 2.0f);
-}
-
 __global__ void probe_diff(const uint32_t *a, const uint32_t *b, int64_t n_words, int *n_diff)
 {
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n_words; i += (int64_t)gridDim.x * blockDim.x)
@@ -317,10 +309,8 @@ static int probe(gpu_gemm_fixed *f, fixed_plan *p, const void *W, cudaStream_t s
     void *ra = (char *)y0 + ob, *rc = (char *)ra + ob;
     int *d_diff = (int *)((char *)rc + ob);
     const int64_t nx = (int64_t)Tp * p->K, words = (int64_t)(os * Tp * p->N * p->S / 4);
-    const unsigned fb = (unsigned)((nx + 255) / 256);
-    if (p->dt == GPU_BF16) probe_fill<__nv_bfloat16><<<fb, 256, 0, s>>>((__nv_bfloat16 *)x, nx);
-    else probe_fill<__half><<<fb, 256, 0, s>>>((__half *)x, nx);
-    LAUNCH_CHECK();
+    /* x uniform in [-1, 1) (std 1 / sqrt 3), the bench's counter hash: the same bits on any GPU */
+    if (gpu_fill_random(x, nx, p->dt, 0x9e3779b9u, 0, 0.0f, 0.57735027f, s)) return -1;
     const int ldy = p->N;
     if (!algo_runs(f, p, &p->algo[0], Tp, ldy)) return 0;
     if (matmul_with(f, p, &p->algo[0], y0, NULL, 0.0f, x, W, Tp, ldy, s) ||

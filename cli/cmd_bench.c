@@ -530,7 +530,8 @@ int cmd_bench(int argc, char **argv)
                         "weight bytes %.2f GB -> floor %.2f ms/step\n",
                 copy_gbps, dtype, G, G, G, peak_tflops, wbytes / 1e9, wbytes / (copy_gbps * 1e9) * 1e3);
         /* the GEMMs of one decode step per weight mode and batch size: the engine's choice, cuBLAS alone (on
-         * W dequantized to dt for a quantized mode), the GEMV kernel (B <= 8), the tensor-core qmma
+         * W dequantized to dt for a quantized mode), the GEMV kernel (B <= 8; at B = 1 with quantized weights
+         * also the register GEMV, the bulk-copy one's predecessor), the tensor-core qmma
          * (quantized, B <= 64), batch-invariant mode's pinned products (--batch-invariant's cost) */
         const int Q = (c.n_heads + 2 * c.n_kv_heads) * c.head_dim, Hd = c.n_heads * c.head_dim;
         const int shp[5][3] = {{Q, c.dim, c.n_layers}, {c.dim, Hd, c.n_layers}, {2 * c.ffn_dim, c.dim, c.n_layers},
@@ -540,11 +541,12 @@ int cmd_bench(int argc, char **argv)
             double mbytes = weight_bytes(&c, modes[mi]);
             for (int bi = 0; bi < n_batch; bi++) {
                 int B = batches[bi];
-                const gpu_gemm_path paths[5] = {GPU_PATH_ENGINE, GPU_PATH_CUBLAS, GPU_PATH_GEMV, GPU_PATH_QMMA,
-                                                GPU_PATH_INVARIANT};
-                double tot[5] = {0, 0, 0, 0, 0}; /* < 0: the path does not take this case */
-                for (int path = 0; path < 5; path++) {
+                const gpu_gemm_path paths[6] = {GPU_PATH_ENGINE, GPU_PATH_CUBLAS, GPU_PATH_GEMV, GPU_PATH_QMMA,
+                                                GPU_PATH_INVARIANT, GPU_PATH_GEMV_REGS};
+                double tot[6] = {0, 0, 0, 0, 0, 0}; /* < 0: the path does not take this case */
+                for (int path = 0; path < 6; path++) {
                     if ((paths[path] == GPU_PATH_GEMV && B > 8) ||
+                        (paths[path] == GPU_PATH_GEMV_REGS && (B != 1 || modes[mi] == DUET_Q_NONE)) ||
                         (paths[path] == GPU_PATH_QMMA && (B > 64 || modes[mi] == DUET_Q_NONE))) {
                         tot[path] = -1;
                         continue;
@@ -558,21 +560,23 @@ int cmd_bench(int argc, char **argv)
                         tot[path] += m * shp[k][2];
                     }
                 }
-                char gv[32] = "null", qm[32] = "null"; /* null: the path does not take this case */
+                char gv[32] = "null", qm[32] = "null", gr[32] = "null"; /* null: the path does not take this case */
                 if (tot[2] >= 0) snprintf(gv, sizeof gv, "%.3f", tot[2]);
+                if (tot[5] >= 0) snprintf(gr, sizeof gr, "%.3f", tot[5]);
                 if (tot[3] >= 0) snprintf(qm, sizeof qm, "%.3f", tot[3]);
                 snprintf(line, sizeof line,
                          "{\"kind\": \"decode_gemms\", \"weights\": \"%s\", \"batch\": %d, \"weight_GB\": %.3f, "
                          "\"floor_ms\": %.3f, \"engine_ms_per_step\": %.3f, \"cublas_ms_per_step\": %.3f, "
-                         "\"gemv_ms_per_step\": %s, \"qmma_ms_per_step\": %s, \"invariant_ms_per_step\": %.3f, "
-                         "\"GBps\": %.1f, \"pct_of_copy\": %.1f}\n",
-                         mname, B, mbytes / 1e9, mbytes / (copy_gbps * 1e9) * 1e3, tot[0], tot[1], gv, qm, tot[4],
+                         "\"gemv_ms_per_step\": %s, \"gemv_regs_ms_per_step\": %s, \"qmma_ms_per_step\": %s, "
+                         "\"invariant_ms_per_step\": %.3f, \"GBps\": %.1f, \"pct_of_copy\": %.1f}\n",
+                         mname, B, mbytes / 1e9, mbytes / (copy_gbps * 1e9) * 1e3, tot[0], tot[1], gv, gr, qm, tot[4],
                          mbytes / (tot[0] * 1e-3) / 1e9, 100.0 * mbytes / (tot[0] * 1e-3) / 1e9 / copy_gbps);
                 emit(stdout, jf, line);
                 fprintf(stderr, "# decode GEMMs, %s, batch %d: %.3f ms/step (%.0f GB/s, %.0f%% of copy; floor %.3f); "
                                 "cuBLAS alone %.3f", mname, B, tot[0], mbytes / (tot[0] * 1e-3) / 1e9,
                         100.0 * mbytes / (tot[0] * 1e-3) / 1e9 / copy_gbps, mbytes / (copy_gbps * 1e9) * 1e3, tot[1]);
                 if (tot[2] >= 0) fprintf(stderr, ", GEMV kernel alone %.3f", tot[2]);
+                if (tot[5] >= 0) fprintf(stderr, " (the register GEMV %.3f)", tot[5]);
                 if (tot[3] >= 0) fprintf(stderr, ", qmma alone %.3f", tot[3]);
                 fprintf(stderr, ", batch-invariant %.3f ms/step\n", tot[4]);
             }

@@ -108,7 +108,8 @@ extern "C" int gpu_measure_gemm(int T, int N, int K, gpu_dtype dt, int weights, 
     if (path == GPU_PATH_INVARIANT) {
         if (gpu_gemm_set_invariant(g)) goto out;
     } else if (path != GPU_PATH_ENGINE) {
-        const int gemv = path == GPU_PATH_GEMV ? 8 : 0;
+        const int gemv = path == GPU_PATH_GEMV || path == GPU_PATH_GEMV_REGS ? 8 : 0;
+        gpu_gemm_set_qgemv(g, path == GPU_PATH_GEMV_REGS ? GPU_QGEMV_REGS : GPU_QGEMV_TMA);
         gpu_gemm_set_small_t(g, gemv);
         gpu_gemm_set_small_t_q(g, gemv);
         gpu_gemm_set_qmma_max_t(g, path == GPU_PATH_QMMA ? 64 : 0);

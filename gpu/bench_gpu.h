@@ -30,8 +30,9 @@ int gpu_measure_copy(size_t bytes, int reps, double *gbps);
  * bursts of reps back-to-back calls, rotating among enough weight copies to defeat the L2, through one
  * path: the engine's choice, cuBLAS (quantized: on W dequantized to dt), the GEMV kernel (T <= 8) or
  * the tensor-core gpu_qmma (quantized, T <= 64) or batch-invariant mode's pinned cuBLASLt product
- * (gpu_gemm_set_invariant). Random (non-zero) data. */
-typedef enum { GPU_PATH_ENGINE, GPU_PATH_CUBLAS, GPU_PATH_GEMV, GPU_PATH_QMMA, GPU_PATH_INVARIANT } gpu_gemm_path;
+ * (gpu_gemm_set_invariant); GPU_PATH_GEMV takes the bulk-copy GEMV for one token of quantized weights
+ * wherever it fits, GPU_PATH_GEMV_REGS the register GEMV (gpu_gemm_set_qgemv). Random (non-zero) data. */
+typedef enum { GPU_PATH_ENGINE, GPU_PATH_CUBLAS, GPU_PATH_GEMV, GPU_PATH_QMMA, GPU_PATH_INVARIANT, GPU_PATH_GEMV_REGS } gpu_gemm_path;
 int gpu_measure_gemm(int T, int N, int K, gpu_dtype dt, int weights, gpu_gemm_path path, int reps, double *ms);
 
 #ifdef __cplusplus

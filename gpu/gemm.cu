@@ -21,12 +21,14 @@
 #include "gemv.h"
 #include "kv_cache.h"
 #include "perturb.h"
+#include "gemv_tma.h"
 #include "qmma.h"
 #include "weights.h"
 
 #include <cublas_v2.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 #define GEMM_WS_BYTES (32u << 20)
 
@@ -38,6 +40,7 @@ struct gpu_gemm_ctx {
     int small_t;         /* T <= small_t: the GEMV kernel (dense weights) */
     int small_t_q;       /* the same for quantized weights */
     int qmma_max_t;      /* quantized weights, small_t_q < T <= qmma_max_t: the tensor-core gpu_qmma */
+    int qgemv_tma;       /* quantized weights at T = 1: GPU_QGEMV_* (gemm.h), the bulk-copy GEMV or the register one */
     void *dq;            /* the prefill path's dequantized weights (dq_bytes) */
     size_t dq_bytes;
     gpu_gemm_fixed *fixed; /* batch-invariant mode: every product through it; NULL otherwise */
@@ -86,6 +89,19 @@ extern "C" gpu_gemm_ctx *gpu_gemm_create(void)
     g->qmma_max_t = 32;
     e = getenv("DUET_QMMA_MAX_T"); /* 0 turns it off (A/B timing) */
     if (e && *e) gpu_gemm_set_qmma_max_t(g, atoi(e));
+    /* one token, quantized weights: the bulk-copy GEMV (gemv_tma.h) for the formats it is faster on, the
+     * register GEMV for the others; DUET_QGEMV_KERNEL=tma|regs picks one for every format (A/B timing;
+     * docs/environment.md) */
+    g->qgemv_tma = GPU_QGEMV_AUTO;
+    e = getenv("DUET_QGEMV_KERNEL");
+    if (e && *e) {
+        if (strcmp(e, "tma") && strcmp(e, "regs") && strcmp(e, "auto")) {
+            duet_errorf("DUET_QGEMV_KERNEL: '%s' is not a choice (auto, tma, regs)", e);
+            gpu_gemm_free(g);
+            return NULL;
+        }
+        g->qgemv_tma = !strcmp(e, "tma") ? GPU_QGEMV_TMA : !strcmp(e, "regs") ? GPU_QGEMV_REGS : GPU_QGEMV_AUTO;
+    }
     return g;
 }
 
@@ -120,10 +136,32 @@ extern "C" void gpu_gemm_set_qmma_max_t(gpu_gemm_ctx *g, int t)
     g->qmma_max_t = t < 0 ? 0 : (t > QMMA_MAX_T ? QMMA_MAX_T : t);
 }
 
-/* the GEMV of format W->fmt (gemv_<format>.cu) */
-static cudaError_t gemv_any(const gemv_args &a, gpu_dtype dt, int T, int y_f32, int fused, int norm, gpu_gemv_out out,
-                            cudaStream_t s)
+extern "C" void gpu_gemm_set_qgemv(gpu_gemm_ctx *g, int kernel) { g->qgemv_tma = kernel; }
+
+extern "C" int gpu_gemv_tma_takes(const gpu_wdesc *W, int N, int K, gpu_dtype dt, int norm)
 {
+    static const float dummy[4] __attribute__((aligned(16))) = {0, 0, 0, 0}; /* an aligned non-null input */
+    gemv_args a = {NULL, norm ? NULL : dummy, norm ? dummy : NULL, norm ? dummy : NULL, 0.0f, *W, N, K, 1};
+    return W->fmt != GPU_W_DENSE && gemv_tma_ok(a, dt);
+}
+
+extern "C" int gpu_gemv_tma_usable(void)
+{
+    gpu_wdesc W = {};
+    W.fmt = GPU_W_U4, W.w = (const void *)(uintptr_t)256, W.scales = (const uint16_t *)(uintptr_t)256, W.group = 32;
+    return gpu_gemv_tma_takes(&W, 16, 32, GPU_F16, 0);
+}
+
+/* the GEMV of format W->fmt (gemv_<format>.cu; one token of quantized weights: gemv_tma_<format>.cu) */
+static cudaError_t gemv_any(const gpu_gemm_ctx *g, const gemv_args &a, gpu_dtype dt, int T, int y_f32, int fused,
+                            int norm, gpu_gemv_out out, cudaStream_t s)
+{
+    const int tma = g->qgemv_tma == GPU_QGEMV_TMA || (g->qgemv_tma == GPU_QGEMV_AUTO && gemv_tma_preferred(a.W, dt));
+    if (T == 1 && tma && a.W.fmt != GPU_W_DENSE && gemv_tma_ok(a, dt)) switch (a.W.fmt) {
+        case GPU_W_I8: return gemv_tma_run<GPU_W_I8>(a, dt, y_f32, fused, norm, out, s);
+        case GPU_W_U4: return gemv_tma_run<GPU_W_U4>(a, dt, y_f32, fused, norm, out, s);
+        default: return gemv_tma_run<GPU_W_U4_MIN>(a, dt, y_f32, fused, norm, out, s);
+        }
     switch (a.W.fmt) {
     case GPU_W_I8: return gemv_run<GPU_W_I8>(a, dt, T, y_f32, fused, norm, out, s);
     case GPU_W_U4: return gemv_run<GPU_W_U4>(a, dt, T, y_f32, fused, norm, out, s);
@@ -175,7 +213,7 @@ extern "C" int gpu_gemv_fused_rope(gpu_gemm_ctx *g, void *y, gpu_gemv_out out, c
     gemv_args a = {y, x, xr, norm_w, eps, *W, N, K, 1};
     if (rope) a.kv = rope->kv, a.pos = rope->pos, a.seq = rope->seq, a.theta = rope->theta, a.H = rope->H;
     int norm = xr != NULL;
-    CUDA_CHECK(gemv_any(a, dt, T, 0, 1, norm, out, s));
+    CUDA_CHECK(gemv_any(g, a, dt, T, 0, 1, norm, out, s));
     LAUNCH_CHECK();
     return 0;
 }
@@ -248,7 +286,7 @@ static int gemm_any(gpu_gemm_ctx *g, void *y, int y_f32, const void *x, const gp
     }
     if (gemv_ok(g, x, Wd, T, K, dt)) {
         gemv_args a = {y, x, NULL, NULL, 0.0f, *Wd, N, K, 1};
-        CUDA_CHECK(gemv_any(a, dt, T, y_f32, 0, 0, GPU_GEMV_STORE, s));
+        CUDA_CHECK(gemv_any(g, a, dt, T, y_f32, 0, 0, GPU_GEMV_STORE, s));
         LAUNCH_CHECK();
         return 0;
     }

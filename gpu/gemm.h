@@ -21,6 +21,16 @@ void gpu_gemm_set_small_t_q(gpu_gemm_ctx *g, int t);
 /* The largest T of quantized weights that takes the tensor-core gpu_qmma above small_t_q (default
  * QMMA_MAX_T = 64, $DUET_QMMA_MAX_T; 0: none, straight to dequantize + cuBLAS). */
 void gpu_gemm_set_qmma_max_t(gpu_gemm_ctx *g, int t);
+/* One token of quantized weights: the register GEMV (gemv.cuh), the bulk-copy tensor-core GEMV (gemv_tma.h)
+ * wherever it fits, or (the default, $DUET_QGEMV_KERNEL) the bulk-copy one for the formats it measured faster on. */
+enum { GPU_QGEMV_REGS = 0, GPU_QGEMV_TMA = 1, GPU_QGEMV_AUTO = 2 };
+void gpu_gemm_set_qgemv(gpu_gemm_ctx *g, int kernel);
+/* Whether one token of these quantized weights (N, K) takes the bulk-copy GEMV (norm: with the fused
+ * RMSNorm input): 0 where the GPU or the build lacks it (compute capability 9.0, gpu_gemv_tma_usable) or
+ * the shape or alignment does not fit; the register GEMV then. */
+int gpu_gemv_tma_takes(const gpu_wdesc *W, int N, int K, gpu_dtype dt, int norm);
+/* 1 when the GPU and this build run the bulk-copy GEMV (sm_90 code on a compute capability 9.0+ GPU). */
+int gpu_gemv_tma_usable(void);
 /* Batch-invariant mode from now on: every product, whatever T and the weight format, through one pinned
  * cuBLASLt algorithm per shape (gemm_fixed.h; quantized weights dequantized into the reserved workspace
  * first), no GEMV, no qmma, so each row's sums run in one order whatever the batch. 0 or -1 +

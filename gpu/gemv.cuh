@@ -116,6 +116,50 @@ __device__ __forceinline__ void group_barrier(int id, int threads)
     asm volatile("bar.sync %0, %1;" ::"r"(id), "r"(threads) : "memory");
 }
 
+/* The output of row pair p (gemv_kernel's pair_rows) for token t: v0, v1 the fp32 products of its two rows,
+ * written as OUT says (the header comment above). Shared with the TMA GEMV (gemv_tma.cu). */
+template <typename T, typename TO, int OUT>
+__device__ __forceinline__ void gemv_out_pair(const gemv_args &a, int p, int t, float v0, float v1)
+{
+    const int N = a.N;
+    if (OUT == GV_SWIGLU) {
+        float gg = to_f32(from_f32<T>(v0)), u = to_f32(from_f32<T>(v1));
+        ((T *)a.y)[(int64_t)t * N + p] = from_f32<T>(gg / (1.0f + expf(-gg)) * u);
+    } else if (OUT == GV_ROPE) {
+        const int d = a.kv.d, half = d / 2, qk_pairs = (a.H + a.kv.Hk) * half;
+        int r0, r1, ps = a.pos[t];
+        if (p < qk_pairs) r0 = (p / half) * d + p % half, r1 = r0 + half;
+        else r0 = 2 * p, r1 = r0 + 1;
+        T y0 = from_f32<T>(v0), y1 = from_f32<T>(v1);
+        if (p < qk_pairs) {
+            float o0, o1;
+            rope_pair(to_f32(y0), to_f32(y1), ps, r0 % d, d, a.theta, o0, o1);
+            y0 = from_f32<T>(o0), y1 = from_f32<T>(o1);
+        }
+        ((T *)a.y)[(int64_t)t * N + r0] = y0;
+        ((T *)a.y)[(int64_t)t * N + r1] = y1;
+        int h = r0 / d; /* head in q | k | v order */
+        if (h >= a.H) {
+            int kvh = h < a.H + a.kv.Hk ? h - a.H : h - a.H - a.kv.Hk, i = r0 % d;
+            const int blk = gpu_kv_block_of(a.kv.block_table + (int64_t)a.seq[t] * a.kv.max_blocks, ps);
+            const int is_v = h >= a.H + a.kv.Hk;
+            void *cache = is_v ? a.kv.v : a.kv.k;
+            const int64_t off = gpu_kv_row(blk, a.kv.Hk, kvh, ps, d);
+            kv_store<T>(a.kv, cache, off + i, kvh, is_v, y0);
+            kv_store<T>(a.kv, cache, off + r1 % d, kvh, is_v, y1);
+        }
+    } else {
+        const float v[2] = {v0, v1};
+#pragma unroll
+        for (int r = 0; r < 2; r++) {
+            int n = 2 * p + r;
+            if (n >= N) break;
+            if (OUT == GV_RESID) ((float *)a.y)[(int64_t)t * N + n] += to_f32(from_f32<T>(v[r]));
+            else ((TO *)a.y)[(int64_t)t * N + n] = from_f32<TO>(v[r]);
+        }
+    }
+}
+
 template <typename T, typename TO, int NT, int IN, int OUT, int WF>
 __global__ void __launch_bounds__(GEMV_WARPS * 32) gemv_kernel(gemv_args a)
 {
@@ -295,41 +339,7 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32) gemv_kernel(gemv_args a)
                 acc[1][t] *= inv;
             }
 #pragma unroll
-        for (int t = 0; t < NT; t++) {
-            if (OUT == GV_SWIGLU) {
-                float gg = to_f32(from_f32<T>(acc[0][t])), u = to_f32(from_f32<T>(acc[1][t]));
-                ((T *)a.y)[(int64_t)t * N + p] = from_f32<T>(gg / (1.0f + expf(-gg)) * u);
-            } else if (OUT == GV_ROPE) {
-                int r0, r1, ps = a.pos[t];
-                pair_rows(p, r0, r1);
-                T y0 = from_f32<T>(acc[0][t]), y1 = from_f32<T>(acc[1][t]);
-                if (p < qk_pairs) {
-                    float o0, o1;
-                    rope_pair(to_f32(y0), to_f32(y1), ps, r0 % d, d, a.theta, o0, o1);
-                    y0 = from_f32<T>(o0), y1 = from_f32<T>(o1);
-                }
-                ((T *)a.y)[(int64_t)t * N + r0] = y0;
-                ((T *)a.y)[(int64_t)t * N + r1] = y1;
-                int h = r0 / d; /* head in q | k | v order */
-                if (h >= a.H) {
-                    int kvh = h < a.H + a.kv.Hk ? h - a.H : h - a.H - a.kv.Hk, i = r0 % d;
-                    const int blk = gpu_kv_block_of(a.kv.block_table + (int64_t)a.seq[t] * a.kv.max_blocks, ps);
-                    const int is_v = h >= a.H + a.kv.Hk;
-                    void *cache = is_v ? a.kv.v : a.kv.k;
-                    const int64_t off = gpu_kv_row(blk, a.kv.Hk, kvh, ps, d);
-                    kv_store<T>(a.kv, cache, off + i, kvh, is_v, y0);
-                    kv_store<T>(a.kv, cache, off + r1 % d, kvh, is_v, y1);
-                }
-            } else {
-#pragma unroll
-                for (int r = 0; r < 2; r++) {
-                    int n = 2 * p + r;
-                    if (n >= N) break;
-                    if (OUT == GV_RESID) ((float *)a.y)[(int64_t)t * N + n] += to_f32(from_f32<T>(acc[r][t]));
-                    else ((TO *)a.y)[(int64_t)t * N + n] = from_f32<TO>(acc[r][t]);
-                }
-            }
-        }
+        for (int t = 0; t < NT; t++) gemv_out_pair<T, TO, OUT>(a, p, t, acc[0][t], acc[1][t]);
     }
 }
 

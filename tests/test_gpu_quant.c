@@ -153,7 +153,8 @@ static void *dev_of(const float *x, int64_t n, gpu_dtype dt)
     return p;
 }
 
-/* y = x . W^T, y in dt, through each path of gpu_gemm: T = 1, 2, 5, 8 on the GEMV (small_t_q 8), 24 on
+/* y = x . W^T, y in dt, through each path of gpu_gemm: T = 1, 2, 5, 8 on the GEMV (small_t_q 8; T = 1 on
+ * the bulk-copy GEMV of gemv_tma.h where the GPU has it, then again on the register GEMV), 24 on
  * dequantize + cuBLAS (qmma off) and 80 on the defaults (beyond qmma: dequantize + cuBLAS); T = 1 also
  * with fp32 y. (test_qmma covers gpu_qmma itself.) */
 static void gemm_case(duet_qmode mode, gpu_dtype dt, int N, int K)
@@ -162,9 +163,13 @@ static void gemm_case(duet_qmode mode, gpu_dtype dt, int N, int K)
     qmat_make(&m, mode, N, K, dt);
     gpu_gemm_ctx *g = gpu_gemm_create();
     ck_assert_msg(g && gpu_gemm_reserve_dequant(g, (size_t)N * K * 2) == 0, "%s", duet_error());
-    const int Ts[] = {1, 2, 5, 8, 24, 80};
-    for (int i = 0; i < 6; i++) {
+    const int Ts[] = {1, 1, 2, 5, 8, 24, 80};
+    for (int i = 0; i < 7; i++) {
         int T = Ts[i];
+        gpu_gemm_set_qgemv(g, i == 0 ? GPU_QGEMV_TMA : GPU_QGEMV_REGS);
+        if (i == 0 && gpu_gemv_tma_usable()) /* a Hopper GPU: the bulk-copy GEMV takes every shape here */
+            ck_assert_msg(gpu_gemv_tma_takes(&m.d, N, K, dt, 0), "the bulk-copy GEMV refuses %s (%d, %d)",
+                          duet_qmode_get(mode)->name, N, K);
         gpu_gemm_set_small_t_q(g, T <= 8 ? 8 : 2);
         gpu_gemm_set_qmma_max_t(g, T == 24 ? 0 : 64);
         float *x = rand_vec((int64_t)T * K, 1.0f, dt, 1), *want = malloc(sizeof(float) * T * N),
@@ -175,13 +180,13 @@ static void gemm_case(duet_qmode mode, gpu_dtype dt, int N, int K)
         ck_assert_msg(gpu_gemm(g, dy, 0, dx, &m.d, T, N, K, dt, NULL) == 0, "%s", duet_error());
         ck_assert(gpu_sync() == 0 && gpu_download(got, dy, (int64_t)T * N, dt) == 0);
         char what[64];
-        snprintf(what, sizeof what, "gemm T %d (%d, %d)%s", T, N, K, T > 8 ? " cuBLAS" : " GEMV");
+        snprintf(what, sizeof what, "gemm T %d (%d, %d)%s", T, N, K, T > 8 ? " cuBLAS" : i == 0 ? " GEMV (tma)" : " GEMV");
         check(what, mode, dt, got, want, (int64_t)T * N, BOUND[dt]);
         if (T == 1) { /* fp32 output: only the fp32 summation order differs from the ref */
             ck_assert(gpu_poison(dy, (int64_t)T * N, 4) == 0);
             ck_assert_msg(gpu_gemm(g, dy, 1, dx, &m.d, T, N, K, dt, NULL) == 0, "%s", duet_error());
             ck_assert(gpu_sync() == 0 && gpu_download_f32(got, dy, (int64_t)T * N) == 0);
-            snprintf(what, sizeof what, "gemm T 1 (%d, %d) fp32 out", N, K);
+            snprintf(what, sizeof what, "gemm T 1 (%d, %d) fp32 out%s", N, K, i == 0 ? " (tma)" : "");
             check(what, mode, dt, got, want, (int64_t)T * N, 1e-5);
         }
         free(x), free(want), free(got);
@@ -192,14 +197,15 @@ static void gemm_case(duet_qmode mode, gpu_dtype dt, int N, int K)
 }
 
 /* Loop index i -> (mode, dtype); the product cases on SmolLM2's 576 and 1536 (576 has no group of 128:
- * it ends in a partial 128-element chunk), LLaMA-7B's 4096; odd N for the row pairs and partial 16-row
- * tiles. */
+ * it ends in a partial 128-element chunk), LLaMA-7B's 4096 and 11008 (the bulk-copy GEMV's K in 3 stages
+ * of 4-bit codes, 6 of int8, the last one shorter); odd N for the row pairs and partial 16-row tiles. */
 static void each_shape(void (*product_case)(duet_qmode, gpu_dtype, int, int), int i)
 {
     gpu_dtype dt = (gpu_dtype)(i % 2);
     duet_qmode mode = MODES[i / 2];
     product_case(mode, dt, 67, 1536);
     product_case(mode, dt, 130, 4096);
+    product_case(mode, dt, 21, 11008);
     if (mode != DUET_Q_INT4_G128) product_case(mode, dt, 96, 576);
 }
 
@@ -248,7 +254,8 @@ START_TEST(test_qmma)
 }
 END_TEST
 
-/* The fused decode GEMVs with quantized weights: RMSNorm input -> store, x -> SwiGLU, x -> residual add. */
+/* The fused decode GEMVs with quantized weights: RMSNorm input -> store, x -> SwiGLU, x -> residual add;
+ * at T = 1 on the bulk-copy GEMV (gemv_tma.h) and on the register GEMV, at T = 2 on the register GEMV. */
 START_TEST(test_fused)
 {
     gpu_dtype dt = (gpu_dtype)(_i % 2);
@@ -256,7 +263,10 @@ START_TEST(test_fused)
     const int D = 1024, F = 384;
     gpu_gemm_ctx *g = gpu_gemm_create();
     ck_assert(g);
-    for (int T = 1; T <= 2; T++) {
+    for (int it = 0; it < 3; it++) {
+        const int T = it < 2 ? 1 : 2;
+        gpu_gemm_set_qgemv(g, it == 0 ? GPU_QGEMV_TMA : GPU_QGEMV_REGS);
+        char what[64];
         /* rmsnorm(xr) * nw . W^T, W (F, D) */
         qmat w, gu, dn;
         qmat_make(&w, mode, F, D, dt);
@@ -269,10 +279,14 @@ START_TEST(test_fused)
         void *dnw = dev_of(nw, D, dt), *dy = gpu_alloc(4 * (size_t)T * 2 * F);
         ck_assert(gpu_upload_f32(dxr, xr, (int64_t)T * D) == 0 && gpu_poison(dy, (int64_t)T * F, 2) == 0);
         ck_assert_msg(gpu_gemv_fused_ok(g, &w.d, T, D, dt), "fused GEMV refuses %s", duet_qmode_get(mode)->name);
+        if (it == 0 && gpu_gemv_tma_usable())
+            ck_assert_msg(gpu_gemv_tma_takes(&w.d, F, D, dt, 1), "the bulk-copy GEMV refuses %s (%d, %d)",
+                          duet_qmode_get(mode)->name, F, D);
         ck_assert_msg(gpu_gemv_fused(g, dy, GPU_GEMV_STORE, NULL, dxr, dnw, 1e-5f, &w.d, T, F, D, dt, NULL) == 0, "%s",
                       duet_error());
         ck_assert(gpu_sync() == 0 && gpu_download(got, dy, (int64_t)T * F, dt) == 0);
-        check(T == 1 ? "fused norm->store T 1" : "fused norm->store T 2", mode, dt, got, want, (int64_t)T * F, BOUND[dt]);
+        snprintf(what, sizeof what, "fused norm->store T %d%s", T, it == 0 ? " (tma)" : "");
+        check(what, mode, dt, got, want, (int64_t)T * F, BOUND[dt]);
         /* x . [Wg; Wu]^T -> silu(g) * u: g and u rounded to dt first, as the kernel (gemm.h) */
         qmat_make(&gu, mode, 2 * F, D, dt);
         float *x = rand_vec((int64_t)T * D, 1.0f, dt, 1), *gg = malloc(sizeof(float) * T * 2 * F),
@@ -289,9 +303,13 @@ START_TEST(test_fused)
         ck_assert_msg(gpu_gemv_fused(g, dy, GPU_GEMV_SWIGLU, dx, NULL, NULL, 0.0f, &gu.d, T, F, D, dt, NULL) == 0, "%s",
                       duet_error());
         ck_assert(gpu_sync() == 0 && gpu_download(got, dy, (int64_t)T * F, dt) == 0);
-        check(T == 1 ? "fused x->swiglu T 1" : "fused x->swiglu T 2", mode, dt, got, want, (int64_t)T * F, BOUND[dt]);
+        snprintf(what, sizeof what, "fused x->swiglu T %d%s", T, it == 0 ? " (tma)" : "");
+        check(what, mode, dt, got, want, (int64_t)T * F, BOUND[dt]);
         /* resid (T, D) fp32 += a . Wd^T, Wd (D, F), the product rounded to dt */
         qmat_make(&dn, mode, D, F, dt);
+        if (it == 0 && gpu_gemv_tma_usable())
+            ck_assert_msg(gpu_gemv_tma_takes(&dn.d, D, F, dt, 0), "the bulk-copy GEMV refuses %s (%d, %d)",
+                          duet_qmode_get(mode)->name, D, F);
         float *a = rand_vec((int64_t)T * F, 1.0f, dt, 1), *res = rand_vec((int64_t)T * D, 1.0f, dt, 0),
               *prod = malloc(sizeof(float) * T * D);
         ref_matmul(prod, a, dn.wref, T, D, F);
@@ -305,7 +323,8 @@ START_TEST(test_fused)
                       duet_error());
         ck_assert(gpu_sync() == 0 && gpu_download_f32(gres, dres, (int64_t)T * D) == 0);
         /* the residual is fp32: the error is the product's dt rounding relative to the sum */
-        check(T == 1 ? "fused x->resid T 1" : "fused x->resid T 2", mode, dt, gres, wres, (int64_t)T * D, BOUND[dt]);
+        snprintf(what, sizeof what, "fused x->resid T %d%s", T, it == 0 ? " (tma)" : "");
+        check(what, mode, dt, gres, wres, (int64_t)T * D, BOUND[dt]);
         free(xr), free(nw), free(xn), free(want), free(got), free(x), free(gg), free(g2), free(u2), free(a), free(res),
             free(prod), free(wres), free(gres);
         gpu_free(dxr), gpu_free(dnw), gpu_free(dy), gpu_free(dx), gpu_free(da), gpu_free(dres);

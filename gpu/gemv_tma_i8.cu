@@ -1,0 +1,5 @@
+/* gemv_tma_i8.cu: the bulk-copy GEMV (gemv_tma.cuh) for GPU_W_I8 weights (one format a file: they compile in parallel). */
+#include "gemv_tma.cuh"
+
+template cudaError_t gemv_tma_run<GPU_W_I8>(const gemv_args &a, gpu_dtype dt, int y_f32, int fused, int norm,
+                                      gpu_gemv_out out, cudaStream_t s);

@@ -142,22 +142,17 @@ extern "C" int gpu_gemv_tma_takes(const gpu_wdesc *W, int N, int K, gpu_dtype dt
 {
     static const float dummy[4] __attribute__((aligned(16))) = {0, 0, 0, 0}; /* an aligned non-null input */
     gemv_args a = {NULL, norm ? NULL : dummy, norm ? dummy : NULL, norm ? dummy : NULL, 0.0f, *W, N, K, 1};
-    return W->fmt != GPU_W_DENSE && gemv_tma_ok(a, dt);
+    return gemv_tma_ok(a, dt);
 }
 
-extern "C" int gpu_gemv_tma_usable(void)
-{
-    gpu_wdesc W = {};
-    W.fmt = GPU_W_U4, W.w = (const void *)(uintptr_t)256, W.scales = (const uint16_t *)(uintptr_t)256, W.group = 32;
-    return gpu_gemv_tma_takes(&W, 16, 32, GPU_F16, 0);
-}
+extern "C" int gpu_gemv_tma_usable(void) { return gemv_tma_usable(); }
 
 /* the GEMV of format W->fmt (gemv_<format>.cu; one token of quantized weights: gemv_tma_<format>.cu) */
 static cudaError_t gemv_any(const gpu_gemm_ctx *g, const gemv_args &a, gpu_dtype dt, int T, int y_f32, int fused,
                             int norm, gpu_gemv_out out, cudaStream_t s)
 {
     const int tma = g->qgemv_tma == GPU_QGEMV_TMA || (g->qgemv_tma == GPU_QGEMV_AUTO && gemv_tma_preferred(a.W, dt));
-    if (T == 1 && tma && a.W.fmt != GPU_W_DENSE && gemv_tma_ok(a, dt)) switch (a.W.fmt) {
+    if (T == 1 && tma && gemv_tma_ok(a, dt)) switch (a.W.fmt) {
         case GPU_W_I8: return gemv_tma_run<GPU_W_I8>(a, dt, y_f32, fused, norm, out, s);
         case GPU_W_U4: return gemv_tma_run<GPU_W_U4>(a, dt, y_f32, fused, norm, out, s);
         default: return gemv_tma_run<GPU_W_U4_MIN>(a, dt, y_f32, fused, norm, out, s);

@@ -44,6 +44,8 @@
 #include "gemv_tma.h"
 #include "mma_codes.cuh"
 
+#include <type_traits>
+
 #define TG_WARPS 16                /* consumer warps a block; one more warp issues the copies */
 #define TG_SLOTS 4                 /* ring slots at most (2 at least: as many as the shared memory holds) */
 #define TG_STAGE_BYTES (32 * 1024) /* at most this many bytes of codes a stage (16 row pieces) */
@@ -80,7 +82,8 @@ static inline tg_geom tg_geom_of(const gemv_args &a, gpu_dtype dt, int norm, int
     q.blocks = q.tiles < n_sm ? q.tiles : n_sm;
     q.tpb = (q.tiles + q.blocks - 1) / q.blocks;
     const int64_t rows = (int64_t)q.tpb * 16 * q.G;
-    /* z: U4 the subtrahends qm_hz(z) (4 bytes a group), U4_MIN the mins (fp16); sx: U4_MIN's sums of x */
+    /* z: U4 the subtrahends qm_hz(z) or, fp16, z as fp32 (4 bytes a group), U4_MIN the mins (fp16); sx: the
+     * blocks' sums of x (U4_MIN, and U4 in fp16: the kernel's subnormal path) */
     const int64_t zb = a.W.fmt == GPU_W_U4_MIN ? rows * 2 : (a.W.fmt == GPU_W_U4 ? rows * 4 : 0);
     const int64_t xb = (int64_t)K * gpu_dtype_size(dt);
     const int64_t sxb = a.W.fmt == GPU_W_U4_MIN || (a.W.fmt == GPU_W_U4 && dt == GPU_F16) ? (int64_t)K / 32 * 4 : 0;
@@ -139,9 +142,6 @@ __device__ __forceinline__ void tg_bulk(void *dst, const void *src, uint32_t byt
 
 /* ---- kernel --------------------------------------------------------------------------------------- */
 
-template <typename T> struct T_is_half { static constexpr bool value = false; };
-template <> struct T_is_half<__half> { static constexpr bool value = true; };
-
 /* rows of pair p, as gemv_kernel's pair_rows */
 template <int OUT> __device__ __forceinline__ void tg_pair_rows(const gemv_args &a, int p, int &r0, int &r1)
 {
@@ -161,7 +161,7 @@ __global__ void __launch_bounds__((TG_WARPS + 1) * 32, 1) gemv_tma_kernel(gemv_a
      * a pair, no subtraction), every product then carries 2^-24 exactly (fp32 holds them: |q x| 2^-24 >=
      * 2^-48), the zero point comes in as - z (sum x) 2^-24 a block (U4; U4_MIN's min as m (sum x) 2^-24),
      * and the tile's sums are scaled by 2^24 at the end (exact). bf16 has no such subnormals in range. */
-    constexpr bool SUBN = BITS == 4 && sizeof(T) == 2 && T_is_half<T>::value;
+    constexpr bool SUBN = BITS == 4 && std::is_same<T, __half>::value;
     extern __shared__ __align__(128) unsigned char tg_sm[];
     __shared__ __align__(8) uint64_t full[TG_SLOTS], empty[TG_SLOTS];
     __shared__ float part[2][TG_WARPS][16]; /* a tile's per-warp products, by tile parity */
@@ -238,7 +238,8 @@ __global__ void __launch_bounds__((TG_WARPS + 1) * 32, 1) gemv_tma_kernel(gemv_a
     pdl_wait();
     /* xs (K) in T, each 8-element piece stored as the pairs (e_i, e_{i+4}) of the MMA's B fragment (x_pairs):
      * one 16-byte load a slot; GV_NORM: rmsnorm(xr) * norm_w rounded to T (fixed order: threads, shuffles,
-     * warps), GV_X: x. sx (K / 32) fp32 (U4_MIN): each 32-element block's sum of those T values. */
+     * warps), GV_X: x. sx (K / 32) fp32 (U4_MIN, U4 on the subnormal path): each 32-element block's sum of
+     * those T values (times 2^-24 on the subnormal path). */
     uint4 *xs = (uint4 *)(tg_sm + q.off_xs);
     float *sx = (float *)(tg_sm + q.off_sx);
     if (IN == GV_NORM) {

@@ -1,14 +1,18 @@
 /* gemv_tma.h: the one-token GEMV for weight-only quantized weights (GPU_W_I8, GPU_W_U4, GPU_W_U4_MIN) that
  * streams W into shared memory with Hopper's bulk copies (TMA, cp.async.bulk) and multiplies on the tensor
- * cores (gemv_tma.cuh says how). gemm.cu picks it for T = 1 where it fits, the register GEMV of gemv.cuh
- * otherwise; the same inputs and fused outputs (gemv.h's gemv_args). C++ only (gemm.cu and the
- * gemv_tma_<format>.cu files). */
+ * cores (gemv_tma.cuh says how). gemm.cu takes it for T = 1 where it fits when $DUET_QGEMV_KERNEL or
+ * gemv_tma_preferred says so, the register GEMV of gemv.cuh otherwise; the same inputs and fused outputs
+ * (gemv.h's gemv_args). C++ only (gemm.cu and the gemv_tma_<format>.cu files). */
 #ifndef DUET_GPU_GEMV_TMA_H
 #define DUET_GPU_GEMV_TMA_H
 #include "gemv.h"
 
-/* Whether the kernel takes a.W at one token: compute capability 9.0+, a quantized format, K and the group
- * multiples of 32, 16-byte aligned rows and x, and its shared memory within the device's. */
+/* Whether this build and GPU run the kernel: sm_90 code on a compute capability 9.0+ device. */
+int gemv_tma_usable(void);
+
+/* Whether the kernel takes a.W at one token: gemv_tma_usable, a quantized format (W.fmt not GPU_W_DENSE),
+ * K a multiple of 32, groups of 32, 64, 128 or the whole row, 16-byte aligned codes and x, and its shared
+ * memory within TG_SMEM_MAX. */
 int gemv_tma_ok(const gemv_args &a, gpu_dtype dt);
 
 /* Whether the engine takes it by default where it fits (gemm.cu; DUET_QGEMV_KERNEL=tma|regs overrides): the
